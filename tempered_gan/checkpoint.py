@@ -1,0 +1,53 @@
+"""Atomic files: a crash or a full disk never leaves a half-written checkpoint
+in place of the last good one."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, fsync it, then rename over
+    ``path``: readers see either the old file or the new one, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)   # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, **state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no {path.name} in {path.parent}: nothing to resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise UserError(f"{path} is corrupt or truncated ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise UserError(f"{path} is not a tempered-gan checkpoint of format {FORMAT_VERSION}")
+    return state

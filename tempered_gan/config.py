@@ -1,0 +1,138 @@
+"""A run's configuration: one flat dataclass, resolved from presets, saved as JSON.
+
+Fields left ``None`` are filled by :func:`resolve` from the preset of the data
+set and loss (the paper's settings for images, a fast setting for the 2-D
+mixtures). The resolved configuration is what ``config.json`` holds and what
+``--dry-run`` prints; an unknown key in a saved configuration is an error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .lens import SCHEDULES
+from .losses import OBJECTIVES
+from .nets import ARCHITECTURES
+
+POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
+IMAGE_DATASETS = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist", "cifar10", "celeba", "folder")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "mixture-ring8"
+    data_dir: str | None = None
+    loss: str = "gan"                 # gan | lsgan | wgan-gp
+    lens: str = "sine"                # sine | constant | none
+    k: int | None = None              # K of the sine schedule
+    lambda_value: float = 1.0         # λ of the constant schedule
+    steps: int | None = None          # generator iterations in all
+    batch_size: int | None = None
+    seed: int = 0
+    arch: str | None = None           # dcgan | lsgan | wgan-gp | mlp
+    width: int | None = None          # channel multiplier C (hidden units for mlp)
+    z_dim: int | None = None
+    lens_width: int = 32
+    lens_blocks: int = 8
+    lens_zero_init: bool = False
+    reconstruction: str = "mean"      # mean | sum, reduction of ‖X − L(X)‖²
+    optimizer: str | None = None      # adam | rmsprop (G and D; the lens always uses Adam)
+    lr: float | None = None
+    lens_lr: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    critic_steps: int | None = None
+    gp_weight: float | None = None
+    log_every: int = 100
+    sample_every: int | None = None
+    checkpoint_every: int | None = None
+    device: str = "auto"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            values = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path} is missing: not a tempered-gan run folder") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read {path}: {exc}") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{path} does not hold a configuration object")
+        return cls.from_dict(values)
+
+
+def default_arch(dataset: str, loss: str) -> str:
+    if dataset in POINT_DATASETS:
+        return "mlp"
+    return {"gan": "dcgan", "lsgan": "lsgan", "wgan-gp": "wgan-gp"}[loss]
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Check every option and fill the ``None`` ones from the presets."""
+    _check_choice("dataset", cfg.dataset, POINT_DATASETS + IMAGE_DATASETS)
+    _check_choice("loss", cfg.loss, tuple(OBJECTIVES))
+    _check_choice("lens", cfg.lens, SCHEDULES)
+    _check_choice("reconstruction", cfg.reconstruction, ("mean", "sum"))
+    points = cfg.dataset in POINT_DATASETS
+    out = dataclasses.replace(cfg)
+    out.arch = cfg.arch or default_arch(cfg.dataset, cfg.loss)
+    _check_choice("arch", out.arch, ARCHITECTURES)
+    if points != (out.arch == "mlp"):
+        raise UserError(f"arch {out.arch!r} does not fit dataset {cfg.dataset!r}: "
+                        "use mlp for the 2-D mixtures, a conv net for images")
+    wgan = cfg.loss == "wgan-gp"
+    # Presets. Images: the paper (§4) and, for WGAN-GP, Gulrajani's gan_cifar.py.
+    # Mixtures: a setting that trains in about a minute on two CPU cores.
+    out.steps = _pick(cfg.steps, 4000 if points else 50_000)
+    out.k = _pick(cfg.k, out.steps // 2 if points else 10_000)
+    out.batch_size = _pick(cfg.batch_size, 256 if points else 64)
+    out.width = _pick(cfg.width, 128 if points or wgan else 64)
+    out.z_dim = _pick(cfg.z_dim, 2 if points else 128 if wgan else 100)
+    out.optimizer = _pick(cfg.optimizer, "adam")
+    _check_choice("optimizer", out.optimizer, ("adam", "rmsprop"))
+    out.lr = _pick(cfg.lr, 1e-3 if points else 1e-4)
+    out.lens_lr = _pick(cfg.lens_lr, out.lr)
+    out.beta1 = _pick(cfg.beta1, 0.5)
+    out.beta2 = _pick(cfg.beta2, 0.9 if wgan else 0.999)
+    out.critic_steps = _pick(cfg.critic_steps, OBJECTIVES[cfg.loss].critic_steps)
+    out.gp_weight = _pick(cfg.gp_weight, OBJECTIVES[cfg.loss].gp_weight)
+    out.sample_every = _pick(cfg.sample_every, max(1, out.steps // 10))
+    out.checkpoint_every = _pick(cfg.checkpoint_every, max(1, min(out.steps // 10, 5000)))
+    for name in ("steps", "k", "batch_size", "width", "z_dim", "critic_steps", "log_every",
+                 "sample_every", "checkpoint_every", "lens_width", "lens_blocks"):
+        value = getattr(out, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise UserError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}")
+    for name in ("lr", "lens_lr"):
+        if not getattr(out, name) > 0:
+            raise UserError(f"{name.replace('_', '-')} must be positive, got {getattr(out, name)!r}")
+    if not (0 <= out.beta1 < 1 and 0 <= out.beta2 < 1):
+        raise UserError(f"Adam betas must lie in [0, 1), got ({out.beta1}, {out.beta2})")
+    if out.gp_weight < 0 or out.lambda_value < 0:
+        raise UserError("gp-weight and lambda-value must not be negative")
+    if cfg.dataset == "folder" and not cfg.data_dir:
+        raise UserError("dataset 'folder' needs --data-dir pointing at a folder of images")
+    return out
+
+
+def _pick(value, default):
+    return default if value is None else value
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise UserError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")

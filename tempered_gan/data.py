@@ -1,0 +1,386 @@
+"""Data sets for the tempered-GAN experiments, loaded whole into memory.
+
+Every image set is stored as a uint8 tensor ``(N, C, 32, 32)`` and converted
+to float32 in ``[-1, 1]`` (``v / 127.5 - 1``) only for the rows a batch asks
+for; this keeps CIFAR-10 and CelebA small in memory. Nothing is downloaded
+(the machines have no network): files must already be on disk.
+
+Decisions:
+
+* MNIST / Fashion-MNIST are 28x28; they are zero-padded by 2 pixels on each
+  side to 32x32 instead of resized, so strokes are not blurred and the
+  background stays exactly black (-1), as is common for DCGAN on MNIST.
+* Color MNIST (VEEGAN's "stacked MNIST") puts three independently drawn
+  digits into R, G and B. The triplets are drawn once from a
+  ``torch.Generator`` seeded with ``COLOR_SEEDS[split]``, independent of any
+  run seed, so every run trains on the same data set. Only the grey base set
+  and the ``(N, 3)`` index table are stored; ``batch()`` gathers.
+* CelebA (``img_align_celeba``, 178x218) is centre-cropped to 108x108 (rows
+  55-162, columns 35-142: the usual DCGAN crop around the face) and resized
+  to 32x32 with PIL's antialiased bilinear filter. ``folder`` crops the
+  largest centred square instead. Decoding is slow, so the result is cached
+  in ``cache_dir`` as ``<name>-<hash of folder and settings>.pt``, holding a
+  key that hashes the sorted file list with sizes and mtimes plus the
+  preprocessing settings; the cache is reused only when that key matches and
+  is written atomically (temp file, fsync, ``os.replace``).
+* The 2-D Gaussian mixtures (VEEGAN / PacGAN benchmarks) draw 100 000 points
+  once with a fixed generator (``MIXTURE_SEEDS[split]``).
+
+Environment: ``TEMPERED_GAN_DATA`` sets the root of the default data folders,
+``TEMPERED_GAN_CACHE`` the cache folder (default ``~/.cache/tempered-gan``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import pickle
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tempered_gan.errors import UserError
+
+DATASET_NAMES = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist",
+                 "cifar10", "celeba", "folder", "mixture-ring8", "mixture-grid25")
+
+IMAGE_SIZE = 32
+CELEBA_CROP = 108
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian dataset-fashion-mnist
+COLOR_SEEDS = {"train": 20180301, "test": 20180302}
+MIXTURE_SEEDS = {"train": 20180311, "test": 20180312}
+MIXTURE_POINTS = 100_000
+
+_IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801
+_COLOR_BASE = {"color-mnist": "mnist", "color-fashion-mnist": "fashion-mnist"}
+
+
+class MixtureSpec(NamedTuple):
+    """Mode centres ``(x, y)`` of a 2-D Gaussian mixture and the std of every mode."""
+
+    centres: tuple[tuple[float, float], ...]
+    std: float
+
+
+MIXTURE_SPECS = {
+    "mixture-ring8": MixtureSpec(
+        tuple((2 * math.cos(2 * math.pi * k / 8), 2 * math.sin(2 * math.pi * k / 8))
+              for k in range(8)), 0.02),
+    "mixture-grid25": MixtureSpec(
+        tuple((float(x), float(y)) for x in range(-4, 5, 2) for y in range(-4, 5, 2)), 0.05),
+}
+
+
+class Data:
+    """A data set held in memory; ``batch(idx)`` returns float32 samples.
+
+    Attributes: ``name``; ``kind`` ("image" or "points"); ``shape`` of one
+    sample, ``(C, 32, 32)`` or ``(2,)``; ``labels``, int64 ``(N,)``, ``(N, 3)``
+    for colour-stacked sets (digit in R, G, B), or None.
+    """
+
+    def __init__(self, name: str, kind: str, store: torch.Tensor,
+                 labels: torch.Tensor | None = None, index: torch.Tensor | None = None):
+        self.name = name
+        self.kind = kind
+        self.labels = labels
+        self._store = store
+        self._index = index  # (N, 3) rows of the grey base set for color-stacked sets
+        sample = store.shape[1:] if index is None else (index.shape[1], *store.shape[2:])
+        self.shape = tuple(sample)
+
+    def __len__(self) -> int:
+        return len(self._store if self._index is None else self._index)
+
+    def __repr__(self) -> str:
+        return f"Data({self.name!r}, kind={self.kind!r}, n={len(self)}, shape={self.shape})"
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Samples at the int64 indices ``idx`` as float32 ``(B, *shape)``.
+
+        Images are scaled from uint8 to [-1, 1]; points are returned as stored.
+        """
+        if self.kind == "points":
+            return self._store[idx]
+        if self._index is None:
+            pixels = self._store[idx]
+        else:
+            pixels = self._store[self._index[idx]].reshape(len(idx), *self.shape)
+        return pixels.float().div_(127.5).sub_(1.0)
+
+
+def default_data_dir(name: str) -> str:
+    """The folder searched when ``load_dataset`` gets no ``data_dir``.
+
+    ``$TEMPERED_GAN_DATA/<name>`` when that variable is set, else
+    ``~/.cache/tempered-gan/data/<name>``; Fashion-MNIST falls back to the
+    Debian package's folder instead. Colour variants share their base set's
+    folder. Mixtures read no files (returns ""); ``folder`` has no default.
+    """
+    _check_name(name)
+    if name.startswith("mixture-"):
+        return ""
+    if name == "folder":
+        raise UserError("folder: pass --data-dir pointing at a folder of images")
+    name = _COLOR_BASE.get(name, name)
+    root = os.environ.get("TEMPERED_GAN_DATA")
+    if root:
+        return str(Path(root).expanduser() / name)
+    if name == "fashion-mnist":
+        return FASHION_MNIST_SYSTEM_DIR
+    return str(Path.home() / ".cache" / "tempered-gan" / "data" / name)
+
+
+def default_cache_dir() -> str:
+    """``$TEMPERED_GAN_CACHE`` if set, else ``~/.cache/tempered-gan``."""
+    env = os.environ.get("TEMPERED_GAN_CACHE")
+    return str(Path(env).expanduser() if env else Path.home() / ".cache" / "tempered-gan")
+
+
+def mixture_centres(name: str) -> torch.Tensor:
+    """The ``(M, 2)`` float32 mode centres of a mixture data set."""
+    if name not in MIXTURE_SPECS:
+        raise UserError(f"unknown mixture {name!r}; choose one of: {', '.join(MIXTURE_SPECS)}")
+    return torch.tensor(MIXTURE_SPECS[name].centres, dtype=torch.float32)
+
+
+def load_dataset(name: str, data_dir: str | None = None, *, split: str = "train",
+                 cache_dir: str | None = None) -> Data:
+    """Load data set ``name`` (one of ``DATASET_NAMES``) for ``split``.
+
+    ``data_dir`` overrides ``default_data_dir(name)`` and is the only place
+    looked in; it is ignored for mixtures. ``cache_dir`` (default
+    ``default_cache_dir()``) holds decoded CelebA / folder images.
+    """
+    _check_name(name)
+    if split not in ("train", "test"):
+        raise UserError(f"{name}: unknown split {split!r}; choose 'train' or 'test'")
+    if name.startswith("mixture-"):
+        return _load_mixture(name, split)
+    if split == "test" and name in ("celeba", "folder"):
+        raise UserError(f"{name}: has no test split; use split 'train'")
+    folder = Path(data_dir).expanduser() if data_dir else Path(default_data_dir(name))
+    cache = Path(cache_dir).expanduser() if cache_dir else Path(default_cache_dir())
+    if name in ("mnist", "fashion-mnist"):
+        images, labels = _load_idx_pair(name, folder, split)
+        return Data(name, "image", images, labels)
+    if name in _COLOR_BASE:
+        images, labels = _load_idx_pair(name, folder, split)
+        gen = torch.Generator().manual_seed(COLOR_SEEDS[split])
+        index = torch.randint(len(images), (len(images), 3), generator=gen)
+        return Data(name, "image", images, labels[index], index)
+    if name == "cifar10":
+        images, labels = _load_cifar10(folder, split)
+        return Data(name, "image", images, labels)
+    if name == "celeba":
+        if (folder / "img_align_celeba").is_dir():
+            folder = folder / "img_align_celeba"
+        files, crop = _image_files(folder, (".jpg",), recursive=False), CELEBA_CROP
+        if not files:
+            raise UserError(f"celeba: no img_align_celeba/*.jpg in {folder}; unpack "
+                            "img_align_celeba.zip there or pass --data-dir DIR")
+    else:  # "folder"; default_data_dir already refused a missing data_dir
+        if not folder.is_dir():
+            raise UserError(f"folder: {folder} is not a directory; pass --data-dir pointing "
+                            "at a folder of images")
+        files, crop = _image_files(folder, IMAGE_SUFFIXES, recursive=True), None
+        if not files:
+            raise UserError(f"folder: no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    return Data(name, "image", _load_images_cached(name, folder, files, crop, cache))
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASET_NAMES:
+        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
+
+
+# --- MNIST-style IDX files -------------------------------------------------
+
+def _load_idx_pair(name: str, folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images padded to uint8 (N, 1, 32, 32) and int64 labels of an IDX pair."""
+    prefix = "train" if split == "train" else "t10k"
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    # Prefer the uncompressed file when both exist: it needs no inflating.
+    found = [next((p for p in (folder / s, folder / f"{s}.gz") if p.is_file()), None)
+             for s in stems]
+    missing = [f"{s}[.gz]" for s, p in zip(stems, found, strict=True) if p is None]
+    if missing:
+        raise UserError(f"{name}: missing {' and '.join(missing)} in {folder}; put the "
+                        "IDX files there or pass --data-dir DIR (nothing is downloaded)")
+    images = _read_idx(name, found[0], _IDX_IMAGES)
+    labels = _read_idx(name, found[1], _IDX_LABELS)
+    if images.shape[1:] != (28, 28):
+        raise UserError(f"{name}: {found[0]} holds {images.shape[1]}x{images.shape[2]} "
+                        "images; MNIST-style IDX images must be 28x28")
+    if len(images) != len(labels):
+        raise UserError(f"{name}: {found[0]} has {len(images)} images but {found[1]} "
+                        f"has {len(labels)} labels")
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))  # black border: 28x28 -> 32x32
+    return torch.from_numpy(padded).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+def _read_idx(name: str, path: Path, magic: int) -> np.ndarray:
+    """Parse an unsigned-byte IDX file, checking magic number and size."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise UserError(f"{name}: {path} is not a valid gzip file ({e})") from None
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    found = int.from_bytes(raw[:4], "big")
+    if len(raw) < header or found != magic:
+        raise UserError(f"{name}: {path} is not an IDX {'image' if ndim == 3 else 'label'} "
+                        f"file (magic 0x{found:08x}, expected 0x{magic:08x})")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + math.prod(dims):
+        raise UserError(f"{name}: {path} is truncated or corrupt: header says "
+                        f"{'x'.join(map(str, dims))} = {math.prod(dims)} bytes, "
+                        f"file has {len(raw) - header}")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+# --- CIFAR-10 python version -------------------------------------------------
+
+# Everything a CIFAR batch pickle references (numpy 1 and 2 spellings); nothing else.
+_CIFAR_PICKLE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")})
+# What a damaged or foreign pickle raises while loading.
+_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
+                  AttributeError, IndexError, KeyError, ImportError)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Refuses every global a CIFAR batch does not need, so a data file cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _load_cifar10(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, 3, 32, 32) images and int64 labels from ``cifar-10-batches-py``."""
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise UserError(f"cifar10: missing {', '.join(missing)} in {folder}; put the CIFAR-10 "
+                        "python version (cifar-10-batches-py) there or pass --data-dir DIR "
+                        "(nothing is downloaded)")
+    images, labels = [], []
+    for n in names:
+        path = folder / n
+        try:
+            with path.open("rb") as f:
+                batch = _ArrayUnpickler(f, encoding="bytes").load()
+        except _PICKLE_ERRORS as e:
+            raise UserError(f"cifar10: {path} is not a readable CIFAR-10 batch ({e})") from None
+        data = batch.get(b"data") if isinstance(batch, dict) else None
+        label = batch.get(b"labels") if isinstance(batch, dict) else None
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+                and data.shape[1] == 3 * 32 * 32 and label is not None
+                and len(label) == len(data)):
+            raise UserError(f"cifar10: {path} is not a CIFAR-10 batch (expected b'data' uint8 "
+                            "(N, 3072) and N b'labels')")
+        images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32)))  # rows are R, G, B planes
+        labels.append(torch.as_tensor(np.asarray(label, dtype=np.int64)))
+    return torch.cat(images), torch.cat(labels)
+
+
+# --- image folders (CelebA, folder) with a decoded-tensor cache -----------------
+
+def _image_files(folder: Path, suffixes: tuple[str, ...], recursive: bool) -> list[Path]:
+    """Sorted image files in ``folder`` (suffix matched case-insensitively)."""
+    if not folder.is_dir():
+        return []
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in suffixes and p.is_file())
+
+
+def _load_images_cached(name: str, root: Path, files: list[Path], crop: int | None,
+                        cache_dir: Path) -> torch.Tensor:
+    """Decode ``files`` to uint8 (N, 3, 32, 32), reusing a matching cache file."""
+    settings = f"v1 rgb crop={crop or 'square'} size={IMAGE_SIZE} resample=bilinear"
+    key = hashlib.sha256(settings.encode())
+    for p in files:
+        st = p.stat()
+        key.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    # One cache file per folder and settings, so a changed folder overwrites its stale cache.
+    slot = hashlib.sha256(f"{root.resolve()}\0{settings}".encode()).hexdigest()[:16]
+    path = cache_dir / f"{name}-{slot}.pt"
+    expected = (len(files), 3, IMAGE_SIZE, IMAGE_SIZE)
+    cached = _read_cache(path)
+    if cached.get("key") == key.hexdigest() and isinstance(cached.get("images"), torch.Tensor) \
+            and cached["images"].dtype == torch.uint8 and cached["images"].shape == expected:
+        return cached["images"]
+    images = torch.empty(expected, dtype=torch.uint8)
+    for i, p in enumerate(files):
+        images[i] = torch.from_numpy(_decode_image(name, p, crop)).permute(2, 0, 1)
+    _write_atomic(path, {"key": key.hexdigest(), "images": images})
+    return images
+
+
+def _read_cache(path: Path) -> dict:
+    """The cache file's contents, or {} when it is missing or damaged (then rebuilt)."""
+    try:
+        cached = torch.load(path, weights_only=True) if path.is_file() else {}
+    except (RuntimeError, *_PICKLE_ERRORS):  # torch reports a broken zip as RuntimeError
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def _decode_image(name: str, path: Path, crop: int | None) -> np.ndarray:
+    """One image as uint8 (32, 32, 3): centre crop (``crop`` or largest square), resize."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"{name}: cannot read image {path} ({e})") from None
+    w, h = img.size
+    side = min(w, h) if crop is None else min(crop, w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    # Crop first so pixels outside the box cannot leak in through the filter support.
+    img = img.crop((left, top, left + side, top + side))
+    return np.array(img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR))
+
+
+def _write_atomic(path: Path, obj: dict) -> None:
+    """torch.save to ``path`` via a synced temp file; a failure only costs the cache."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp",
+                                         delete=False) as f:
+            tmp = Path(f.name)
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        warnings.warn(f"could not write image cache {path}: {e}", stacklevel=3)
+
+
+# --- 2-D Gaussian mixtures ---------------------------------------------------
+
+def _load_mixture(name: str, split: str) -> Data:
+    centres, std = mixture_centres(name), MIXTURE_SPECS[name].std
+    gen = torch.Generator().manual_seed(MIXTURE_SEEDS[split])
+    labels = torch.randint(len(centres), (MIXTURE_POINTS,), generator=gen)
+    points = centres[labels] + std * torch.randn(MIXTURE_POINTS, 2, generator=gen)
+    return Data(name, "points", points, labels)

@@ -1,0 +1,109 @@
+"""The three objectives of the paper (SPEC, "Losses"), as pure functions of D's
+raw outputs (logits for the original GAN; scores for LSGAN and WGAN-GP).
+
+Notation: ``real`` = D(L(X)), ``fake`` = D(G(Z)). Every term is a batch mean.
+The original GAN terms use softplus, the stable form of the logs:
+    −log σ(a) = softplus(−a),      −log(1 − σ(a)) = softplus(a).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+# --- original GAN, non-saturating generator -------------------------------
+def gan_d(real: Tensor, fake: Tensor) -> Tensor:
+    """−log D(L(X)) − log(1 − D(G(Z)))."""
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def gan_g(fake: Tensor) -> Tensor:
+    """−log D(G(Z))."""
+    return F.softplus(-fake).mean()
+
+
+def gan_lens(real: Tensor) -> Tensor:
+    """−log(1 − D(L(X))): the lens makes lensed data look fake."""
+    return F.softplus(real).mean()
+
+
+# --- LSGAN -----------------------------------------------------------------
+def lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    """‖D(G(Z))‖² + ‖D(L(X)) − 1‖²."""
+    return fake.pow(2).mean() + (real - 1).pow(2).mean()
+
+
+def lsgan_g(fake: Tensor) -> Tensor:
+    """‖D(G(Z)) − 1‖²."""
+    return (fake - 1).pow(2).mean()
+
+
+def lsgan_lens(real: Tensor) -> Tensor:
+    """‖D(L(X))‖²."""
+    return real.pow(2).mean()
+
+
+# --- WGAN-GP ----------------------------------------------------------------
+def wgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    """D(G(Z)) − D(L(X)); the gradient penalty is added by the caller."""
+    return fake.mean() - real.mean()
+
+
+def wgan_g(fake: Tensor) -> Tensor:
+    """−D(G(Z))."""
+    return -fake.mean()
+
+
+def wgan_lens(real: Tensor) -> Tensor:
+    """D(L(X))."""
+    return real.mean()
+
+
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, alpha: Tensor) -> Tensor:
+    """E[(‖∇D(x̂)‖₂ − 1)²] at x̂ = α·real + (1 − α)·fake (Gulrajani et al.).
+
+    ``real`` is L(X), never X. ``alpha`` has one entry per sample, drawn by the
+    caller so that it controls the random stream. Uses ``torch.autograd.grad``
+    so that nothing is accumulated into ``.grad`` fields.
+    """
+    alpha = alpha.view(-1, *([1] * (real.dim() - 1)))
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def reconstruction(x: Tensor, lensed: Tensor, reduction: str = "mean") -> Tensor:
+    """L_L^R = ‖X − L(X)‖².
+
+    ``mean``: mean over all elements (the project's default; SPEC explains why).
+    ``sum``: squared norm per sample, averaged over the batch.
+    """
+    diff = (x - lensed).pow(2)
+    if reduction == "mean":
+        return diff.mean()
+    if reduction == "sum":
+        return diff.flatten(1).sum(1).mean()
+    raise ValueError(f"unknown reconstruction reduction {reduction!r}; choose 'mean' or 'sum'")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One GAN variant: its D, G and lens-adversarial terms and how D is trained."""
+
+    name: str
+    d_loss: Callable[[Tensor, Tensor], Tensor]
+    g_loss: Callable[[Tensor], Tensor]
+    lens_loss: Callable[[Tensor], Tensor]
+    critic_steps: int = 1          # D updates per G update
+    gp_weight: float = 0.0         # gradient-penalty weight (0: none)
+
+
+OBJECTIVES = {
+    "gan": Objective("gan", gan_d, gan_g, gan_lens),
+    "lsgan": Objective("lsgan", lsgan_d, lsgan_g, lsgan_lens),
+    "wgan-gp": Objective("wgan-gp", wgan_d, wgan_g, wgan_lens, critic_steps=5, gp_weight=10.0),
+}

@@ -1,0 +1,82 @@
+"""What a run writes besides checkpoints: metrics.jsonl, TensorBoard events and
+sample grids (generated | lensed real | real, at fixed noise and fixed data)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from .checkpoint import atomic_write_bytes
+
+METRICS = "metrics.jsonl"
+
+
+class RunLog:
+    """Appends one JSON line per logged step and mirrors scalars to TensorBoard.
+
+    On resume from step ``s`` the lines after ``s`` (written after the last
+    checkpoint by a run that then died) are dropped, and TensorBoard is told to
+    purge its events after ``s``, so that the curves are those of one run.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int = 0):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / METRICS
+        if resume_step and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
+        elif not resume_step:
+            self.path.write_text("")
+        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+def image_panel(fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
+    """One (3, H, W) image in [0, 1]: G(Z) | L(X) | X, each an 8-wide grid."""
+    grids = [make_grid(t.float().cpu().clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1), pad_value=1)
+             for t in (fake, lensed if lensed is not None else real, real)]
+    gap = torch.ones(3, grids[0].shape[1], 8)
+    return torch.cat([grids[0], gap, grids[1], gap, grids[2]], dim=2)
+
+
+def save_image_panel(path: Path, fake, lensed, real) -> torch.Tensor:
+    panel = image_panel(fake, lensed, real)
+    save_image(panel, str(path))
+    return panel
+
+
+def save_point_panel(path: Path, fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor, title: str = "") -> None:
+    """Scatter plots of G(Z), L(X) and X for 2-D data."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("G(Z)", fake), ("L(X)" if lensed is not None else "L(X): no lens", lensed), ("X", real)]
+    lim = float(real.abs().max()) * 1.3
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
+    for ax, (name, pts) in zip(axes, panels):
+        if pts is not None:
+            pts = pts.detach().float().cpu()
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
+        ax.set_title(name)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,96 @@
+"""Put a lens between the real data and *any* discriminator.
+
+This is the whole method in one object; our own trainer uses it too, so there
+is exactly one place where the lens is applied. In your training loop::
+
+    tempering = Tempering(ImageLens(channels=3), LambdaSchedule("sine", k=10_000), "gan")
+    for t, x in enumerate(loader, start=1):
+        real = tempering.real(x)                 # L(X), as data for D's step
+        ... your D step on real and G(z) ...
+        ... your G step ...
+        tempering.step(D, t)                     # one lens update, gradients through D
+
+``real`` keeps the graph of L(X) so that the lens step reuses it instead of
+running the lens forward a second time.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .lens import LambdaSchedule
+from .losses import OBJECTIVES, reconstruction
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Let gradients flow *through* ``module`` while it stays exactly as it is.
+
+    Its parameters take no gradients, and its buffers (batch-norm running
+    statistics) are restored afterwards: a G or lens step leaves D untouched.
+    """
+    flags = [p.requires_grad for p in module.parameters()]
+    buffers = [(b, b.clone()) for b in module.buffers()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
+class Tempering:
+    """A lens L, its optimiser and its loss ``λ(t)·L_L^A + L_L^R``.
+
+    Args:
+        lens: a module mapping a batch of real data to the same space.
+        schedule: λ(t), e.g. ``LambdaSchedule("sine", k=10_000)``.
+        objective: ``"gan"``, ``"lsgan"``, ``"wgan-gp"`` or a function of D's
+            outputs on L(X) giving the lens's adversarial loss L_L^A.
+        optimizer: defaults to Adam(lr=1e-4, betas=(0.5, 0.999)).
+        reduction: ``"mean"`` (default) or ``"sum"`` for ‖X − L(X)‖².
+    """
+
+    def __init__(self, lens: nn.Module, schedule: LambdaSchedule,
+                 objective: str | Callable[[Tensor], Tensor] = "gan",
+                 optimizer: torch.optim.Optimizer | None = None, reduction: str = "mean"):
+        self.lens = lens
+        self.schedule = schedule
+        self.adversarial = OBJECTIVES[objective].lens_loss if isinstance(objective, str) else objective
+        self.optimizer = optimizer or torch.optim.Adam(lens.parameters(), lr=1e-4, betas=(0.5, 0.999))
+        self.reduction = reduction
+        self._x: Tensor | None = None
+        self._lensed: Tensor | None = None
+
+    def real(self, x: Tensor, keep_graph: bool = True) -> Tensor:
+        """L(x), detached: D's step treats it as data.
+
+        With ``keep_graph`` the graph of L(x) is kept for the next :meth:`step`
+        (the lens updates on the last batch that D saw).
+        """
+        if not keep_graph:
+            with torch.no_grad():
+                return self.lens(x)
+        self._x, self._lensed = x, self.lens(x)
+        return self._lensed.detach()
+
+    def step(self, discriminator: nn.Module, t: int) -> dict[str, float | Tensor]:
+        """One lens update at step ``t``; only L's parameters change."""
+        if self._lensed is None:
+            raise RuntimeError("call Tempering.real(x) before Tempering.step(D, t)")
+        lam = self.schedule(t)
+        with frozen(discriminator):
+            adversarial = self.adversarial(discriminator(self._lensed))
+        rec = reconstruction(self._x, self._lensed, self.reduction)
+        self.optimizer.zero_grad(set_to_none=True)
+        (lam * adversarial + rec).backward()
+        self.optimizer.step()
+        self._x = self._lensed = None
+        return {"lambda": lam, "loss_lens_adv": adversarial.detach(), "loss_lens_rec": rec.detach()}

@@ -1,0 +1,354 @@
+"""One TAN iteration and the training loop around it.
+
+Iteration t (SPEC, "Losses"):
+  1. ``critic_steps`` D updates on {L(X) as data, G(Z)} (+ gradient penalty on
+     interpolates between L(X) and G(Z) for WGAN-GP);
+  2. one G update, gradients through a frozen D;
+  3. one lens update with weight λ(t), gradients through a frozen D, on the last
+     real batch D saw, reusing the L(X) computed for D's step.
+
+Random streams: G, D and the lens are initialised from generators of their own,
+and noise, data order and penalty interpolates each have their own stream, all
+derived from the seed. Adding a lens therefore changes nothing else: same
+initial G and D, same batches, same noise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import Data
+from .errors import UserError
+from .lens import LambdaSchedule, make_lens, zero_last_layer
+from .losses import OBJECTIVES, gradient_penalty
+from .nets import make_nets, xavier_init_
+from .runlog import RunLog, save_image_panel, save_point_panel
+from .tempering import Tempering, frozen
+
+LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
+GRID_SAMPLES = 64      # images in a sample grid
+POINT_SAMPLES = 1024   # points in a 2-D scatter plot
+
+
+def seed_for(seed: int, stream: str) -> int:
+    """A seed for one named random stream, stable across processes and versions."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:7], "little")
+
+
+class EpochSampler:
+    """Batches of indices from a fresh permutation every epoch (last partial
+    batch dropped). Its position is two integers, so resuming is exact."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if batch_size > n:
+            raise UserError(f"batch size {batch_size} is larger than the data set ({n} samples)")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.position = 0, 0
+        self._perm, self._perm_epoch = None, -1
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.n:
+            self.epoch, self.position = self.epoch + 1, 0
+        if self._perm_epoch != self.epoch:
+            g = torch.Generator().manual_seed(seed_for(self.seed, f"data-epoch-{self.epoch}"))
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), self.epoch
+        idx = self._perm[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+
+
+def init_net(net: nn.Module, seed: int, stream: str) -> nn.Module:
+    return xavier_init_(net, torch.Generator().manual_seed(seed_for(seed, stream)))
+
+
+def build_nets(cfg: TrainConfig, sample_shape: tuple) -> tuple[nn.Module, nn.Module, nn.Module | None]:
+    """G, D and the lens (None without one), each initialised from its own stream.
+
+    Construction runs inside ``fork_rng`` so that PyTorch's default
+    initialisers, which draw from the global generator, leave it untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        G, D = make_nets(cfg.arch, sample_shape, cfg.z_dim, cfg.width)
+        init_net(G, cfg.seed, "G")
+        init_net(D, cfg.seed, "D")
+        lens = None
+        if cfg.lens != "none":
+            lens = init_net(make_lens(sample_shape, cfg.lens_width, cfg.lens_blocks), cfg.seed, "lens")
+            if cfg.lens_zero_init:
+                zero_last_layer(lens)
+    return G, D, lens
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but no CUDA GPU is available")
+    return device
+
+
+@dataclass
+class Trainer:
+    """Everything one run holds; :meth:`step` is one TAN iteration."""
+
+    cfg: TrainConfig
+    data: Data
+    device: torch.device
+    G: nn.Module
+    D: nn.Module
+    tempering: Tempering | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sampler: EpochSampler
+    noise: torch.Generator
+    penalty_noise: torch.Generator
+    step_count: int = 0
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, data: Data, device: torch.device) -> "Trainer":
+        G, D, lens = build_nets(cfg, tuple(data.shape))
+        G, D = G.to(device), D.to(device)
+        tempering = None
+        if lens is not None:
+            lens = lens.to(device)
+            lens_opt = torch.optim.Adam(lens.parameters(), lr=cfg.lens_lr, betas=(cfg.beta1, cfg.beta2))
+            tempering = Tempering(lens, LambdaSchedule(cfg.lens, cfg.k, cfg.lambda_value), cfg.loss,
+                                  lens_opt, cfg.reconstruction)
+        return cls(cfg, data, device, G, D, tempering,
+                   make_optimizer(cfg, G.parameters()), make_optimizer(cfg, D.parameters()),
+                   EpochSampler(len(data), cfg.batch_size, cfg.seed),
+                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "noise")),
+                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "penalty")))
+
+    @property
+    def lens(self) -> nn.Module | None:
+        return self.tempering.lens if self.tempering else None
+
+    def _z(self) -> torch.Tensor:
+        return torch.randn(self.cfg.batch_size, self.cfg.z_dim, generator=self.noise, device=self.device)
+
+    def step(self) -> torch.Tensor:
+        """Run iteration ``step_count + 1``; return the losses (d, g, lens_adv, lens_rec)."""
+        t = self.step_count + 1
+        cfg, objective = self.cfg, OBJECTIVES[self.cfg.loss]
+        for i in range(cfg.critic_steps):
+            x = self.data.batch(self.sampler.next()).to(self.device, non_blocking=True)
+            keep = i == cfg.critic_steps - 1
+            real = self.tempering.real(x, keep_graph=keep) if self.tempering else x
+            with torch.no_grad():
+                fake = self.G(self._z())
+            loss_d = objective.d_loss(self.D(real), self.D(fake))
+            if cfg.gp_weight:
+                alpha = torch.rand(real.shape[0], generator=self.penalty_noise, device=self.device)
+                loss_d = loss_d + cfg.gp_weight * gradient_penalty(self.D, real, fake, alpha)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+
+        with frozen(self.D):
+            loss_g = objective.g_loss(self.D(self.G(self._z())))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+        lens_adv = lens_rec = torch.zeros((), device=self.device)  # placeholders, logged as null
+        if self.tempering:
+            out = self.tempering.step(self.D, t)
+            lens_adv, lens_rec = out["loss_lens_adv"], out["loss_lens_rec"]
+        self.step_count = t
+        return torch.stack([loss_d.detach(), loss_g.detach(), lens_adv, lens_rec])
+
+    def lam(self, t: int) -> float | None:
+        return self.tempering.schedule(t) if self.tempering else None
+
+    # --- checkpoints ------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.cfg),
+            "step": self.step_count,
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "lens": self.lens.state_dict() if self.lens else None,
+            "opt_lens": self.tempering.optimizer.state_dict() if self.tempering else None,
+            "sampler": self.sampler.state_dict(),
+            "rng": {"noise": self.noise.get_state(), "penalty": self.penalty_noise.get_state(),
+                    "torch": torch.get_rng_state()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            if self.tempering:
+                self.lens.load_state_dict(state["lens"])
+                self.tempering.optimizer.load_state_dict(state["opt_lens"])
+            self.sampler.load_state_dict(state["sampler"])
+            self.noise.set_state(state["rng"]["noise"])
+            self.penalty_noise.set_state(state["rng"]["penalty"])
+            torch.set_rng_state(state["rng"]["torch"])
+            self.step_count = int(state["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            raise UserError(f"checkpoint does not fit this configuration: {str(exc).splitlines()[0]}") from None
+
+    # --- samples ------------------------------------------------------------
+    @torch.no_grad()
+    def samples(self, count: int = GRID_SAMPLES) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """G(Z), L(X), X at fixed noise and a fixed real batch, in eval mode so
+        that drawing them changes no state of the run."""
+        g = torch.Generator().manual_seed(seed_for(self.cfg.seed, "samples"))
+        z = torch.randn(count, self.cfg.z_dim, generator=g).to(self.device)
+        x = self.data.batch(torch.randperm(len(self.data), generator=g)[:count]).to(self.device)
+        nets = [m for m in (self.G, self.lens) if m is not None]
+        modes = [m.training for m in nets]
+        for m in nets:
+            m.eval()
+        try:
+            return self.G(z), (self.lens(x) if self.lens else None), x
+        finally:
+            for m, mode in zip(nets, modes):
+                m.train(mode)
+
+
+class NonFiniteLoss(UserError):
+    pass
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
+    fake, lensed, real = trainer.samples(POINT_SAMPLES if trainer.data.kind == "points" else GRID_SAMPLES)
+    folder = run_dir / "samples"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"step_{trainer.step_count:07d}.png"
+    if trainer.data.kind == "points":
+        lam = trainer.lam(trainer.step_count)
+        title = f"step {trainer.step_count}" + (f", λ = {lam:.3f}" if lam is not None else ", no lens")
+        save_point_panel(path, fake, lensed, real, title)
+    else:
+        panel = save_image_panel(path, fake, lensed, real)
+        log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
+
+
+def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
+          progress: bool | None = None) -> dict:
+    """Train until ``cfg.steps``, writing logs, samples and checkpoints to
+    ``run_dir``; with ``resume`` continue from ``run_dir/checkpoint.pt``.
+
+    Returns the last logged record. Raises :class:`Interrupted` after saving a
+    checkpoint on SIGINT/SIGTERM and :class:`NonFiniteLoss` (keeping the last
+    good checkpoint) when a loss becomes NaN or infinite.
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    device = pick_device(cfg.device)
+    trainer = Trainer.create(cfg, data, device)
+    if resume:
+        trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))
+    log = RunLog(run_dir, resume_step=trainer.step_count)
+    ckpt_path = run_dir / CHECKPOINT
+
+    sums = torch.zeros(len(LOSS_NAMES), device=device)
+    counted = 0
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    record: dict = {}
+    last_time, last_step = time.perf_counter(), trainer.step_count
+
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            raise NonFiniteLoss(f"a loss became NaN or infinite at step {bad}; stopped, "
+                                f"the last good checkpoint ({ckpt_path}) is kept")
+
+    def checkpoint() -> None:
+        check_finite()
+        save_checkpoint(ckpt_path, trainer.state_dict())
+
+    bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not (sys.stderr.isatty() if progress is None else progress),
+               dynamic_ncols=True, unit="step")
+    try:
+        with _StopFlag() as stop:
+            while trainer.step_count < cfg.steps:
+                losses = trainer.step()
+                t = trainer.step_count
+                # No sync with the device here: the flag is read at log and checkpoint steps.
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses).all(), t, first_bad)
+                sums += losses
+                counted += 1
+                bar.update(1)
+                if t % cfg.log_every == 0 or t == cfg.steps:
+                    check_finite()
+                    now = time.perf_counter()
+                    means = (sums / counted).tolist()
+                    record = {"step": t, "lambda": trainer.lam(t)}
+                    record.update({k: (v if trainer.tempering or k in ("loss_d", "loss_g") else None)
+                                   for k, v in zip(LOSS_NAMES, means)})
+                    record["steps_per_s"] = (t - last_step) / max(now - last_time, 1e-9)
+                    log.write(record)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step" and v is not None})
+                    if bar.disable and progress is None:  # no terminal: one line per log step
+                        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
+                              file=sys.stderr, flush=True)
+                    sums.zero_()
+                    counted, last_time, last_step = 0, now, t
+                if t % cfg.sample_every == 0 or t == cfg.steps:
+                    write_samples(trainer, run_dir, log)
+                if t % cfg.checkpoint_every == 0 or t == cfg.steps:
+                    checkpoint()
+                if stop.signum is not None:
+                    checkpoint()
+                    raise Interrupted(stop.signum, t)
+    finally:
+        bar.close()
+        log.close()
+    return record
