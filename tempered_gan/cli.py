@@ -109,7 +109,7 @@ def _load_data(cfg: TrainConfig):
 
 
 def cmd_train(args) -> int:
-    from .train import train
+    from .train import preflight, train
 
     if args.resume:
         return _resume(args)
@@ -117,7 +117,8 @@ def cmd_train(args) -> int:
     if args.dry_run:
         print(cfg.to_json())
         return 0
-    data = _load_data(cfg)               # fails before any folder is touched
+    data = _load_data(cfg)               # bad input fails before any folder is touched
+    preflight(cfg, data)
     run_dir = args.run_dir = Path(args.out) if args.out else _new_run_dir(cfg)
     _prepare_run_dir(run_dir, args.overwrite)
     atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
@@ -132,7 +133,7 @@ _RESUME_OPTIONS = {"steps", "device", "log_every", "sample_every", "checkpoint_e
 
 
 def _resume(args) -> int:
-    from .train import train
+    from .train import preflight, train
 
     run_dir = Path(args.resume)
     if not run_dir.is_dir():
@@ -160,6 +161,7 @@ def _resume(args) -> int:
         print(f"{run_dir} is already at step {state['step']} (asked for {cfg.steps}); nothing to do", file=sys.stderr)
         return 0
     data = _load_data(cfg)
+    preflight(cfg, data)
     atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
     print(f"resuming {run_dir} at step {state['step']} of {cfg.steps}", file=sys.stderr)
     record = train(cfg, data, run_dir, resume=True, progress=args.progress)
@@ -170,7 +172,10 @@ def _resume(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .train import Interrupted, NonFiniteLoss
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a malformed option (already printed as one line)
+        return exc.code
     try:
         return {"train": cmd_train}[args.command](args)
     except NonFiniteLoss as exc:

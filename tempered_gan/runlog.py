@@ -46,11 +46,15 @@ class RunLog:
 
 
 def image_panel(fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
-    """One (3, H, W) image in [0, 1]: G(Z) | L(X) | X, each an 8-wide grid."""
+    """One (3, H, W) image in [0, 1]: G(Z) | L(X) | X (G(Z) | X without a lens),
+    each an 8-wide grid."""
     grids = [make_grid(t.float().cpu().clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1), pad_value=1)
-             for t in (fake, lensed if lensed is not None else real, real)]
-    gap = torch.ones(3, grids[0].shape[1], 8)
-    return torch.cat([grids[0], gap, grids[1], gap, grids[2]], dim=2)
+             for t in (fake, lensed, real) if t is not None]
+    height = max(g.shape[1] for g in grids)
+    parts = []
+    for g in grids:
+        parts += [torch.nn.functional.pad(g, (0, 0, 0, height - g.shape[1]), value=1.0), torch.ones(3, height, 8)]
+    return torch.cat(parts[:-1], dim=2)
 
 
 def save_image_panel(path: Path, fake, lensed, real) -> torch.Tensor:

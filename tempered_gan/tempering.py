@@ -33,7 +33,11 @@ def frozen(module: nn.Module) -> Iterator[None]:
     statistics) are restored afterwards: a G or lens step leaves D untouched.
     """
     flags = [p.requires_grad for p in module.parameters()]
-    buffers = [(b, b.clone()) for b in module.buffers()]
+    # Buffers are swapped for copies rather than restored in place afterwards:
+    # the autograd graph may hold the tensors the forward pass used.
+    originals = [(m, name, b) for m in module.modules() for name, b in m._buffers.items() if b is not None]
+    for m, name, b in originals:
+        m._buffers[name] = b.clone()
     for p in module.parameters():
         p.requires_grad_(False)
     try:
@@ -41,9 +45,8 @@ def frozen(module: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in zip(module.parameters(), flags):
             p.requires_grad_(flag)
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
+        for m, name, b in originals:
+            m._buffers[name] = b
 
 
 class Tempering:

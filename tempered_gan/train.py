@@ -50,8 +50,6 @@ class EpochSampler:
     batch dropped). Its position is two integers, so resuming is exact."""
 
     def __init__(self, n: int, batch_size: int, seed: int):
-        if batch_size > n:
-            raise UserError(f"batch size {batch_size} is larger than the data set ({n} samples)")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.epoch, self.position = 0, 0
         self._perm, self._perm_epoch = None, -1
@@ -111,6 +109,13 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} asked for, but no CUDA GPU is available")
     return device
+
+
+def preflight(cfg: TrainConfig, data: Data) -> torch.device:
+    """Checks that need the data or the machine, made before a run folder is touched."""
+    if cfg.batch_size > len(data):
+        raise UserError(f"batch size {cfg.batch_size} is larger than the data set ({len(data)} samples)")
+    return pick_device(cfg.device)
 
 
 @dataclass
@@ -223,6 +228,7 @@ class Trainer:
     def samples(self, count: int = GRID_SAMPLES) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """G(Z), L(X), X at fixed noise and a fixed real batch, in eval mode so
         that drawing them changes no state of the run."""
+        count = min(count, len(self.data))
         g = torch.Generator().manual_seed(seed_for(self.cfg.seed, "samples"))
         z = torch.randn(count, self.cfg.z_dim, generator=g).to(self.device)
         x = self.data.batch(torch.randperm(len(self.data), generator=g)[:count]).to(self.device)
@@ -291,7 +297,7 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
-    device = pick_device(cfg.device)
+    device = preflight(cfg, data)
     trainer = Trainer.create(cfg, data, device)
     if resume:
         trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))

@@ -1,0 +1,217 @@
+"""The command line as users run it: runs, resume, interruption and bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tempered_gan import losses
+from tempered_gan.cli import main
+
+TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2"]
+TINY_MNIST = ["--dataset", "mnist", "--batch-size", "8", "--width", "4", "--z-dim", "8",
+              "--lens-width", "4", "--lens-blocks", "1", "--log-every", "2"]
+
+
+@pytest.fixture()
+def mnist_dir(tmp_path):
+    from test_data import write_mnist
+    return write_mnist(tmp_path / "mnist", n=40)
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def weights(run_dir):
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    return state["step"], {f"{net}.{k}": v for net in ("G", "D", "lens") for k, v in (state[net] or {}).items()}
+
+
+def assert_bit_identical(a, b):
+    step_a, wa = weights(a)
+    step_b, wb = weights(b)
+    assert step_a == step_b and wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), [k for k in wa if not torch.equal(wa[k], wb[k])]
+
+
+def test_a_run_writes_config_metrics_samples_and_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 6, "--k", 4, "--out", out, "--sample-every", 3, *TINY) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "mixture-ring8" and config["steps"] == 6 and config["lens"] == "sine"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert {"step", "lambda", "loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec"} <= records[0].keys()
+    assert records[0]["lambda"] == pytest.approx(1 - 2 ** -0.5)   # t = K/2: 1 − sin(π/4)
+    assert records[1]["lambda"] == 0.0 and records[2]["lambda"] == 0.0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
+    assert list((out / "tb").iterdir())
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_no_lens_run_logs_null_lens_terms(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--lens", "none", "--out", out, *TINY) == 0
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["lambda"] is None and record["loss_lens_rec"] is None and record["loss_d"] > 0
+    assert weights(out)[1].keys() == {k for k in weights(out)[1] if not k.startswith("lens.")}
+
+
+@pytest.mark.parametrize("extra", [["--lens", "sine", "--k", "3"], ["--loss", "wgan-gp", "--lens", "constant"]])
+def test_resume_is_bit_identical_on_points(tmp_path, extra):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run("train", "--steps", 8, "--out", straight, *TINY, *extra) == 0
+    assert run("train", "--steps", 4, "--out", split, *TINY, *extra) == 0
+    assert run("train", "--resume", split, "--steps", 8) == 0
+    assert_bit_identical(straight, split)
+    lines = [json.loads(x)["step"] for x in (split / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("loss", ["gan", "lsgan"])
+def test_resume_is_bit_identical_on_images(tmp_path, mnist_dir, loss):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = [*TINY_MNIST, "--data-dir", mnist_dir, "--loss", loss, "--k", 4]
+    assert run("train", "--steps", 6, "--out", straight, *common) == 0      # 40 samples / 8: crosses an epoch
+    assert run("train", "--steps", 3, "--out", split, *common) == 0
+    assert run("train", "--resume", split, "--steps", 6) == 0
+    assert_bit_identical(straight, split)
+
+
+def test_dry_run_prints_resolved_config_and_writes_nothing(tmp_path, capsys):
+    assert run("train", "--dataset", "cifar10", "--loss", "wgan-gp", "--dry-run", "--out", tmp_path / "x") == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["critic_steps"] == 5 and config["arch"] == "wgan-gp" and config["k"] == 10_000
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_run_is_kept_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert run("train", "--steps", 4, "--out", out, "--overwrite", *TINY) == 0
+    assert json.loads((out / "config.json").read_text())["steps"] == 4
+    other = tmp_path / "not-a-run"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    assert run("train", "--steps", 2, "--out", other, "--overwrite", *TINY) == 2
+    assert (other / "thesis.tex").read_text() == "precious"
+
+
+def test_bad_data_does_not_touch_an_existing_run(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    assert run("train", "--dataset", "mnist", "--data-dir", tmp_path / "empty", "--out", out, "--overwrite") == 2
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+BAD = [
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--loss", "hinge"], "unknown loss 'hinge'"),
+    (["--lens", "cosine"], "unknown lens 'cosine'"),
+    (["--k", "-5"], "k must be a positive"),
+    (["--steps", "0"], "steps must be a positive"),
+    (["--steps", "many"], "invalid int value"),
+    (["--batch-size", "-1"], "batch-size must be a positive"),
+    (["--lr", "0"], "lr must be positive"),
+    (["--arch", "dcgan"], "does not fit dataset"),
+    (["--dataset", "folder"], "needs --data-dir"),
+    (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "train-images-idx3-ubyte"),
+    (["--batch-size", "200000"], "larger than the data set"),
+    (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
+    code = run("train", "--out", tmp_path / "run", "--steps", 2, *argv) if "--steps" not in argv else \
+        run("train", "--out", tmp_path / "run", *argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_corrupt_idx_file_is_one_clear_line(tmp_path, mnist_dir, capsys):
+    path = mnist_dir / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train-images-idx3-ubyte" in err
+
+
+def test_bad_resume_folders(tmp_path, capsys):
+    assert run("train", "--resume", tmp_path / "nothing") == 2
+    assert "no such run folder" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 0
+    capsys.readouterr()
+    assert run("train", "--resume", out, "--loss", "lsgan") == 2
+    assert "--loss" in capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "width": 32}))
+    assert run("train", "--resume", out, "--steps", 4) == 2
+    assert "disagree on width" in capsys.readouterr().err
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "checkpoint.pt").write_bytes(b"\x00garbage")
+    assert run("train", "--resume", out, "--steps", 4) == 2
+    assert "corrupt" in capsys.readouterr().err
+    (out / "checkpoint.pt").unlink()
+    assert run("train", "--resume", out, "--steps", 4) == 2
+    assert "no checkpoint.pt" in capsys.readouterr().err
+
+
+def test_resume_at_or_past_the_end_does_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 0
+    assert run("train", "--resume", out) == 0
+    assert "nothing to do" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def g_loss(fake):
+        calls.append(1)
+        return fake.mean() * float("nan") if len(calls) >= 5 else losses.gan_g(fake)
+
+    monkeypatch.setitem(losses.OBJECTIVES, "gan", losses.Objective("gan", losses.gan_d, g_loss, losses.gan_lens))
+    out = tmp_path / "run"
+    code = run("train", "--steps", 10, "--checkpoint-every", 2, "--out", out, *TINY)
+    err = capsys.readouterr().err
+    assert code == 3 and "NaN or infinite at step 5" in err
+    step, w = weights(out)
+    assert step == 4 and all(torch.isfinite(v).all() for v in w.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_and_resume_continues(tmp_path, sig):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tempered_gan", "train", "--steps", "100000", "--checkpoint-every", "100000",
+           "--out", str(out), *TINY, "--no-progress"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert "checkpoint saved" in err and "Traceback" not in err
+    step, _ = weights(out)
+    assert step >= 2
+    assert run("train", "--resume", out, "--steps", step + 2) == 0
+    assert weights(out)[0] == step + 2
+
+
+def test_module_entry_point_and_help():
+    result = subprocess.run([sys.executable, "-m", "tempered_gan", "train", "--help"], capture_output=True, text=True,
+                            env={**os.environ})
+    assert result.returncode == 0 and "--resume" in result.stdout and "--lens" in result.stdout
