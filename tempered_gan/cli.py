@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import shutil
 import signal
 import sys
@@ -37,6 +38,9 @@ HELP = {
     "lens_blocks": "residual blocks in the lens (default 8)",
     "lens_zero_init": "start the lens exactly at the identity (zero last layer); paper: off",
     "reconstruction": "‖X − L(X)‖² reduction: mean over elements (default) or sum per sample",
+    "keep_lens": "never retire the lens (by default it is dropped once λ = 0 and L stays within --retire-tolerance)",
+    "retire_tolerance": "after step K the lens retires when ‖X − L(X)‖² (mean) stays below this (default 1e-4) ...",
+    "retire_patience": "... for this many consecutive steps (default 1000; checked at log steps)",
     "optimizer": "adam (default) or rmsprop, for G and D",
     "lr": "learning rate (default 1e-4; 1e-3 for mixtures)",
     "lens_lr": "lens learning rate (default: --lr)",
@@ -47,6 +51,10 @@ HELP = {
     "log_every": "steps between lines of metrics.jsonl (default 100)",
     "sample_every": "steps between sample grids (default: a tenth of the run)",
     "checkpoint_every": "steps between checkpoints (default: a tenth of the run, at most 5000)",
+    "eval_every": "steps between FID (and mode-coverage) evaluations; 0 (default): none",
+    "fid_samples": "samples per FID (default 4096; 10000 for wgan-gp, as in the paper)",
+    "fid_features": "auto (default: points for 2-D data, else classifier), classifier, inception or points",
+    "inception_weights": "path of pt_inception-2015-12-05-6726825d.pth for paper-comparable FID",
     "device": "auto (default), cpu, cuda or cuda:N",
 }
 
@@ -61,22 +69,52 @@ def _flag_type(field: dataclasses.Field):
     return int if text.startswith("int") else float if text.startswith("float") else str
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tempered-gan", description="Tempered Adversarial Networks (Sajjadi et al., 2018)")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train = commands.add_parser("train", help="train a GAN, with or without a lens")
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.type in ("bool", bool):
-            train.add_argument(flag, action="store_true", default=None, help=HELP[field.name])
+            parser.add_argument(flag, action="store_true", default=None, help=HELP[field.name])
         else:
-            train.add_argument(flag, type=_flag_type(field), default=None, help=HELP[field.name])
+            parser.add_argument(flag, type=_flag_type(field), default=None, help=HELP[field.name])
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: when stderr is a terminal; else a line per log step)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .experiment import ARMS, PRESETS
+
+    parser = _Parser(prog="tempered-gan", description="Tempered Adversarial Networks (Sajjadi et al., 2018)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser("train", help="train a GAN, with or without a lens")
+    _add_config_flags(train)
     train.add_argument("--out", help="run folder (default: a new numbered folder under runs/)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue that run with its saved configuration")
-    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="progress bar (default: when stderr is a terminal; else a line per log step)")
+
+    compare = commands.add_parser("compare", help="the paper's protocol: arms × seeds from identical initial weights, "
+                                                  "then OUT/report.md")
+    _add_config_flags(compare)
+    compare.add_argument("--out", required=True, help="folder of the comparison (runs/ and report.md)")
+    compare.add_argument("--preset", choices=sorted(PRESETS), help="the paper's settings, or cpu-ring8 for a CPU demo; "
+                                                                   "other options override it")
+    compare.add_argument("--seeds", type=int, help="seeds 0 … N−1 (default 3)")
+    compare.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default: none,sine)")
+    compare.add_argument("--fail-factor", type=float, default=2.0,
+                         help="a run failed if its final FID exceeds this × the best FID of any run (default 2)")
+
+    for name, text in (("eval", "FID (and coverage) of a run's checkpoint, printed as one JSON object"),
+                       ("sample", "write a sample grid G(Z) | L(X) | X from a run's checkpoint")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("run_dir", metavar="RUN_DIR")
+        sub.add_argument("--device", default=None, help=HELP["device"])
+        if name == "eval":
+            for key in ("fid_samples", "fid_features", "inception_weights"):
+                sub.add_argument("--" + key.replace("_", "-"), default=None, help=HELP[key],
+                                 type=int if key == "fid_samples" else str)
+        else:
+            sub.add_argument("--out", help="PNG to write (default: RUN_DIR/samples/sample_<step>.png)")
+            sub.add_argument("--count", type=int, default=64, help="samples in the grid (default 64)")
     return parser
 
 
@@ -103,7 +141,7 @@ def _prepare_run_dir(path: Path, overwrite: bool) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def _load_data(cfg: TrainConfig):
+def load_data(cfg: TrainConfig):
     from .data import load_dataset
     return load_dataset(cfg.dataset, cfg.data_dir)
 
@@ -117,7 +155,7 @@ def cmd_train(args) -> int:
     if args.dry_run:
         print(cfg.to_json())
         return 0
-    data = _load_data(cfg)               # bad input fails before any folder is touched
+    data = load_data(cfg)               # bad input fails before any folder is touched
     preflight(cfg, data)
     run_dir = args.run_dir = Path(args.out) if args.out else _new_run_dir(cfg)
     _prepare_run_dir(run_dir, args.overwrite)
@@ -129,7 +167,8 @@ def cmd_train(args) -> int:
 
 
 # Options that may change on resume without changing the run itself.
-_RESUME_OPTIONS = {"steps", "device", "log_every", "sample_every", "checkpoint_every", "data_dir"}
+RESUME_OPTIONS = {"steps", "device", "log_every", "sample_every", "checkpoint_every", "data_dir",
+                   "eval_every", "fid_samples", "fid_features", "inception_weights"}
 
 
 def _resume(args) -> int:
@@ -139,7 +178,7 @@ def _resume(args) -> int:
     if not run_dir.is_dir():
         raise UserError(f"--resume {run_dir}: no such run folder")
     extra = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name) is not None and f.name not in _RESUME_OPTIONS]
+             if getattr(args, f.name) is not None and f.name not in RESUME_OPTIONS]
     extra += [flag for flag, given in (("--out", args.out), ("--overwrite", args.overwrite)) if given]
     if extra:
         raise UserError(f"--resume continues the saved configuration; it takes only --steps, --device and the "
@@ -151,16 +190,16 @@ def _resume(args) -> int:
     except (KeyError, TypeError, UserError):
         raise UserError(f"{run_dir / CHECKPOINT} holds no usable configuration") from None
     differing = [f.name for f in dataclasses.fields(TrainConfig)
-                 if f.name not in _RESUME_OPTIONS and getattr(saved, f.name) != getattr(ckpt_cfg, f.name)]
+                 if f.name not in RESUME_OPTIONS and getattr(saved, f.name) != getattr(ckpt_cfg, f.name)]
     if differing:
         raise UserError(f"{run_dir}: {CONFIG} and {CHECKPOINT} disagree on {', '.join(differing)}; "
                         "the folder mixes two incompatible runs")
-    cfg = resolve(dataclasses.replace(saved, **{k: getattr(args, k) for k in _RESUME_OPTIONS
+    cfg = resolve(dataclasses.replace(saved, **{k: getattr(args, k) for k in RESUME_OPTIONS
                                                 if getattr(args, k) is not None}))
     if state["step"] >= cfg.steps:
         print(f"{run_dir} is already at step {state['step']} (asked for {cfg.steps}); nothing to do", file=sys.stderr)
         return 0
-    data = _load_data(cfg)
+    data = load_data(cfg)
     preflight(cfg, data)
     atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
     print(f"resuming {run_dir} at step {state['step']} of {cfg.steps}", file=sys.stderr)
@@ -169,15 +208,71 @@ def _resume(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .experiment import PRESETS, compare
+
+    preset = dict(PRESETS[args.preset]) if args.preset else {}
+    seeds = args.seeds if args.seeds is not None else preset.pop("seeds", 3)
+    preset.pop("seeds", None)
+    arms = (args.arms or preset.pop("arms", "none,sine")).split(",")
+    preset.pop("arms", None)
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    if args.seed is not None:
+        raise UserError("compare chooses the seeds itself (0 … N−1); use --seeds N")
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    if "lens" in given or "lambda_value" in given:
+        raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant")
+    base = TrainConfig(**{**preset, **given})
+    command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
+    report = compare(base, arms, list(range(seeds)), Path(args.out), command=command,
+                     fail_factor=args.fail_factor, progress=args.progress)
+    print(f"report: {report}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .metrics import evaluate
+    from .train import load_run
+
+    trainer = load_run(Path(args.run_dir), device=args.device)
+    cfg = trainer.cfg
+    n = args.fid_samples or cfg.fid_samples
+    scores = evaluate(trainer.generate, cfg.dataset, cfg.data_dir, features=args.fid_features or cfg.fid_features,
+                      n_samples=n, device=str(trainer.device),
+                      inception_weights=args.inception_weights or cfg.inception_weights)
+    print(json.dumps({"step": trainer.step_count, **scores}))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .runlog import save_image_panel, save_point_panel
+    from .train import load_run
+
+    if args.count < 1:
+        raise UserError(f"--count must be at least 1, got {args.count}")
+    trainer = load_run(Path(args.run_dir), device=args.device)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "samples" / f"sample_{trainer.step_count:07d}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fake, lensed, real = trainer.samples(args.count)
+    if trainer.data.kind == "points":
+        save_point_panel(out, fake, lensed, real, f"step {trainer.step_count}")
+    else:
+        save_image_panel(out, fake, lensed, real)
+    print(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .train import Interrupted, NonFiniteLoss
 
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # --help, or a malformed option (already printed as one line)
         return exc.code
     try:
-        return {"train": cmd_train}[args.command](args)
+        return {"train": cmd_train, "compare": cmd_compare, "eval": cmd_eval, "sample": cmd_sample}[args.command](args)
     except NonFiniteLoss as exc:
         print(f"tempered-gan: error: {exc}", file=sys.stderr)
         return 3
@@ -185,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tempered-gan: error: {exc}", file=sys.stderr)
         return 2
     except Interrupted as exc:
+        if args.command == "compare":
+            print(f"tempered-gan: {exc}; checkpoint saved; run the same compare command again to continue",
+                  file=sys.stderr)
+            return 128 + exc.signum
         where = args.resume or getattr(args, "run_dir", "RUN_DIR")
         print(f"tempered-gan: {exc}; checkpoint saved; continue with: tempered-gan train --resume {where}",
               file=sys.stderr)

@@ -39,6 +39,9 @@ class TrainConfig:
     lens_blocks: int = 8
     lens_zero_init: bool = False
     reconstruction: str = "mean"      # mean | sum, reduction of ‖X − L(X)‖²
+    keep_lens: bool = False           # never retire the lens (see retire_tolerance)
+    retire_tolerance: float = 1e-4    # after K, drop the lens once ‖X − L(X)‖² stays below this ...
+    retire_patience: int = 1000       # ... for this many consecutive steps
     optimizer: str | None = None      # adam | rmsprop (G and D; the lens always uses Adam)
     lr: float | None = None
     lens_lr: float | None = None
@@ -49,6 +52,10 @@ class TrainConfig:
     log_every: int = 100
     sample_every: int | None = None
     checkpoint_every: int | None = None
+    eval_every: int = 0               # steps between FID evaluations (0: none)
+    fid_samples: int | None = None    # 4096 for gan/lsgan, 10 000 for wgan-gp (paper)
+    fid_features: str = "auto"        # auto | classifier | inception | points
+    inception_weights: str | None = None
     device: str = "auto"
 
     def to_json(self) -> str:
@@ -112,8 +119,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     out.gp_weight = _pick(cfg.gp_weight, OBJECTIVES[cfg.loss].gp_weight)
     out.sample_every = _pick(cfg.sample_every, max(1, out.steps // 10))
     out.checkpoint_every = _pick(cfg.checkpoint_every, max(1, min(out.steps // 10, 5000)))
+    out.fid_samples = _pick(cfg.fid_samples, 10_000 if wgan else 4096)
+    _check_choice("fid-features", out.fid_features, ("auto", "classifier", "inception", "points"))
+    if not isinstance(out.eval_every, int) or out.eval_every < 0:
+        raise UserError(f"eval-every must be a whole number ≥ 0, got {out.eval_every!r}")
     for name in ("steps", "k", "batch_size", "width", "z_dim", "critic_steps", "log_every",
-                 "sample_every", "checkpoint_every", "lens_width", "lens_blocks"):
+                 "sample_every", "checkpoint_every", "lens_width", "lens_blocks", "fid_samples", "retire_patience"):
         value = getattr(out, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise UserError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}")

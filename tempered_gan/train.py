@@ -134,6 +134,8 @@ class Trainer:
     noise: torch.Generator
     penalty_noise: torch.Generator
     step_count: int = 0
+    lens_retired_at: int | None = None
+    below_tolerance: torch.Tensor | None = None   # consecutive steps with ‖X − L(X)‖² < tolerance, after K
 
     @classmethod
     def create(cls, cfg: TrainConfig, data: Data, device: torch.device) -> "Trainer":
@@ -149,7 +151,8 @@ class Trainer:
                    make_optimizer(cfg, G.parameters()), make_optimizer(cfg, D.parameters()),
                    EpochSampler(len(data), cfg.batch_size, cfg.seed),
                    torch.Generator(device).manual_seed(seed_for(cfg.seed, "noise")),
-                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "penalty")))
+                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "penalty")),
+                   below_tolerance=torch.zeros((), dtype=torch.long, device=device))
 
     @property
     def lens(self) -> nn.Module | None:
@@ -186,8 +189,25 @@ class Trainer:
         if self.tempering:
             out = self.tempering.step(self.D, t)
             lens_adv, lens_rec = out["loss_lens_adv"], out["loss_lens_rec"]
+            if self._may_retire(t):
+                self.below_tolerance = torch.where(lens_rec < cfg.retire_tolerance, self.below_tolerance + 1, 0)
         self.step_count = t
         return torch.stack([loss_d.detach(), loss_g.detach(), lens_adv, lens_rec])
+
+    # --- lens retirement ----------------------------------------------------
+    def _may_retire(self, t: int) -> bool:
+        """Only a sine lens past K can retire: λ is 0 for good and L ≈ identity."""
+        return self.cfg.lens == "sine" and not self.cfg.keep_lens and t > self.cfg.k
+
+    def should_retire(self) -> bool:
+        return (self.tempering is not None and self.below_tolerance is not None
+                and int(self.below_tolerance) >= self.cfg.retire_patience)
+
+    def retire_lens(self) -> None:
+        """Drop the lens: from now on D sees X itself and the lens optimiser stops
+        ("training reduces to the original GAN", paper §3)."""
+        self.tempering = None
+        self.lens_retired_at = self.step_count
 
     def lam(self, t: int) -> float | None:
         return self.tempering.schedule(t) if self.tempering else None
@@ -202,6 +222,8 @@ class Trainer:
             "lens": self.lens.state_dict() if self.lens else None,
             "opt_lens": self.tempering.optimizer.state_dict() if self.tempering else None,
             "sampler": self.sampler.state_dict(),
+            "lens_retired_at": self.lens_retired_at,
+            "below_tolerance": int(self.below_tolerance) if self.below_tolerance is not None else 0,
             "rng": {"noise": self.noise.get_state(), "penalty": self.penalty_noise.get_state(),
                     "torch": torch.get_rng_state()},
         }
@@ -212,9 +234,13 @@ class Trainer:
             self.D.load_state_dict(state["D"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
+            self.lens_retired_at = state.get("lens_retired_at")
+            if self.lens_retired_at is not None:
+                self.tempering = None
             if self.tempering:
                 self.lens.load_state_dict(state["lens"])
                 self.tempering.optimizer.load_state_dict(state["opt_lens"])
+            self.below_tolerance.fill_(int(state.get("below_tolerance", 0)))
             self.sampler.load_state_dict(state["sampler"])
             self.noise.set_state(state["rng"]["noise"])
             self.penalty_noise.set_state(state["rng"]["penalty"])
@@ -224,6 +250,19 @@ class Trainer:
             raise UserError(f"checkpoint does not fit this configuration: {str(exc).splitlines()[0]}") from None
 
     # --- samples ------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, count: int, stream: str = "eval") -> torch.Tensor:
+        """``count`` samples G(Z) in eval mode, on the CPU, from a noise stream of
+        their own: evaluating a run changes nothing in it."""
+        g = torch.Generator().manual_seed(seed_for(self.cfg.seed, stream))
+        mode = self.G.training
+        self.G.eval()
+        try:
+            return torch.cat([self.G(torch.randn(len(chunk), self.cfg.z_dim, generator=g).to(self.device)).cpu()
+                              for chunk in torch.arange(count).split(500)])
+        finally:
+            self.G.train(mode)
+
     @torch.no_grad()
     def samples(self, count: int = GRID_SAMPLES) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """G(Z), L(X), X at fixed noise and a fixed real batch, in eval mode so
@@ -241,6 +280,21 @@ class Trainer:
         finally:
             for m, mode in zip(nets, modes):
                 m.train(mode)
+
+
+def load_run(run_dir: Path, device: str | None = None) -> Trainer:
+    """The trainer of a saved run, at its checkpoint (for eval and sample)."""
+    from .cli import CONFIG
+    from .data import load_dataset
+
+    cfg = TrainConfig.load(Path(run_dir) / CONFIG)
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    if device:
+        cfg = dataclasses.replace(cfg, device=device)
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    trainer = Trainer.create(cfg, data, preflight(cfg, data))
+    trainer.load_state_dict(state)
+    return trainer
 
 
 class NonFiniteLoss(UserError):
@@ -269,6 +323,15 @@ class _StopFlag:
     def __exit__(self, *exc):
         for s, handler in self._old.items():
             signal.signal(s, handler)
+
+
+def evaluate_run(trainer: Trainer) -> dict:
+    """FID (and mode coverage where defined) of G against the real data X."""
+    from .metrics import evaluate
+
+    cfg = trainer.cfg
+    return evaluate(trainer.generate, cfg.dataset, cfg.data_dir, features=cfg.fid_features, n_samples=cfg.fid_samples,
+                    device=str(trainer.device), inception_weights=cfg.inception_weights)
 
 
 def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
@@ -347,8 +410,16 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                               file=sys.stderr, flush=True)
                     sums.zero_()
                     counted, last_time, last_step = 0, now, t
+                    if trainer.should_retire():
+                        trainer.retire_lens()
+                        log.write({"step": t, "lens_retired": True})
+                        print(f"step {t}: lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for "
+                              f"{cfg.retire_patience} steps); D now sees X", file=sys.stderr)
                 if t % cfg.sample_every == 0 or t == cfg.steps:
                     write_samples(trainer, run_dir, log)
+                if cfg.eval_every and (t % cfg.eval_every == 0 or t == cfg.steps):
+                    check_finite()
+                    log.write({"step": t, **evaluate_run(trainer)})
                 if t % cfg.checkpoint_every == 0 or t == cfg.steps:
                     checkpoint()
                 if stop.signum is not None:

@@ -215,3 +215,32 @@ def test_module_entry_point_and_help():
     result = subprocess.run([sys.executable, "-m", "tempered_gan", "train", "--help"], capture_output=True, text=True,
                             env={**os.environ})
     assert result.returncode == 0 and "--resume" in result.stdout and "--lens" in result.stdout
+
+
+RETIRE = ["--k", "2", "--retire-tolerance", "1e9", "--retire-patience", "2", "--checkpoint-every", "2"]
+
+
+def test_lens_retirement_changes_nothing_before_and_drops_the_lens_after(tmp_path):
+    retiring, kept = tmp_path / "retiring", tmp_path / "kept"
+    assert run("train", "--steps", 4, "--out", retiring, *TINY, *RETIRE) == 0
+    assert run("train", "--steps", 4, "--out", kept, *TINY, *RETIRE, "--keep-lens") == 0
+    _, w_retiring = weights(retiring)
+    _, w_kept = weights(kept)
+    assert all(torch.equal(w_retiring[k], w_kept[k]) for k in w_retiring)        # G and D: bit-identical up to retirement
+    assert not any(k.startswith("lens.") for k in w_retiring)                     # ...and the lens is gone
+    state = torch.load(retiring / "checkpoint.pt", weights_only=False)
+    assert state["lens_retired_at"] == 4 and state["opt_lens"] is None
+    records = [json.loads(x) for x in (retiring / "metrics.jsonl").read_text().splitlines()]
+    assert {"step": 4, "lens_retired": True} in records
+
+
+def test_retired_lens_resumes_bit_identically(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run("train", "--steps", 8, "--out", straight, *TINY, *RETIRE) == 0
+    assert run("train", "--steps", 6, "--out", split, *TINY, *RETIRE) == 0
+    assert run("train", "--resume", split, "--steps", 8) == 0
+    assert_bit_identical(straight, split)
+    records = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
+    after = [r for r in records if r["step"] > 4 and "loss_d" in r]
+    assert after and all(r["lambda"] is None and r["loss_lens_rec"] is None for r in after)
+    assert sum(r.get("lens_retired", False) for r in records) == 1

@@ -1,0 +1,275 @@
+"""``tempered-gan compare``: the paper's protocol (§4) as one command.
+
+Arms {no lens, sine lens, optionally constant λ = 1} × seeds, for one data set
+and loss. For a given seed every arm starts from the same G and D weights and
+sees the same data order and noise (the lens has random streams of its own), so
+the arms differ only by the lens. Runs live in ``OUT/runs/<arm>-s<seed>``;
+re-running the command skips finished runs and resumes interrupted ones. The
+report ``OUT/report.md`` sits beside its PNG figures.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
+from .config import TrainConfig, resolve
+from .errors import UserError
+
+ARMS = {
+    "none": {"lens": "none"},
+    "sine": {"lens": "sine"},
+    "constant": {"lens": "constant", "lambda_value": 1.0},
+}
+ARM_LABELS = {"none": "no lens", "sine": "sine lens", "constant": "constant λ = 1"}
+ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green"}
+FAILED = "FAILED"
+
+# The paper's settings (§4, SPEC) and a small CPU demo. Values are TrainConfig
+# fields plus ``seeds`` and ``arms``; command-line options override them.
+PRESETS = {
+    "cpu-ring8": dict(dataset="mixture-ring8", loss="gan", steps=3000, k=1500, eval_every=250,
+                      fid_samples=2048, sample_every=1000, seeds=3, arms="none,sine"),
+    "dcgan-mnist": dict(dataset="mnist", loss="gan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
+    "dcgan-color-mnist": dict(dataset="color-mnist", loss="gan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
+    "dcgan-mnist-constant": dict(dataset="mnist", loss="gan", steps=100_000, k=10_000, eval_every=5000, seeds=3,
+                                 arms="none,sine,constant"),
+    "lsgan-mnist": dict(dataset="mnist", loss="lsgan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
+    "lsgan-color-mnist": dict(dataset="color-mnist", loss="lsgan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
+    "lsgan-celeba": dict(dataset="celeba", loss="lsgan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
+    "wgan-gp-cifar10": dict(dataset="cifar10", loss="wgan-gp", steps=100_000, k=10_000, eval_every=5000, seeds=3),
+}
+
+
+@dataclass
+class RunResult:
+    arm: str
+    seed: int
+    run_dir: Path
+    evals: list[dict] = field(default_factory=list)     # metrics.jsonl lines with "fid"
+    logs: list[dict] = field(default_factory=list)      # metrics.jsonl lines with losses
+    failure: str | None = None                          # why the run stopped early, if it did
+
+    @property
+    def fids(self) -> list[tuple[int, float]]:
+        return [(e["step"], e["fid"]) for e in self.evals if e.get("fid") is not None and math.isfinite(e["fid"])]
+
+    @property
+    def best_fid(self) -> float | None:
+        return min((f for _, f in self.fids), default=None)
+
+    @property
+    def final_fid(self) -> float | None:
+        return self.fids[-1][1] if self.fids and not self.failure else None
+
+
+def arm_config(base: TrainConfig, arm: str, seed: int) -> TrainConfig:
+    if arm not in ARMS:
+        raise UserError(f"unknown arm {arm!r}; choose from: {', '.join(ARMS)}")
+    return resolve(dataclasses.replace(base, seed=seed, **ARMS[arm]))
+
+
+def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
+    from .cli import RESUME_OPTIONS
+    return all(getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(TrainConfig)
+               if f.name not in RESUME_OPTIONS)
+
+
+def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
+    """Train one run to ``cfg.steps``: skip it when finished, resume it when
+    interrupted. Returns why it failed (a NaN/Inf loss), or None."""
+    from .cli import CONFIG
+    from .train import NonFiniteLoss, train
+
+    if (run_dir / FAILED).exists():
+        return (run_dir / FAILED).read_text().strip()
+    resume = False
+    if (run_dir / CONFIG).exists():
+        if not _same_run(TrainConfig.load(run_dir / CONFIG), cfg):
+            raise UserError(f"{run_dir} was trained with another configuration; choose another --out for this comparison")
+        if (run_dir / CHECKPOINT).exists():
+            if load_checkpoint(run_dir / CHECKPOINT)["step"] >= cfg.steps:
+                return None
+            resume = True
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+    atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
+    try:
+        train(cfg, data, run_dir, resume=resume, progress=progress)
+    except NonFiniteLoss as exc:
+        atomic_write_bytes(run_dir / FAILED, f"{exc}\n".encode())
+        return str(exc)
+    return None
+
+
+def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResult:
+    from .runlog import METRICS
+    result = RunResult(arm, seed, run_dir, failure=failure)
+    for line in (run_dir / METRICS).read_text().splitlines() if (run_dir / METRICS).exists() else []:
+        record = json.loads(line)
+        (result.evals if "fid" in record else result.logs).append(record)
+    return result
+
+
+def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, command: str,
+            fail_factor: float = 2.0, progress: bool | None = None) -> Path:
+    """Run (or finish) every arm × seed, then write ``out/report.md``."""
+    from .cli import load_data
+    from .train import preflight
+
+    if not base.eval_every:
+        raise UserError("compare needs FID during training: pass --eval-every N")
+    configs = {(arm, seed): arm_config(base, arm, seed) for seed in seeds for arm in arms}
+    data = load_data(configs[arms[0], seeds[0]])
+    for cfg in configs.values():
+        preflight(cfg, data)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for (arm, seed), cfg in configs.items():
+        run_dir = out / "runs" / f"{arm}-s{seed}"
+        failure = run_arm(cfg, run_dir, data, progress)
+        results.append(read_run(arm, seed, run_dir, failure))
+    return write_report(results, arms, out, command=command, base=configs[arms[0], seeds[0]], fail_factor=fail_factor)
+
+
+# --- the report ------------------------------------------------------------------
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3g}"
+    return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
+
+
+def summarise(results: list[RunResult], arms: list[str], fail_factor: float) -> tuple[list[dict], float, float | None]:
+    """One row per arm: best/final FID, steps to the no-lens arm's best, failures, coverage."""
+    bests = [r.best_fid for r in results if r.best_fid is not None]
+    threshold = fail_factor * min(bests) if bests else math.inf
+    baseline = [r.best_fid for r in results if r.arm == "none" and r.best_fid is not None]
+    target = statistics.mean(baseline) if baseline else None
+    rows = []
+    for arm in arms:
+        runs = [r for r in results if r.arm == arm]
+        failed = [r for r in runs if r.failure or r.final_fid is None or r.final_fid > threshold]
+        reach = []
+        for r in runs:
+            hit = next((step for step, fid in r.fids if target is not None and fid <= target), None)
+            if hit is not None:
+                reach.append(hit)
+        finals = [r.evals[-1] for r in runs if r.evals]
+        row = {
+            "arm": arm, "seeds": len(runs),
+            "best_fid": _mean_std([r.best_fid for r in runs if r.best_fid is not None]),
+            "final_fid": _mean_std([r.final_fid for r in runs if r.final_fid is not None]),
+            "reached": (f"{_mean_std([float(s) for s in reach])} ({len(reach)}/{len(runs)} seeds)"
+                        if target is not None else "–"),
+            "failed": f"{len(failed)}/{len(runs)}",
+        }
+        for key in ("modes", "kl", "high_quality"):
+            values = [e[key] for e in finals if e.get(key) is not None]
+            if values:
+                row[key] = _mean_std([float(v) for v in values])
+        rows.append(row)
+    return rows, threshold, target
+
+
+def write_report(results: list[RunResult], arms: list[str], out: Path, *, command: str, base: TrainConfig,
+                 fail_factor: float) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # FID against step, one line per seed, arms in their colours.
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        if r.fids:
+            steps, fids = zip(*r.fids)
+            ax.plot(steps, fids, color=ARM_COLOURS[r.arm], alpha=0.8, marker=".",
+                    label=ARM_LABELS[r.arm] if r.seed == min(x.seed for x in results if x.arm == r.arm) else None)
+    feature = next((e.get("features") for r in results for e in r.evals), "?")
+    ax.set(xlabel="step", ylabel="FID", title=f"FID ({feature}) against step")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "fid.png", dpi=100)
+    plt.close(fig)
+
+    # λ and the lens reconstruction error against step.
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for r in results:
+        logs = [x for x in r.logs if x.get("lambda") is not None]
+        if logs:
+            ax1.plot([x["step"] for x in logs], [x["lambda"] for x in logs], color=ARM_COLOURS[r.arm])
+            ax2.plot([x["step"] for x in logs], [max(x["loss_lens_rec"], 1e-12) for x in logs], color=ARM_COLOURS[r.arm])
+    ax1.set(xlabel="step", ylabel="λ", title="λ(t)")
+    ax2.set(xlabel="step", ylabel="‖X − L(X)‖² (mean)", title="lens reconstruction error", yscale="log")
+    fig.tight_layout()
+    fig.savefig(out / "lens.png", dpi=100)
+    plt.close(fig)
+
+    # Sample strips (first seed of each arm) at up to four stages.
+    strips = []
+    for arm in arms:
+        r = min((x for x in results if x.arm == arm), key=lambda x: x.seed)
+        grids = sorted((r.run_dir / "samples").glob("step_*.png")) if (r.run_dir / "samples").exists() else []
+        if grids:
+            picks = sorted({grids[round(i * (len(grids) - 1) / 3)] for i in range(4)})
+            strips.append((arm, picks))
+    if strips:
+        cols = max(len(p) for _, p in strips)
+        fig, axes = plt.subplots(len(strips), cols, figsize=(4.5 * cols, 2.2 * len(strips)), squeeze=False)
+        for row, (arm, picks) in enumerate(strips):
+            for col in range(cols):
+                ax = axes[row][col]
+                ax.axis("off")
+                if col < len(picks):
+                    ax.imshow(plt.imread(picks[col]))
+                    ax.set_title(f"{ARM_LABELS[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
+        fig.suptitle("samples: G(Z) | L(X) | X")
+        fig.tight_layout()
+        fig.savefig(out / "samples.png", dpi=100)
+        plt.close(fig)
+
+    rows, threshold, target = summarise(results, arms, fail_factor)
+    extra = [k for k in ("modes", "kl", "high_quality") if any(k in row for row in rows)]
+    header = ["arm", "seeds", "best FID", "final FID", "step reaching no-lens best", "failed", *extra]
+    lines = [
+        f"# Comparison: {base.dataset}, {base.loss}",
+        "",
+        f"Arms: {', '.join(ARM_LABELS[a] for a in arms)}; seeds: "
+        f"{', '.join(str(s) for s in sorted({r.seed for r in results}))}. For each seed all arms start from the same "
+        "G and D weights, data order and noise.",
+        f"FID: {feature}, {base.fid_samples} generated samples against the real data X, every {base.eval_every} steps.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for row in rows:
+        cells = [ARM_LABELS[row["arm"]], str(row["seeds"]), row["best_fid"], row["final_fid"], row["reached"], row["failed"]]
+        lines.append("| " + " | ".join(cells + [row.get(k, "–") for k in extra]) + " |")
+    lines += [
+        "",
+        "Best and final FID: mean ± standard deviation over seeds. "
+        + (f"'Step reaching no-lens best': first evaluation at which a run's FID was at most the no-lens arm's "
+           f"mean best FID ({target:.3g}), mean over the seeds that reached it. " if target is not None else "")
+        + f"A run counts as failed when it stopped on a NaN/Inf loss or its final FID exceeds {fail_factor:g} × "
+          f"the best FID of any run here ({threshold:.3g}).",
+        "",
+    ]
+    for r in results:
+        if r.failure:
+            lines.append(f"- {r.arm}, seed {r.seed}: {r.failure}")
+    lines += ["![FID against step](fid.png)", "", "![λ and lens reconstruction](lens.png)", ""]
+    if strips:
+        lines += ["![samples](samples.png)", ""]
+    lines += ["## How this was produced", "", "```", command, "```", "", "Configuration of the first run "
+              "(other runs differ only in `seed`, `lens` and `lambda_value`):", "", "```json", base.to_json(), "```", ""]
+    report = out / "report.md"
+    atomic_write_bytes(report, "\n".join(lines).encode())
+    return report
