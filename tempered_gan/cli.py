@@ -129,7 +129,8 @@ def _new_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> Path:
     return root / f"{max(taken, default=-1) + 1:05d}-{cfg.dataset}-{cfg.loss}-{cfg.lens}-s{cfg.seed}"
 
 
-def _prepare_run_dir(path: Path, overwrite: bool) -> None:
+def _check_run_dir(path: Path, overwrite: bool) -> bool:
+    """May a new run go into ``path``? Returns whether an old run must be removed."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a folder")
     if path.exists() and any(path.iterdir()):
@@ -137,8 +138,14 @@ def _prepare_run_dir(path: Path, overwrite: bool) -> None:
             raise UserError(f"{path} already holds a run; pass --overwrite to replace it or --resume {path} to continue it")
         if not (path / CONFIG).exists():
             raise UserError(f"{path} is not a tempered-gan run folder (no {CONFIG}); refusing to overwrite it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
+        return True
+    return False
+
+
+def _barrier(dist) -> None:
+    if dist.active:
+        import torch.distributed
+        torch.distributed.barrier()
 
 
 def load_data(cfg: TrainConfig):
@@ -147,6 +154,7 @@ def load_data(cfg: TrainConfig):
 
 
 def cmd_train(args) -> int:
+    from .distributed import init_from_env
     from .train import preflight, train
 
     if args.resume:
@@ -155,14 +163,22 @@ def cmd_train(args) -> int:
     if args.dry_run:
         print(cfg.to_json())
         return 0
+    dist = init_from_env()              # torchrun: every process runs this command
     data = load_data(cfg)               # bad input fails before any folder is touched
-    preflight(cfg, data)
+    preflight(cfg, data, dist)
     run_dir = args.run_dir = Path(args.out) if args.out else _new_run_dir(cfg)
-    _prepare_run_dir(run_dir, args.overwrite)
-    atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
-    print(f"run folder: {run_dir}", file=sys.stderr)
-    record = train(cfg, data, run_dir, progress=args.progress)
-    print(f"done: {cfg.steps} steps; {json.dumps(record)}", file=sys.stderr)
+    remove_old = _check_run_dir(run_dir, args.overwrite)
+    _barrier(dist)                      # every process has checked before rank 0 changes anything
+    if dist.main:
+        if remove_old:
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
+        print(f"run folder: {run_dir}" + (f" ({dist.world} processes)" if dist.active else ""), file=sys.stderr)
+    _barrier(dist)
+    record = train(cfg, data, run_dir, progress=args.progress, dist=dist)
+    if dist.main:
+        print(f"done: {cfg.steps} steps; {json.dumps(record)}", file=sys.stderr)
     return 0
 
 
@@ -172,6 +188,7 @@ RESUME_OPTIONS = {"steps", "device", "log_every", "sample_every", "checkpoint_ev
 
 
 def _resume(args) -> int:
+    from .distributed import init_from_env
     from .train import preflight, train
 
     run_dir = Path(args.resume)
@@ -199,12 +216,16 @@ def _resume(args) -> int:
     if state["step"] >= cfg.steps:
         print(f"{run_dir} is already at step {state['step']} (asked for {cfg.steps}); nothing to do", file=sys.stderr)
         return 0
+    dist = init_from_env()
     data = load_data(cfg)
-    preflight(cfg, data)
-    atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
-    print(f"resuming {run_dir} at step {state['step']} of {cfg.steps}", file=sys.stderr)
-    record = train(cfg, data, run_dir, resume=True, progress=args.progress)
-    print(f"done: {cfg.steps} steps; {json.dumps(record)}", file=sys.stderr)
+    preflight(cfg, data, dist)
+    _barrier(dist)                      # every process has read the folder before rank 0 rewrites its config
+    if dist.main:
+        atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
+        print(f"resuming {run_dir} at step {state['step']} of {cfg.steps}", file=sys.stderr)
+    record = train(cfg, data, run_dir, resume=True, progress=args.progress, dist=dist)
+    if dist.main:
+        print(f"done: {cfg.steps} steps; {json.dumps(record)}", file=sys.stderr)
     return 0
 
 
@@ -291,3 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tempered-gan: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    finally:
+        import torch.distributed
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

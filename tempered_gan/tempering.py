@@ -59,16 +59,20 @@ class Tempering:
             outputs on L(X) giving the lens's adversarial loss L_L^A.
         optimizer: defaults to Adam(lr=1e-4, betas=(0.5, 0.999)).
         reduction: ``"mean"`` (default) or ``"sum"`` for ‖X − L(X)‖².
+        before_update: called with the lens between its backward pass and its
+            optimiser step (our trainer averages gradients across processes there).
     """
 
     def __init__(self, lens: nn.Module, schedule: LambdaSchedule,
                  objective: str | Callable[[Tensor], Tensor] = "gan",
-                 optimizer: torch.optim.Optimizer | None = None, reduction: str = "mean"):
+                 optimizer: torch.optim.Optimizer | None = None, reduction: str = "mean",
+                 before_update: Callable[[nn.Module], None] | None = None):
         self.lens = lens
         self.schedule = schedule
         self.adversarial = OBJECTIVES[objective].lens_loss if isinstance(objective, str) else objective
         self.optimizer = optimizer or torch.optim.Adam(lens.parameters(), lr=1e-4, betas=(0.5, 0.999))
         self.reduction = reduction
+        self.before_update = before_update
         self._x: Tensor | None = None
         self._lensed: Tensor | None = None
 
@@ -94,6 +98,8 @@ class Tempering:
         rec = reconstruction(self._x, self._lensed, self.reduction)
         self.optimizer.zero_grad(set_to_none=True)
         (lam * adversarial + rec).backward()
+        if self.before_update:
+            self.before_update(self.lens)
         self.optimizer.step()
         self._x = self._lensed = None
         return {"lambda": lam, "loss_lens_adv": adversarial.detach(), "loss_lens_rec": rec.detach()}

@@ -28,6 +28,7 @@ from torch import nn
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Data
+from .distributed import SINGLE_PROCESS, Dist, any_process, average_gradients, fingerprint, gather
 from .errors import UserError
 from .lens import LambdaSchedule, make_lens, zero_last_layer
 from .losses import OBJECTIVES, gradient_penalty
@@ -47,22 +48,27 @@ def seed_for(seed: int, stream: str) -> int:
 
 class EpochSampler:
     """Batches of indices from a fresh permutation every epoch (last partial
-    batch dropped). Its position is two integers, so resuming is exact."""
+    batch dropped). Its position is two integers, so resuming is exact.
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+    With several processes, each takes its own slice of ``batch_size`` indices
+    from the same permutation: the processes together see ``world × batch_size``
+    distinct samples per step."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.epoch, self.position = 0, 0
         self._perm, self._perm_epoch = None, -1
 
     def next(self) -> torch.Tensor:
-        if self.position + self.batch_size > self.n:
+        stride = self.batch_size * self.world
+        if self.position + stride > self.n:
             self.epoch, self.position = self.epoch + 1, 0
         if self._perm_epoch != self.epoch:
             g = torch.Generator().manual_seed(seed_for(self.seed, f"data-epoch-{self.epoch}"))
             self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), self.epoch
-        idx = self._perm[self.position:self.position + self.batch_size]
-        self.position += self.batch_size
-        return idx
+        start = self.position + self.rank * self.batch_size
+        self.position += stride
+        return self._perm[start:start + self.batch_size]
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
@@ -111,11 +117,15 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def preflight(cfg: TrainConfig, data: Data) -> torch.device:
+def preflight(cfg: TrainConfig, data: Data, dist: Dist = SINGLE_PROCESS) -> torch.device:
     """Checks that need the data or the machine, made before a run folder is touched."""
-    if cfg.batch_size > len(data):
-        raise UserError(f"batch size {cfg.batch_size} is larger than the data set ({len(data)} samples)")
-    return pick_device(cfg.device)
+    if cfg.batch_size * dist.world > len(data):
+        raise UserError(f"batch size {cfg.batch_size} × {dist.world} processes is larger than the data set "
+                        f"({len(data)} samples)")
+    device = pick_device(cfg.device)
+    if dist.active and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    return device
 
 
 @dataclass
@@ -133,12 +143,13 @@ class Trainer:
     sampler: EpochSampler
     noise: torch.Generator
     penalty_noise: torch.Generator
+    dist: Dist = SINGLE_PROCESS
     step_count: int = 0
     lens_retired_at: int | None = None
     below_tolerance: torch.Tensor | None = None   # consecutive steps with ‖X − L(X)‖² < tolerance, after K
 
     @classmethod
-    def create(cls, cfg: TrainConfig, data: Data, device: torch.device) -> "Trainer":
+    def create(cls, cfg: TrainConfig, data: Data, device: torch.device, dist: Dist = SINGLE_PROCESS) -> "Trainer":
         G, D, lens = build_nets(cfg, tuple(data.shape))
         G, D = G.to(device), D.to(device)
         tempering = None
@@ -146,13 +157,16 @@ class Trainer:
             lens = lens.to(device)
             lens_opt = torch.optim.Adam(lens.parameters(), lr=cfg.lens_lr, betas=(cfg.beta1, cfg.beta2))
             tempering = Tempering(lens, LambdaSchedule(cfg.lens, cfg.k, cfg.lambda_value), cfg.loss,
-                                  lens_opt, cfg.reconstruction)
+                                  lens_opt, cfg.reconstruction,
+                                  before_update=lambda m: average_gradients(m, dist.world))
+        # Rank 0 uses the single-process streams, so one process is the world = 1 case.
+        suffix = f"/rank{dist.rank}" if dist.rank else ""
         return cls(cfg, data, device, G, D, tempering,
                    make_optimizer(cfg, G.parameters()), make_optimizer(cfg, D.parameters()),
-                   EpochSampler(len(data), cfg.batch_size, cfg.seed),
-                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "noise")),
-                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "penalty")),
-                   below_tolerance=torch.zeros((), dtype=torch.long, device=device))
+                   EpochSampler(len(data), cfg.batch_size, cfg.seed, dist.rank, dist.world),
+                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "noise" + suffix)),
+                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "penalty" + suffix)),
+                   dist=dist, below_tolerance=torch.zeros((), dtype=torch.long, device=device))
 
     @property
     def lens(self) -> nn.Module | None:
@@ -177,12 +191,14 @@ class Trainer:
                 loss_d = loss_d + cfg.gp_weight * gradient_penalty(self.D, real, fake, alpha)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            average_gradients(self.D, self.dist.world)
             self.opt_d.step()
 
         with frozen(self.D):
             loss_g = objective.g_loss(self.D(self.G(self._z())))
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        average_gradients(self.G, self.dist.world)
         self.opt_g.step()
 
         lens_adv = lens_rec = torch.zeros((), device=self.device)  # placeholders, logged as null
@@ -200,8 +216,13 @@ class Trainer:
         return self.cfg.lens == "sine" and not self.cfg.keep_lens and t > self.cfg.k
 
     def should_retire(self) -> bool:
-        return (self.tempering is not None and self.below_tolerance is not None
-                and int(self.below_tolerance) >= self.cfg.retire_patience)
+        """All processes decide together (each saw only its own batches)."""
+        if self.tempering is None:
+            return False
+        below = self.below_tolerance.clone()
+        if self.dist.active:
+            torch.distributed.all_reduce(below, op=torch.distributed.ReduceOp.MIN)
+        return int(below) >= self.cfg.retire_patience
 
     def retire_lens(self) -> None:
         """Drop the lens: from now on D sees X itself and the lens optimiser stops
@@ -224,8 +245,10 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "lens_retired_at": self.lens_retired_at,
             "below_tolerance": int(self.below_tolerance) if self.below_tolerance is not None else 0,
-            "rng": {"noise": self.noise.get_state(), "penalty": self.penalty_noise.get_state(),
-                    "torch": torch.get_rng_state()},
+            # One entry per process: each draws its own noise.
+            "rng": gather({"noise": self.noise.get_state().cpu(), "penalty": self.penalty_noise.get_state().cpu(),
+                           "torch": torch.get_rng_state()}, self.dist.world),
+            "replicas": gather(fingerprint(self.G, self.D, self.lens), self.dist.world),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -242,9 +265,13 @@ class Trainer:
                 self.tempering.optimizer.load_state_dict(state["opt_lens"])
             self.below_tolerance.fill_(int(state.get("below_tolerance", 0)))
             self.sampler.load_state_dict(state["sampler"])
-            self.noise.set_state(state["rng"]["noise"])
-            self.penalty_noise.set_state(state["rng"]["penalty"])
-            torch.set_rng_state(state["rng"]["torch"])
+            if len(state["rng"]) != self.dist.world:
+                raise UserError(f"the checkpoint was written by {len(state['rng'])} processes; resume it with as many "
+                                f"(now {self.dist.world})")
+            rng = state["rng"][self.dist.rank]
+            self.noise.set_state(rng["noise"])
+            self.penalty_noise.set_state(rng["penalty"])
+            torch.set_rng_state(rng["torch"])
             self.step_count = int(state["step"])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             raise UserError(f"checkpoint does not fit this configuration: {str(exc).splitlines()[0]}") from None
@@ -349,22 +376,23 @@ def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
 
 
 def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
-          progress: bool | None = None) -> dict:
+          progress: bool | None = None, dist: Dist = SINGLE_PROCESS) -> dict:
     """Train until ``cfg.steps``, writing logs, samples and checkpoints to
     ``run_dir``; with ``resume`` continue from ``run_dir/checkpoint.pt``.
 
     Returns the last logged record. Raises :class:`Interrupted` after saving a
     checkpoint on SIGINT/SIGTERM and :class:`NonFiniteLoss` (keeping the last
-    good checkpoint) when a loss becomes NaN or infinite.
+    good checkpoint) when a loss becomes NaN or infinite. With several
+    processes (``dist``), all of them call this; rank 0 alone writes files.
     """
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
-    device = preflight(cfg, data)
-    trainer = Trainer.create(cfg, data, device)
+    device = preflight(cfg, data, dist)
+    trainer = Trainer.create(cfg, data, device, dist)
     if resume:
         trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))
-    log = RunLog(run_dir, resume_step=trainer.step_count)
+    log = RunLog(run_dir, resume_step=trainer.step_count) if dist.main else None
     ckpt_path = run_dir / CHECKPOINT
 
     sums = torch.zeros(len(LOSS_NAMES), device=device)
@@ -374,17 +402,23 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
     last_time, last_step = time.perf_counter(), trainer.step_count
 
     def check_finite() -> None:
-        bad = int(first_bad)
-        if bad >= 0:
-            raise NonFiniteLoss(f"a loss became NaN or infinite at step {bad}; stopped, "
+        bad = first_bad.clone()
+        if dist.active:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        if int(bad) >= 0:
+            raise NonFiniteLoss(f"a loss became NaN or infinite at step {int(bad)}; stopped, "
                                 f"the last good checkpoint ({ckpt_path}) is kept")
 
     def checkpoint() -> None:
         check_finite()
-        save_checkpoint(ckpt_path, trainer.state_dict())
+        state = trainer.state_dict()          # every process takes part (it gathers their states)
+        if len(set(state["replicas"])) != 1:
+            raise RuntimeError(f"the {dist.world} replicas' weights differ at step {trainer.step_count}")
+        if dist.main:
+            save_checkpoint(ckpt_path, state)
 
-    bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not (sys.stderr.isatty() if progress is None else progress),
-               dynamic_ncols=True, unit="step")
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not (show and dist.main), dynamic_ncols=True, unit="step")
     try:
         with _StopFlag() as stop:
             while trainer.step_count < cfg.steps:
@@ -397,35 +431,46 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                 bar.update(1)
                 if t % cfg.log_every == 0 or t == cfg.steps:
                     check_finite()
+                    if dist.active:                       # log the mean over all processes
+                        torch.distributed.all_reduce(sums)
+                        sums /= dist.world
                     now = time.perf_counter()
                     means = (sums / counted).tolist()
                     record = {"step": t, "lambda": trainer.lam(t)}
                     record.update({k: (v if trainer.tempering or k in ("loss_d", "loss_g") else None)
                                    for k, v in zip(LOSS_NAMES, means)})
                     record["steps_per_s"] = (t - last_step) / max(now - last_time, 1e-9)
-                    log.write(record)
+                    if log:
+                        log.write(record)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step" and v is not None})
-                    if bar.disable and progress is None:  # no terminal: one line per log step
+                    if progress is None and not show and dist.main:   # no terminal: one line per log step
                         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
                               file=sys.stderr, flush=True)
                     sums.zero_()
                     counted, last_time, last_step = 0, now, t
                     if trainer.should_retire():
                         trainer.retire_lens()
-                        log.write({"step": t, "lens_retired": True})
-                        print(f"step {t}: lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for "
-                              f"{cfg.retire_patience} steps); D now sees X", file=sys.stderr)
-                if t % cfg.sample_every == 0 or t == cfg.steps:
+                        if log:
+                            log.write({"step": t, "lens_retired": True})
+                            print(f"step {t}: lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for "
+                                  f"{cfg.retire_patience} steps); D now sees X", file=sys.stderr)
+                if dist.main and (t % cfg.sample_every == 0 or t == cfg.steps):
                     write_samples(trainer, run_dir, log)
                 if cfg.eval_every and (t % cfg.eval_every == 0 or t == cfg.steps):
                     check_finite()
-                    log.write({"step": t, **evaluate_run(trainer)})
+                    if log:
+                        log.write({"step": t, **evaluate_run(trainer)})
                 if t % cfg.checkpoint_every == 0 or t == cfg.steps:
                     checkpoint()
-                if stop.signum is not None:
-                    checkpoint()
-                    raise Interrupted(stop.signum, t)
+                stopping = stop.signum is not None
+                if dist.active:                           # stop together, at the same step
+                    stopping = any_process(stopping, device)
+                if stopping:
+                    if t % cfg.checkpoint_every and t != cfg.steps:
+                        checkpoint()
+                    raise Interrupted(stop.signum or signal.SIGTERM, t)
     finally:
         bar.close()
-        log.close()
+        if log:
+            log.close()
     return record

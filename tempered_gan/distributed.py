@@ -1,0 +1,97 @@
+"""Data-parallel training on several processes (``torchrun``), one GPU each.
+
+Why not the ``DistributedDataParallel`` wrapper: one TAN iteration updates
+three networks in turn while the others are frozen, runs D forward twice before
+one backward (on L(X) and on G(Z)), and takes a gradient penalty with a double
+backward. DDP's reducer assumes one forward per backward of the wrapped module.
+We therefore do what DDP does underneath, explicitly: every process holds the
+same weights (same seed streams), computes gradients on its own shard of the
+batch, and the gradients of **only the network being updated** are averaged
+with one ``all_reduce`` before its optimiser steps (as StyleGAN2-ADA does).
+
+Batch norm keeps per-process statistics: each process normalises its own batch
+of ``--batch-size`` samples, exactly as a single-process run of that batch size
+would (SyncBatchNorm needs CUDA and would make a 2-GPU run differ from a 1-GPU
+run of the same per-GPU batch). Running statistics, used only for samples and
+FID, are rank 0's, and rank 0 alone writes logs, samples and checkpoints.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+SINGLE_PROCESS = Dist()
+
+
+def init_from_env() -> Dist:
+    """Join the process group that ``torchrun`` describes in the environment;
+    a single process (no ``WORLD_SIZE``, or 1) needs no group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return SINGLE_PROCESS
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def average_gradients(module: nn.Module, world: int) -> None:
+    """Average ``module``'s gradients over the processes in one all_reduce."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if world <= 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` is true on any process (all processes must call it)."""
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def fingerprint(*modules: nn.Module | None) -> str:
+    """A hash of the modules' parameters, to check that replicas are identical."""
+    h = hashlib.sha256()
+    for m in modules:
+        for p in (m.parameters() if m is not None else ()):
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def gather(obj, world: int) -> list:
+    """``obj`` from every process, in rank order."""
+    if world <= 1:
+        return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out

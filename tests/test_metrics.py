@@ -1,0 +1,304 @@
+"""FID / KID and mode coverage: closed forms, caches, offline Inception handling, a real classifier."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from torch import nn
+
+from tempered_gan import metrics as M
+from tempered_gan.data import MIXTURE_SPECS, Data, load_dataset, mixture_centres
+from tempered_gan.errors import UserError
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+TINY = M.ClassifierSettings(train_samples=64, epochs=1, batch_size=32, width=4, feature_dim=16)
+
+
+def gaussian(n: int, dim: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> torch.Tensor:
+    """n correlated Gaussian vectors: a fixed random mixing matrix times ``scale``, plus ``shift``."""
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(dim, dim, generator=g) * scale / math.sqrt(dim)
+    return torch.randn(n, dim, generator=g) @ mixing + shift
+
+
+def points_data(store: torch.Tensor, name: str = "fixture") -> Data:
+    return Data(name, "points", store)
+
+
+def rows(tensor: torch.Tensor):
+    """A ``generate`` that returns the first n rows of ``tensor``."""
+    return lambda n: tensor[:n]
+
+
+class CountingIdentity(M.IdentityFeatures):
+    def __init__(self, dim: int):
+        super().__init__(dim)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+# --- the Fréchet distance -------------------------------------------------------
+
+def test_fid_matches_the_closed_form_on_sample_moments(tmp_path):
+    real, fake = gaussian(20_000, 8, seed=1), gaussian(20_000, 8, seed=2, shift=0.3, scale=1.5)
+    scores = M.FIDEvaluator(M.IdentityFeatures(8), points_data(real), 20_000, str(tmp_path), kid=False).score(rows(fake))
+    a, b = real.double().numpy(), fake.double().numpy()
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)   # unbiased, as torchmetrics
+    root = scipy.linalg.sqrtm(s1 @ s2).real
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * root)
+    assert scores["fid"] == pytest.approx(expected, rel=1e-6)
+    assert scores["samples"] == scores["real_samples"] == 20_000
+    assert "kid" not in scores
+
+
+def test_fid_is_zero_on_the_same_samples_and_grows_as_shift_squared_times_dim(tmp_path):
+    dim = 8
+    real = gaussian(2000, dim, seed=3)
+    evaluator = M.FIDEvaluator(M.IdentityFeatures(dim), points_data(real), 2000, str(tmp_path))
+    scores = [evaluator.score(rows(real + shift)) for shift in (0.0, 0.1, 0.5, 1.0)]
+    assert scores[0]["fid"] == pytest.approx(0.0, abs=1e-6)
+    for shift, s in zip((0.1, 0.5, 1.0), scores[1:]):
+        assert s["fid"] == pytest.approx(shift ** 2 * dim, rel=1e-4)   # same covariance: only the means differ
+    fids, kids = [s["fid"] for s in scores], [s["kid"] for s in scores]
+    assert fids == sorted(fids) and kids == sorted(kids)
+    assert abs(kids[0]) < 1e-2 < kids[-1]
+    assert evaluator.score(rows(real + 1.0)) == scores[-1]     # KID's subsets are seeded: scores repeat
+
+
+def test_scores_keep_the_global_rng_untouched(tmp_path):
+    real = gaussian(1500, 4, seed=4)
+    evaluator = M.FIDEvaluator(M.IdentityFeatures(4), points_data(real), 1500, str(tmp_path))
+    state = torch.get_rng_state()
+    evaluator.score(rows(real + 0.5))
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_non_finite_samples_score_nan_and_wrong_shapes_are_refused(tmp_path):
+    real = gaussian(1200, 2, seed=5)
+    evaluator = M.FIDEvaluator(M.IdentityFeatures(2), points_data(real), 1200, str(tmp_path))
+    bad = real.clone()
+    bad[3, 0] = float("nan")
+    scores = evaluator.score(rows(bad))
+    assert math.isnan(scores["fid"]) and math.isnan(scores["kid"])
+    with pytest.raises(ValueError, match="shape"):
+        evaluator.score(lambda n: torch.zeros(n, 3))
+
+
+def test_real_features_are_cached_per_n_and_rebuilt_when_the_data_changes(tmp_path):
+    real = gaussian(3000, 4, seed=6)
+    first = CountingIdentity(4)
+    assert not M.FIDEvaluator(first, points_data(real), 1000, str(tmp_path)).real_from_cache and first.calls > 0
+
+    again = CountingIdentity(4)
+    evaluator = M.FIDEvaluator(again, points_data(real), 1000, str(tmp_path))
+    assert evaluator.real_from_cache and again.calls == 0
+
+    other_n = CountingIdentity(4)
+    assert not M.FIDEvaluator(other_n, points_data(real), 2000, str(tmp_path)).real_from_cache and other_n.calls > 0
+    assert len(list((tmp_path / "metrics").glob("real-*.pt"))) == 2
+
+    changed = real.clone()
+    changed[:, 0] += 1.0
+    assert not M.FIDEvaluator(CountingIdentity(4), points_data(changed), 1000, str(tmp_path)).real_from_cache
+
+
+def test_sample_sizes_follow_the_paper():
+    assert M.default_fid_samples("gan") == M.default_fid_samples("lsgan") == 4096
+    assert M.default_fid_samples("wgan-gp") == 10_000
+    with pytest.raises(UserError):
+        M.default_fid_samples("hinge")
+
+
+# --- mode coverage -------------------------------------------------------------
+
+class DigitFromBrightness(nn.Module):
+    """A stub classifier: a grey image whose pixels all equal -1 + 0.2 k reads as digit k."""
+
+    def forward(self, x):
+        digit = ((x.mean(dim=(1, 2, 3)) + 1) / 0.2).round().long().clamp(0, 9)
+        return nn.functional.one_hot(digit, 10).float()
+
+
+def stacked(triplets: torch.Tensor) -> torch.Tensor:
+    """Colour images whose R, G, B channels read as the digits in ``triplets`` (N, 3) under the stub."""
+    return (-1 + 0.2 * triplets.float())[:, :, None, None].expand(-1, -1, 32, 32).contiguous()
+
+
+def test_stacked_coverage_counts_all_1000_modes_and_a_single_one():
+    all_modes = torch.cartesian_prod(torch.arange(10), torch.arange(10), torch.arange(10))
+    balanced = M.stacked_mode_coverage(stacked(all_modes.repeat(2, 1)), DigitFromBrightness())
+    assert balanced["modes"] == 1000 and balanced["kl"] == pytest.approx(0.0, abs=1e-12)
+    single = M.stacked_mode_coverage(stacked(torch.tensor([[3, 1, 4]]).repeat(500, 1)), DigitFromBrightness())
+    assert single["modes"] == 1 and single["kl"] == pytest.approx(math.log(1000))
+    half = M.stacked_mode_coverage(stacked(all_modes[:500]), DigitFromBrightness())
+    assert half["modes"] == 500 and half["kl"] == pytest.approx(math.log(2))
+
+
+def test_mixture_coverage_on_centres_one_centre_and_far_away():
+    for name in MIXTURE_SPECS:
+        centres = mixture_centres(name)
+        on_all = M.mixture_coverage(centres.repeat(3, 1), name)
+        assert on_all == {"modes": len(centres), "modes_total": len(centres), "high_quality": 1.0}
+        one = M.mixture_coverage(centres[:1].repeat(50, 1), name)
+        assert one["modes"] == 1 and one["high_quality"] == 1.0
+        far = M.mixture_coverage(centres * 10, name)
+        assert far["modes"] == 0 and far["high_quality"] == 0.0
+    std = MIXTURE_SPECS["mixture-ring8"].std
+    edge = mixture_centres("mixture-ring8") + torch.tensor([2.9 * std, 0.0])   # inside 3 std; 3.1 std is not
+    assert M.mixture_coverage(edge, "mixture-ring8")["high_quality"] == 1.0
+    assert M.mixture_coverage(edge + torch.tensor([0.2 * std, 0.0]), "mixture-ring8")["high_quality"] == 0.0
+    assert M.mixture_coverage(mixture_centres("mixture-ring8"), "mixture-ring8", min_samples=2)["modes"] == 0
+
+
+def test_coverage_dispatches_by_data_set():
+    points = mixture_centres("mixture-ring8")
+    assert M.coverage("mixture-ring8", points)["modes"] == 8
+    assert M.coverage("color-mnist", stacked(torch.tensor([[1, 2, 3]])), DigitFromBrightness())["modes"] == 1
+    assert M.coverage("mnist", torch.zeros(2, 1, 32, 32)) is None
+    with pytest.raises(ValueError, match="classifier"):
+        M.coverage("color-mnist", torch.zeros(2, 3, 32, 32))
+
+
+# --- the classifier and its cache ----------------------------------------------
+
+@pytest.fixture()
+def mnist_dir(tmp_path):
+    from test_data import write_mnist
+    return write_mnist(tmp_path / "mnist", n=64)
+
+
+def never_train(*args, **kwargs):
+    raise AssertionError("the classifier was retrained")
+
+
+def test_classifier_is_cached_reused_shared_with_colour_and_rebuilt_when_data_change(tmp_path, mnist_dir, monkeypatch):
+    cache = str(tmp_path / "cache")
+    first = M.feature_extractor("classifier", "mnist", str(mnist_dir), cache_dir=cache, classifier=TINY)
+    assert first.num_features == 16 and 0.0 <= first.accuracy <= 1.0 and "accuracy" in first.description
+    x = load_dataset("mnist", str(mnist_dir)).batch(torch.arange(8))
+
+    monkeypatch.setattr(M, "_train_classifier", never_train)
+    again = M.feature_extractor("classifier", "mnist", str(mnist_dir), cache_dir=cache, classifier=TINY)
+    with torch.no_grad():
+        assert torch.equal(first(x), again(x))
+    assert again.key == first.key
+    colour = M.feature_extractor("classifier", "color-mnist", str(mnist_dir), cache_dir=cache, classifier=TINY)
+    assert colour.num_features == 48 and colour.key != first.key     # the grey net, once per channel
+    with torch.no_grad():
+        per_channel = colour(x.repeat(1, 3, 1, 1))
+    assert torch.equal(per_channel[:, 16:32], first(x))
+
+    from test_data import write_mnist
+    write_mnist(mnist_dir, n=80)                                      # the data change: retrain
+    with pytest.raises(AssertionError, match="retrained"):
+        M.feature_extractor("classifier", "mnist", str(mnist_dir), cache_dir=cache, classifier=TINY)
+    monkeypatch.undo()
+    rebuilt = M.feature_extractor("classifier", "mnist", str(mnist_dir), cache_dir=cache, classifier=TINY)
+    assert rebuilt.key != first.key
+    assert len(list(Path(cache, "metrics").glob("classifier-*.pt"))) == 1   # the stale file was replaced
+
+
+def test_classifier_training_is_deterministic(tmp_path, mnist_dir):
+    nets = [M.feature_extractor("classifier", "mnist", str(mnist_dir), cache_dir=str(tmp_path / c), classifier=TINY).net
+            for c in ("a", "b")]
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_evaluate_on_colour_fixture_gives_fid_and_mode_coverage(tmp_path, mnist_dir):
+    real = load_dataset("color-mnist", str(mnist_dir))
+    scores = M.evaluate(lambda n: real.batch(torch.arange(n)), "color-mnist", str(mnist_dir), n_samples=32,
+                        cache_dir=str(tmp_path))
+    assert math.isfinite(scores["fid"]) and scores["samples"] == 32
+    assert scores["modes_total"] == 1000 and 1 <= scores["modes"] <= 32 and scores["kl"] >= 0
+    assert "per channel" in scores["features"]
+
+
+def test_evaluate_on_a_mixture_reuses_its_evaluator(tmp_path):
+    ring = load_dataset("mixture-ring8", split="test")
+    generate = rows(ring.batch(torch.arange(1000)))
+    hits = M._evaluator.cache_info().hits
+    first = M.evaluate(generate, "mixture-ring8", n_samples=1000, cache_dir=str(tmp_path))
+    assert M.evaluate(generate, "mixture-ring8", n_samples=1000, cache_dir=str(tmp_path)) == first
+    assert M._evaluator.cache_info().hits == hits + 1
+    assert first["modes"] == 8 and first["high_quality"] > 0.95 and first["fid"] < 0.05
+    assert first["features"].startswith("raw 2-d")
+
+
+@pytest.mark.parametrize("kind, dataset, message", [
+    ("points", "mnist", "points does not apply"), ("classifier", "mixture-ring8", "does not apply"),
+    ("classifier", "celeba", "no labels"), ("pixels", "mnist", "unknown FID features")])
+def test_feature_kinds_that_do_not_fit_the_data_set_are_refused(kind, dataset, message):
+    with pytest.raises(UserError, match=message):
+        M.feature_extractor(kind, dataset)
+
+
+# --- Inception: offline only -----------------------------------------------------
+
+def test_missing_inception_weights_give_one_line_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEMPERED_GAN_INCEPTION", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(UserError) as info:
+        M.feature_extractor("inception", "fashion-mnist")
+    message = str(info.value)
+    assert "\n" not in message and M.INCEPTION_FILE in message
+    assert str(tmp_path / "hub" / "checkpoints" / M.INCEPTION_FILE) in message
+    assert "--fid-features classifier" in message and "nothing is downloaded" in message
+
+    monkeypatch.setenv("TEMPERED_GAN_INCEPTION", str(tmp_path / "env.pth"))
+    with pytest.raises(UserError, match="env.pth"):
+        M.feature_extractor("inception", "cifar10")
+    with pytest.raises(UserError, match="given.pth"):
+        M.feature_extractor("inception", "cifar10", inception_weights=str(tmp_path / "given.pth"))
+
+
+def test_inception_weights_that_are_not_a_state_dict_are_refused(tmp_path):
+    path = tmp_path / M.INCEPTION_FILE
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable"):
+        M.feature_extractor("inception", "cifar10", inception_weights=str(path))
+    torch.save({"fc.weight": torch.zeros(1)}, path)
+    with pytest.raises(UserError, match="not the FID Inception weights"):
+        M.feature_extractor("inception", "cifar10", inception_weights=str(path))
+
+
+def test_inception_features_load_a_local_file_without_network(tmp_path, monkeypatch):
+    fidelity = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    # Random weights with the real layout stand in for the real file, which is not on this machine.
+    with monkeypatch.context() as patch:
+        patch.setattr(fidelity, "load_state_dict_from_url", lambda *a, **k: {})
+        patch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        state = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    path = tmp_path / M.INCEPTION_FILE
+    torch.save(state, path)
+    del state
+    monkeypatch.setattr(fidelity, "load_state_dict_from_url", never_train)   # any download attempt fails the test
+    monkeypatch.setenv("TEMPERED_GAN_INCEPTION", str(path))
+    extractor = M.feature_extractor("inception", "fashion-mnist")
+    with torch.no_grad():
+        features = extractor(torch.rand(2, 1, 32, 32) * 2 - 1)
+    assert features.shape == (2, 2048) and torch.isfinite(features).all()
+    assert extractor.key.startswith("inception-") and "comparable with published FID" in extractor.description
+
+
+# --- the real classifier on Fashion-MNIST -----------------------------------------
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)")
+def test_fashion_classifier_separates_real_from_noise(tmp_path):
+    # A 10k-image, one-epoch classifier keeps this test quick; the default trains longer (docs/METRICS.md).
+    quick = M.ClassifierSettings(train_samples=10_000, epochs=1, batch_size=64)
+    extractor = M.feature_extractor("classifier", "fashion-mnist", cache_dir=str(tmp_path), classifier=quick)
+    assert extractor.accuracy > 0.8
+    test = load_dataset("fashion-mnist", split="test")
+    evaluator = M.FIDEvaluator(extractor, load_dataset("fashion-mnist"), 2000, str(tmp_path))
+    real = evaluator.score(rows(test.batch(torch.arange(2000))))["fid"]
+    noise = evaluator.score(lambda n: torch.rand(n, 1, 32, 32) * 2 - 1)["fid"]
+    assert real < 5 and noise > 50 * real
