@@ -56,6 +56,9 @@ HELP = {
     "fid_features": "auto (default: points for 2-D data, else classifier), classifier, inception or points",
     "inception_weights": "path of pt_inception-2015-12-05-6726825d.pth for paper-comparable FID",
     "device": "auto (default), cpu, cuda or cuda:N",
+    "amp": "none (default) or bf16: mixed precision for the forward passes",
+    "channels_last": "channels-last memory format for the conv nets (a GPU opt-in)",
+    "compile": "torch.compile the networks (not D with wgan-gp: compiled graphs have no double backward)",
 }
 
 
@@ -183,8 +186,9 @@ def cmd_train(args) -> int:
 
 
 # Options that may change on resume without changing the run itself.
-RESUME_OPTIONS = {"steps", "device", "log_every", "sample_every", "checkpoint_every", "data_dir",
-                   "eval_every", "fid_samples", "fid_features", "inception_weights"}
+# Speed options (device, amp, channels_last, compile) may change numerics, not the experiment.
+RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "compile", "log_every", "sample_every", "checkpoint_every",
+                  "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights"}
 
 
 def _resume(args) -> int:

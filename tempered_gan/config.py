@@ -57,6 +57,9 @@ class TrainConfig:
     fid_features: str = "auto"        # auto | classifier | inception | points
     inception_weights: str | None = None
     device: str = "auto"
+    amp: str = "none"                 # none | bf16: autocast G, D and lens forwards to bfloat16
+    channels_last: bool = False       # channels-last memory format for the image nets
+    compile: bool = False             # torch.compile G, D (not for wgan-gp: double backward) and the lens
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -120,6 +123,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     out.sample_every = _pick(cfg.sample_every, max(1, out.steps // 10))
     out.checkpoint_every = _pick(cfg.checkpoint_every, max(1, min(out.steps // 10, 5000)))
     out.fid_samples = _pick(cfg.fid_samples, 10_000 if wgan else 4096)
+    _check_choice("amp", out.amp, ("none", "bf16"))
     _check_choice("fid-features", out.fid_features, ("auto", "classifier", "inception", "points"))
     if not isinstance(out.eval_every, int) or out.eval_every < 0:
         raise UserError(f"eval-every must be a whole number ≥ 0, got {out.eval_every!r}")

@@ -61,18 +61,21 @@ class Tempering:
         reduction: ``"mean"`` (default) or ``"sum"`` for ‖X − L(X)‖².
         before_update: called with the lens between its backward pass and its
             optimiser step (our trainer averages gradients across processes there).
+        autocast: a context-manager factory for the forward passes (mixed precision).
     """
 
     def __init__(self, lens: nn.Module, schedule: LambdaSchedule,
                  objective: str | Callable[[Tensor], Tensor] = "gan",
                  optimizer: torch.optim.Optimizer | None = None, reduction: str = "mean",
-                 before_update: Callable[[nn.Module], None] | None = None):
+                 before_update: Callable[[nn.Module], None] | None = None,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self.lens = lens
         self.schedule = schedule
         self.adversarial = OBJECTIVES[objective].lens_loss if isinstance(objective, str) else objective
         self.optimizer = optimizer or torch.optim.Adam(lens.parameters(), lr=1e-4, betas=(0.5, 0.999))
         self.reduction = reduction
         self.before_update = before_update
+        self.autocast = autocast
         self._x: Tensor | None = None
         self._lensed: Tensor | None = None
 
@@ -83,9 +86,10 @@ class Tempering:
         (the lens updates on the last batch that D saw).
         """
         if not keep_graph:
-            with torch.no_grad():
-                return self.lens(x)
-        self._x, self._lensed = x, self.lens(x)
+            with torch.no_grad(), self.autocast():
+                return self.lens(x).to(x.dtype)
+        with self.autocast():
+            self._x, self._lensed = x, self.lens(x).to(x.dtype)
         return self._lensed.detach()
 
     def step(self, discriminator: nn.Module, t: int) -> dict[str, float | Tensor]:
@@ -93,8 +97,8 @@ class Tempering:
         if self._lensed is None:
             raise RuntimeError("call Tempering.real(x) before Tempering.step(D, t)")
         lam = self.schedule(t)
-        with frozen(discriminator):
-            adversarial = self.adversarial(discriminator(self._lensed))
+        with frozen(discriminator), self.autocast():
+            adversarial = self.adversarial(discriminator(self._lensed).float())
         rec = reconstruction(self._x, self._lensed, self.reduction)
         self.optimizer.zero_grad(set_to_none=True)
         (lam * adversarial + rec).backward()

@@ -14,13 +14,16 @@ initial G and D, same batches, same noise.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -144,6 +147,8 @@ class Trainer:
     noise: torch.Generator
     penalty_noise: torch.Generator
     dist: Dist = SINGLE_PROCESS
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    memory_format: torch.memory_format = torch.preserve_format
     step_count: int = 0
     lens_retired_at: int | None = None
     below_tolerance: torch.Tensor | None = None   # consecutive steps with ‖X − L(X)‖² < tolerance, after K
@@ -151,14 +156,22 @@ class Trainer:
     @classmethod
     def create(cls, cfg: TrainConfig, data: Data, device: torch.device, dist: Dist = SINGLE_PROCESS) -> "Trainer":
         G, D, lens = build_nets(cfg, tuple(data.shape))
-        G, D = G.to(device), D.to(device)
+        memory = torch.channels_last if cfg.channels_last and data.kind == "image" else torch.preserve_format
+        G, D = G.to(device, memory_format=memory), D.to(device, memory_format=memory)
+        if cfg.compile:   # in place: state_dict keys and parameters stay those of the plain modules
+            G.compile()
+            if cfg.gp_weight == 0:
+                D.compile()
+        autocast = functools.partial(torch.autocast, device.type, torch.bfloat16, enabled=cfg.amp == "bf16")
         tempering = None
         if lens is not None:
-            lens = lens.to(device)
+            lens = lens.to(device, memory_format=memory)
+            if cfg.compile:
+                lens.compile()
             lens_opt = torch.optim.Adam(lens.parameters(), lr=cfg.lens_lr, betas=(cfg.beta1, cfg.beta2))
             tempering = Tempering(lens, LambdaSchedule(cfg.lens, cfg.k, cfg.lambda_value), cfg.loss,
                                   lens_opt, cfg.reconstruction,
-                                  before_update=lambda m: average_gradients(m, dist.world))
+                                  before_update=lambda m: average_gradients(m, dist.world), autocast=autocast)
         # Rank 0 uses the single-process streams, so one process is the world = 1 case.
         suffix = f"/rank{dist.rank}" if dist.rank else ""
         return cls(cfg, data, device, G, D, tempering,
@@ -166,7 +179,8 @@ class Trainer:
                    EpochSampler(len(data), cfg.batch_size, cfg.seed, dist.rank, dist.world),
                    torch.Generator(device).manual_seed(seed_for(cfg.seed, "noise" + suffix)),
                    torch.Generator(device).manual_seed(seed_for(cfg.seed, "penalty" + suffix)),
-                   dist=dist, below_tolerance=torch.zeros((), dtype=torch.long, device=device))
+                   dist=dist, autocast=autocast, memory_format=memory,
+                   below_tolerance=torch.zeros((), dtype=torch.long, device=device))
 
     @property
     def lens(self) -> nn.Module | None:
@@ -180,22 +194,23 @@ class Trainer:
         t = self.step_count + 1
         cfg, objective = self.cfg, OBJECTIVES[self.cfg.loss]
         for i in range(cfg.critic_steps):
-            x = self.data.batch(self.sampler.next()).to(self.device, non_blocking=True)
+            x = self.data.batch(self.sampler.next()).to(self.device, non_blocking=True, memory_format=self.memory_format)
             keep = i == cfg.critic_steps - 1
             real = self.tempering.real(x, keep_graph=keep) if self.tempering else x
-            with torch.no_grad():
-                fake = self.G(self._z())
-            loss_d = objective.d_loss(self.D(real), self.D(fake))
-            if cfg.gp_weight:
-                alpha = torch.rand(real.shape[0], generator=self.penalty_noise, device=self.device)
-                loss_d = loss_d + cfg.gp_weight * gradient_penalty(self.D, real, fake, alpha)
+            with torch.no_grad(), self.autocast():
+                fake = self.G(self._z()).float()
+            with self.autocast():
+                loss_d = objective.d_loss(self.D(real).float(), self.D(fake).float())
+                if cfg.gp_weight:
+                    alpha = torch.rand(real.shape[0], generator=self.penalty_noise, device=self.device)
+                    loss_d = loss_d + cfg.gp_weight * gradient_penalty(self.D, real, fake, alpha).float()
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             average_gradients(self.D, self.dist.world)
             self.opt_d.step()
 
-        with frozen(self.D):
-            loss_g = objective.g_loss(self.D(self.G(self._z())))
+        with frozen(self.D), self.autocast():
+            loss_g = objective.g_loss(self.D(self.G(self._z())).float())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         average_gradients(self.G, self.dist.world)

@@ -132,3 +132,17 @@ def test_objectives_are_registered_for_every_loss_option():
     cfg = resolve(TrainConfig(dataset="mnist", loss="lsgan"))
     assert (cfg.arch, cfg.k, cfg.lr, cfg.batch_size) == ("lsgan", 10_000, 1e-4, 64)
     assert dataclasses.asdict(resolve(cfg)) == dataclasses.asdict(cfg)   # resolving twice changes nothing
+
+
+@pytest.mark.parametrize("options", [dict(amp="bf16"), dict(channels_last=True), dict(amp="bf16", loss="wgan-gp")])
+def test_speed_options_train_with_finite_losses(mnist_dir, options):
+    data = load_dataset("mnist", str(mnist_dir))
+    trainer = make_trainer(data, dataset="mnist", **{**TINY_IMAGES, **options})
+    plain = make_trainer(data, dataset="mnist", **TINY_IMAGES)
+    losses, reference = trainer.step(), plain.step()
+    assert torch.isfinite(losses).all()
+    if options.get("amp") == "bf16":
+        assert not torch.equal(losses, reference)          # bfloat16 really was used ...
+    assert torch.allclose(losses, reference, rtol=0.1, atol=0.05) or options.get("loss")   # ... and changed little
+    if options.get("channels_last"):
+        assert next(trainer.D.parameters()).is_contiguous(memory_format=torch.channels_last)
