@@ -11,7 +11,7 @@ import torch
 from .errors import UserError
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: per-process random states and replica fingerprints
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
