@@ -257,16 +257,12 @@ def cmd_compare(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .metrics import evaluate
-    from .train import load_run
+    from .train import evaluate_run, load_run
 
     trainer = load_run(Path(args.run_dir), device=args.device)
-    cfg = trainer.cfg
-    n = args.fid_samples or cfg.fid_samples
-    scores = evaluate(trainer.generate, cfg.dataset, cfg.data_dir, features=args.fid_features or cfg.fid_features,
-                      n_samples=n, device=str(trainer.device),
-                      inception_weights=args.inception_weights or cfg.inception_weights)
-    print(json.dumps({"step": trainer.step_count, **scores}))
+    options = {k: getattr(args, k) for k in ("fid_samples", "fid_features", "inception_weights") if getattr(args, k)}
+    trainer.cfg = resolve(dataclasses.replace(trainer.cfg, **options))
+    print(json.dumps({"step": trainer.step_count, **evaluate_run(trainer)}))
     return 0
 
 

@@ -128,6 +128,8 @@ def preflight(cfg: TrainConfig, data: Data, dist: Dist = SINGLE_PROCESS) -> torc
     device = pick_device(cfg.device)
     if dist.active and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
+    if cfg.eval_every and dist.main:
+        run_evaluator(cfg, device)   # a missing Inception file or data-set label fails here, not mid-run
     return device
 
 
@@ -367,13 +369,17 @@ class _StopFlag:
             signal.signal(s, handler)
 
 
+def run_evaluator(cfg: TrainConfig, device: torch.device):
+    """The evaluator of a run's FID settings (built once per process)."""
+    from .metrics import evaluator_for
+
+    return evaluator_for(cfg.dataset, cfg.data_dir, cfg.fid_features, cfg.fid_samples, None, str(device),
+                         cfg.inception_weights)
+
+
 def evaluate_run(trainer: Trainer) -> dict:
     """FID (and mode coverage where defined) of G against the real data X."""
-    from .metrics import evaluate
-
-    cfg = trainer.cfg
-    return evaluate(trainer.generate, cfg.dataset, cfg.data_dir, features=cfg.fid_features, n_samples=cfg.fid_samples,
-                    device=str(trainer.device), inception_weights=cfg.inception_weights)
+    return run_evaluator(trainer.cfg, trainer.device)(trainer.generate)
 
 
 def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:

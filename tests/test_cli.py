@@ -127,6 +127,11 @@ BAD = [
     (["--dataset", "folder"], "needs --data-dir"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "train-images-idx3-ubyte"),
     (["--batch-size", "200000"], "larger than the data set"),
+    (["--eval-every", "2", "--fid-features", "inception"], "does not apply to mixture-ring8"),
+    (["--eval-every", "2", "--fid-features", "inception", "--dataset", "fashion-mnist",
+      "--inception-weights", "/nonexistent/pt_inception.pth"], "no network here"),
+    (["--fid-features", "fancy"], "unknown fid-features 'fancy'"),
+    (["--amp", "fp8"], "unknown amp 'fp8'"),
     (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
 ]
 
