@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import statistics
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,7 +195,8 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
             ax.plot(steps, fids, color=ARM_COLOURS[r.arm], alpha=0.8, marker=".",
                     label=ARM_LABELS[r.arm] if r.seed == min(x.seed for x in results if x.arm == r.arm) else None)
     feature = next((e.get("features") for r in results for e in r.evals), "?")
-    ax.set(xlabel="step", ylabel="FID", title=f"FID ({feature}) against step")
+    ax.set(xlabel="step", ylabel="FID")
+    ax.set_title("FID against step\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "fid.png", dpi=100)
