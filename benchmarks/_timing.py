@@ -17,6 +17,11 @@ from typing import Callable
 import torch
 
 
+def add_threads_option(parser) -> None:
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: robust on a shared machine, see docs/PERFORMANCE.md)")
+
+
 def setup(threads: int) -> int:
     """Fix the number of intra-op threads and print it with the machine, so that a
     pasted output says where it was measured."""

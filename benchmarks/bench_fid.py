@@ -18,7 +18,7 @@ import tempfile
 import time
 
 import torch
-from _timing import interleaved, median, paired_ratio, setup, table
+from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
 
 from tempered_gan import metrics
 from tempered_gan.config import TrainConfig, resolve
@@ -39,8 +39,7 @@ def main() -> None:
                     help="steps between evaluations to report (default: 1000, and 5000 as in the experiment presets)")
     ap.add_argument("--reps", type=int, default=5, help="interleaved rounds (default 5)")
     ap.add_argument("--steps", type=int, default=5, help="training steps per timed block (default 5)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: robust on a shared machine, see docs/PERFORMANCE.md)")
+    add_threads_option(ap)
     args = ap.parse_args()
 
     setup(args.threads)

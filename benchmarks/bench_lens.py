@@ -20,7 +20,7 @@ import argparse
 import copy
 
 import torch
-from _timing import interleaved, median, paired_ratio, setup, table
+from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
 from torch.utils.flop_counter import FlopCounterMode
 
 from tempered_gan.config import TrainConfig, resolve
@@ -151,8 +151,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20, help="interleaved rounds, gan/lsgan (default 20)")
     ap.add_argument("--wgan-reps", type=int, default=6, help="interleaved rounds (1 call each), wgan-gp (default 6)")
     ap.add_argument("--matmul", type=int, default=2048, help="N of the N×N float32 matmul measuring the peak")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: robust on a shared machine, see docs/PERFORMANCE.md)")
+    add_threads_option(ap)
     args = ap.parse_args()
 
     setup(args.threads)

@@ -29,7 +29,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from _timing import interleaved, median, paired_ratio, setup, table
+from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
 
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
@@ -45,8 +45,7 @@ def main() -> None:
     ap.add_argument("--retire-patience", type=int, default=100, help="(default 100; the package's is 1000)")
     ap.add_argument("--sample-every", type=int, help="sample/checkpoint interval (default: only at the end)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds of the three arms (default 3)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: robust on a shared machine, see docs/PERFORMANCE.md)")
+    add_threads_option(ap)
     args = ap.parse_args()
 
     setup(args.threads)

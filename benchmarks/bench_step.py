@@ -16,7 +16,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from _timing import interleaved, median, paired_ratio, setup, table
+from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
 
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
@@ -87,8 +87,7 @@ def main() -> None:
     ap.add_argument("--wgan-steps", type=int, default=1, help="steps per timed block, wgan-gp (default 1)")
     ap.add_argument("--wgan-reps", type=int, default=10, help="interleaved blocks per arm, wgan-gp (default 10)")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: robust on a shared machine, see docs/PERFORMANCE.md)")
+    add_threads_option(ap)
     args = ap.parse_args()
 
     setup(args.threads)
