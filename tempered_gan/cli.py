@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default: none,sine)")
     compare.add_argument("--fail-factor", type=float, default=2.0,
                          help="a run failed if its final FID exceeds this × the best FID of any run (default 2)")
+    compare.add_argument("--fail-fid", type=float, help="a run failed if its final FID exceeds this (overrides --fail-factor)")
 
     for name, text in (("eval", "FID (and coverage) of a run's checkpoint, printed as one JSON object"),
                        ("sample", "write a sample grid G(Z) | L(X) | X from a run's checkpoint")):
@@ -241,6 +242,8 @@ def cmd_compare(args) -> int:
     preset.pop("seeds", None)
     arms = (args.arms or preset.pop("arms", "none,sine")).split(",")
     preset.pop("arms", None)
+    fail_fid = args.fail_fid if args.fail_fid is not None else preset.pop("fail_fid", None)
+    preset.pop("fail_fid", None)
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     if args.seed is not None:
@@ -251,7 +254,7 @@ def cmd_compare(args) -> int:
     base = TrainConfig(**{**preset, **given})
     command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
     report = compare(base, arms, list(range(seeds)), Path(args.out), command=command,
-                     fail_factor=args.fail_factor, progress=args.progress)
+                     fail_factor=args.fail_factor, fail_fid=fail_fid, progress=args.progress)
     print(f"report: {report}", file=sys.stderr)
     return 0
 

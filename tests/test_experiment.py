@@ -117,3 +117,5 @@ def test_summary_table_by_hand():
     assert none["best_fid"].startswith("50 ±") and none["failed"] == "0/2"
     assert sine["final_fid"] == "30" and sine["failed"] == "1/2"
     assert none["reached"].endswith("(1/2 seeds)") and sine["reached"].startswith("10 (1/2")
+    rows, threshold, _ = summarise(results, ["none", "sine"], fail_factor=2.0, fail_fid=100.0)
+    assert threshold == 100.0 and rows[0]["failed"] == "0/2" and rows[1]["failed"] == "1/2"   # the NaN run still fails
