@@ -203,8 +203,8 @@ def _resume(args) -> int:
              if getattr(args, f.name) is not None and f.name not in RESUME_OPTIONS]
     extra += [flag for flag, given in (("--out", args.out), ("--overwrite", args.overwrite)) if given]
     if extra:
-        raise UserError(f"--resume continues the saved configuration; it takes only --steps, --device and the "
-                        f"logging intervals, not {', '.join(extra)}")
+        raise UserError(f"--resume continues the saved configuration; it takes only --steps, --device, the speed, "
+                        f"logging and evaluation options, not {', '.join(extra)}")
     saved = TrainConfig.load(run_dir / CONFIG)
     state = load_checkpoint(run_dir / CHECKPOINT)
     try:
@@ -238,12 +238,11 @@ def cmd_compare(args) -> int:
     from .experiment import PRESETS, compare
 
     preset = dict(PRESETS[args.preset]) if args.preset else {}
-    seeds = args.seeds if args.seeds is not None else preset.pop("seeds", 3)
-    preset.pop("seeds", None)
-    arms = (args.arms or preset.pop("arms", "none,sine")).split(",")
-    preset.pop("arms", None)
-    fail_fid = args.fail_fid if args.fail_fid is not None else preset.pop("fail_fid", None)
-    preset.pop("fail_fid", None)
+    # A preset holds TrainConfig fields plus these options of compare itself.
+    seeds, arms, fail_fid = (preset.pop(k, default) for k, default in (("seeds", 3), ("arms", "none,sine"), ("fail_fid", None)))
+    seeds = args.seeds if args.seeds is not None else seeds
+    arms = (args.arms or arms).split(",")
+    fail_fid = args.fail_fid if args.fail_fid is not None else fail_fid
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     if args.seed is not None:
