@@ -15,10 +15,8 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
-from .config import TrainConfig, resolve
+from .config import CONFIG, RESUME_OPTIONS, TrainConfig, resolve
 from .errors import UserError
-
-CONFIG = "config.json"
 
 HELP = {
     "dataset": "mnist, fashion-mnist, color-mnist, color-fashion-mnist, cifar10, celeba, folder, "
@@ -184,12 +182,6 @@ def cmd_train(args) -> int:
     if dist.main:
         print(f"done: {cfg.steps} steps; {json.dumps(record)}", file=sys.stderr)
     return 0
-
-
-# Options that may change on resume without changing the run itself.
-# Speed options (device, amp, channels_last, compile) may change numerics, not the experiment.
-RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "compile", "log_every", "sample_every", "checkpoint_every",
-                  "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights"}
 
 
 def _resume(args) -> int:

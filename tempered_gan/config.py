@@ -17,6 +17,13 @@ from .lens import SCHEDULES
 from .losses import OBJECTIVES
 from .nets import ARCHITECTURES
 
+CONFIG = "config.json"   # the resolved configuration in a run folder
+
+# Options that may change on resume without changing the run itself.
+# Speed options (device, amp, channels_last, compile) may change numerics, not the experiment.
+RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "compile", "log_every", "sample_every", "checkpoint_every",
+                  "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights"}
+
 POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist", "cifar10", "celeba", "folder")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
-from .config import TrainConfig, resolve
+from .config import CONFIG, RESUME_OPTIONS, TrainConfig, resolve
 from .errors import UserError
 
 ARMS = {
@@ -78,7 +78,6 @@ def arm_config(base: TrainConfig, arm: str, seed: int) -> TrainConfig:
 
 
 def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
-    from .cli import RESUME_OPTIONS
     return all(getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(TrainConfig)
                if f.name not in RESUME_OPTIONS)
 
@@ -86,7 +85,6 @@ def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
 def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
     """Train one run to ``cfg.steps``: skip it when finished, resume it when
     interrupted. Returns why it failed (a NaN/Inf loss), or None."""
-    from .cli import CONFIG
     from .train import NonFiniteLoss, train
 
     if (run_dir / FAILED).exists():
@@ -123,13 +121,14 @@ def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResu
 def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, command: str,
             fail_factor: float = 2.0, fail_fid: float | None = None, progress: bool | None = None) -> Path:
     """Run (or finish) every arm × seed, then write ``out/report.md``."""
-    from .cli import load_data
+    from .data import load_dataset
     from .train import preflight
 
     if not base.eval_every:
         raise UserError("compare needs FID during training: pass --eval-every N")
     configs = {(arm, seed): arm_config(base, arm, seed) for seed in seeds for arm in arms}
-    data = load_data(configs[arms[0], seeds[0]])
+    first = configs[arms[0], seeds[0]]
+    data = load_dataset(first.dataset, first.data_dir)
     for cfg in configs.values():
         preflight(cfg, data)
     out.mkdir(parents=True, exist_ok=True)

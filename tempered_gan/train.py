@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import CONFIG, TrainConfig
 from .data import Data
 from .distributed import SINGLE_PROCESS, Dist, any_process, average_gradients, fingerprint, gather
 from .errors import UserError
@@ -328,7 +328,6 @@ class Trainer:
 
 def load_run(run_dir: Path, device: str | None = None) -> Trainer:
     """The trainer of a saved run, at its checkpoint (for eval and sample)."""
-    from .cli import CONFIG
     from .data import load_dataset
 
     cfg = TrainConfig.load(Path(run_dir) / CONFIG)
