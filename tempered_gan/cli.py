@@ -54,9 +54,11 @@ HELP = {
     "fid_features": "auto (default: points for 2-D data, else classifier), classifier, inception or points",
     "inception_weights": "path of pt_inception-2015-12-05-6726825d.pth for paper-comparable FID",
     "device": "auto (default), cpu, cuda or cuda:N",
-    "amp": "none (default) or bf16: mixed precision for the forward passes",
-    "channels_last": "channels-last memory format for the conv nets (a GPU opt-in)",
-    "compile": "torch.compile the networks (not D with wgan-gp: compiled graphs have no double backward)",
+    "amp": "none (default) or bf16: mixed precision for the forward passes (GPU; see docs/PERFORMANCE.md "
+           "for what it gains)",
+    "channels_last": "channels-last memory format for the conv nets (GPU; see docs/PERFORMANCE.md)",
+    "cuda_graphs": "experimental, not yet measured on a GPU: replay each step as one captured CUDA graph "
+                   "(one GPU; see docs/PERFORMANCE.md)",
 }
 
 

@@ -20,8 +20,8 @@ from .nets import ARCHITECTURES
 CONFIG = "config.json"   # the resolved configuration in a run folder
 
 # Options that may change on resume without changing the run itself.
-# Speed options (device, amp, channels_last, compile) may change numerics, not the experiment.
-RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "compile", "log_every", "sample_every", "checkpoint_every",
+# Speed options (device, amp, channels_last, cuda_graphs) may change numerics, not the experiment.
+RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "cuda_graphs", "log_every", "sample_every", "checkpoint_every",
                   "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights"}
 
 POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
@@ -66,13 +66,19 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "none"                 # none | bf16: autocast G, D and lens forwards to bfloat16
     channels_last: bool = False       # channels-last memory format for the image nets
-    compile: bool = False             # torch.compile G, D (not for wgan-gp: double backward) and the lens
+    cuda_graphs: bool = False         # CUDA: replay each step as a captured CUDA graph (experimental)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        values = dict(values)
+        if values.get("compile") is False:   # written before --compile was removed (it never ran on CUDA)
+            del values["compile"]
+        elif values.get("compile"):
+            raise UserError("--compile was removed: inductor failed on CUDA (pytorch/pytorch#171622); "
+                            "--cuda-graphs is its replacement")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -104,8 +104,20 @@ class Data:
     def __repr__(self) -> str:
         return f"Data({self.name!r}, kind={self.kind!r}, n={len(self)}, shape={self.shape})"
 
+    def to(self, device: torch.device) -> "Data":
+        """The same data set held on ``device`` (a GPU run gathers its batches
+        there, without a copy from the host at every step)."""
+        moved = Data(self.name, self.kind, self._store.to(device), self.labels,
+                     None if self._index is None else self._index.to(device))
+        return moved
+
+    @property
+    def device(self) -> torch.device:
+        return self._store.device
+
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
-        """Samples at the int64 indices ``idx`` as float32 ``(B, *shape)``.
+        """Samples at the int64 indices ``idx`` as float32 ``(B, *shape)``, on
+        the device that holds the data (``idx`` may live on the host or there).
 
         Images are scaled from uint8 to [-1, 1]; points are returned as stored.
         """

@@ -94,9 +94,13 @@ class Tempering:
 
     def step(self, discriminator: nn.Module, t: int) -> dict[str, float | Tensor]:
         """One lens update at step ``t``; only L's parameters change."""
+        return self.update(discriminator, self.schedule(t))
+
+    def update(self, discriminator: nn.Module, lam: float | Tensor) -> dict[str, float | Tensor]:
+        """One lens update with weight ``lam`` = λ(t), a number or a device
+        scalar (a CUDA graph replays this with λ in a tensor it refills)."""
         if self._lensed is None:
             raise RuntimeError("call Tempering.real(x) before Tempering.step(D, t)")
-        lam = self.schedule(t)
         with frozen(discriminator), self.autocast():
             adversarial = self.adversarial(discriminator(self._lensed).float())
         rec = reconstruction(self._x, self._lensed, self.reduction)

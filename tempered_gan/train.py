@@ -30,6 +30,7 @@ from torch import nn
 
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import CONFIG, TrainConfig
+from .cuda_graphs import make_runner, uses_cuda_graphs
 from .data import Data
 from .distributed import SINGLE_PROCESS, Dist, any_process, average_gradients, fingerprint, gather
 from .errors import UserError
@@ -102,10 +103,13 @@ def build_nets(cfg: TrainConfig, sample_shape: tuple) -> tuple[nn.Module, nn.Mod
     return G, D, lens
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params, capturable: bool = False) -> torch.optim.Optimizer:
+    """Adam or RMSprop. ``capturable`` (CUDA graphs): step counts live on the
+    GPU so that a graph can replay the update, and Adam is fused (one kernel)."""
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr)
-    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        return torch.optim.RMSprop(params, lr=cfg.lr, capturable=capturable)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), capturable=capturable,
+                            **({"fused": True} if capturable else {}))
 
 
 def pick_device(name: str) -> torch.device:
@@ -128,6 +132,8 @@ def preflight(cfg: TrainConfig, data: Data, dist: Dist = SINGLE_PROCESS) -> torc
     device = pick_device(cfg.device)
     if dist.active and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
+    if cfg.cuda_graphs and device.type != "cuda":
+        raise UserError(f"--cuda-graphs needs a CUDA device; this run is on {device.type}")
     if cfg.eval_every and dist.main:
         run_evaluator(cfg, device)   # a missing Inception file or data-set label fails here, not mid-run
     return device
@@ -154,35 +160,45 @@ class Trainer:
     step_count: int = 0
     lens_retired_at: int | None = None
     below_tolerance: torch.Tensor | None = None   # consecutive steps with ‖X − L(X)‖² < tolerance, after K
+    loss_sums: torch.Tensor | None = None         # sums of the losses since the last log step (device)
+    first_bad: torch.Tensor | None = None         # first step with a NaN/Inf loss, -1 if none (device)
+    last_losses: torch.Tensor | None = None
+    runner: object = None                         # how iterations run: eager or CUDA graphs
 
     @classmethod
     def create(cls, cfg: TrainConfig, data: Data, device: torch.device, dist: Dist = SINGLE_PROCESS) -> "Trainer":
         G, D, lens = build_nets(cfg, tuple(data.shape))
         memory = torch.channels_last if cfg.channels_last and data.kind == "image" else torch.preserve_format
         G, D = G.to(device, memory_format=memory), D.to(device, memory_format=memory)
-        if cfg.compile:   # in place: state_dict keys and parameters stay those of the plain modules
-            G.compile()
-            if cfg.gp_weight == 0:
-                D.compile()
-        autocast = functools.partial(torch.autocast, device.type, torch.bfloat16, enabled=cfg.amp == "bf16")
+        graphs = uses_cuda_graphs(cfg, device, dist)
+        if graphs:
+            data = data.to(device)                   # batches are gathered on the GPU
+            torch.backends.cudnn.benchmark = True    # fixed shapes: pick the fastest kernels once
+        # No autocast cache in CUDA graphs: a replay must not reuse casts from capture time.
+        autocast = functools.partial(torch.autocast, device.type, torch.bfloat16, enabled=cfg.amp == "bf16",
+                                     cache_enabled=False if graphs else None)
         tempering = None
         if lens is not None:
             lens = lens.to(device, memory_format=memory)
-            if cfg.compile:
-                lens.compile()
-            lens_opt = torch.optim.Adam(lens.parameters(), lr=cfg.lens_lr, betas=(cfg.beta1, cfg.beta2))
+            lens_opt = make_optimizer(dataclasses.replace(cfg, optimizer="adam", lr=cfg.lens_lr), lens.parameters(),
+                                      capturable=graphs)
             tempering = Tempering(lens, LambdaSchedule(cfg.lens, cfg.k, cfg.lambda_value), cfg.loss,
                                   lens_opt, cfg.reconstruction,
                                   before_update=lambda m: average_gradients(m, dist.world), autocast=autocast)
         # Rank 0 uses the single-process streams, so one process is the world = 1 case.
         suffix = f"/rank{dist.rank}" if dist.rank else ""
-        return cls(cfg, data, device, G, D, tempering,
-                   make_optimizer(cfg, G.parameters()), make_optimizer(cfg, D.parameters()),
-                   EpochSampler(len(data), cfg.batch_size, cfg.seed, dist.rank, dist.world),
-                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "noise" + suffix)),
-                   torch.Generator(device).manual_seed(seed_for(cfg.seed, "penalty" + suffix)),
-                   dist=dist, autocast=autocast, memory_format=memory,
-                   below_tolerance=torch.zeros((), dtype=torch.long, device=device))
+        trainer = cls(cfg, data, device, G, D, tempering,
+                      make_optimizer(cfg, G.parameters(), capturable=graphs),
+                      make_optimizer(cfg, D.parameters(), capturable=graphs),
+                      EpochSampler(len(data), cfg.batch_size, cfg.seed, dist.rank, dist.world),
+                      torch.Generator(device).manual_seed(seed_for(cfg.seed, "noise" + suffix)),
+                      torch.Generator(device).manual_seed(seed_for(cfg.seed, "penalty" + suffix)),
+                      dist=dist, autocast=autocast, memory_format=memory,
+                      below_tolerance=torch.zeros((), dtype=torch.long, device=device),
+                      loss_sums=torch.zeros(len(LOSS_NAMES), device=device),
+                      first_bad=torch.full((), -1, dtype=torch.long, device=device))
+        trainer.runner = make_runner(trainer)
+        return trainer
 
     @property
     def lens(self) -> nn.Module | None:
@@ -192,11 +208,33 @@ class Trainer:
         return torch.randn(self.cfg.batch_size, self.cfg.z_dim, generator=self.noise, device=self.device)
 
     def step(self) -> torch.Tensor:
-        """Run iteration ``step_count + 1``; return the losses (d, g, lens_adv, lens_rec)."""
+        """Run iteration ``step_count + 1``; return its losses (d, g, lens_adv, lens_rec).
+
+        The host draws the step's batch indices and λ(t); :meth:`iteration` does
+        the device work, run op by op or replayed as a CUDA graph (``runner``).
+        The returned tensor is overwritten by the next step: copy it to keep it.
+        """
         t = self.step_count + 1
+        idx = torch.stack([self.sampler.next() for _ in range(self.cfg.critic_steps)])
+        self.runner.run(t, idx, self.lam(t) or 0.0)
+        self.step_count = t
+        return self.last_losses
+
+    def phase(self, t: int) -> tuple:
+        """What decides the shape of iteration ``t``'s work (one CUDA graph each)."""
+        return self.tempering is not None, self.tempering is not None and self._may_retire(t)
+
+    def iteration(self, idx: torch.Tensor, lam: float | torch.Tensor, t: int | torch.Tensor) -> None:
+        """The device work of one TAN iteration: ``idx`` (critic_steps, B) batch
+        indices, λ(t) and t as numbers (eager) or device tensors (CUDA graph).
+
+        Everything it changes is changed in place (weights, optimiser states,
+        ``loss_sums``, ``first_bad``, ``below_tolerance``), and nothing in it
+        waits for the device, so it can be captured and replayed as it is.
+        """
         cfg, objective = self.cfg, OBJECTIVES[self.cfg.loss]
         for i in range(cfg.critic_steps):
-            x = self.data.batch(self.sampler.next()).to(self.device, non_blocking=True, memory_format=self.memory_format)
+            x = self.data.batch(idx[i]).to(self.device, non_blocking=True, memory_format=self.memory_format)
             keep = i == cfg.critic_steps - 1
             real = self.tempering.real(x, keep_graph=keep) if self.tempering else x
             with torch.no_grad(), self.autocast():
@@ -220,12 +258,15 @@ class Trainer:
 
         lens_adv = lens_rec = torch.zeros((), device=self.device)  # placeholders, logged as null
         if self.tempering:
-            out = self.tempering.step(self.D, t)
+            out = self.tempering.update(self.D, lam)
             lens_adv, lens_rec = out["loss_lens_adv"], out["loss_lens_rec"]
-            if self._may_retire(t):
-                self.below_tolerance = torch.where(lens_rec < cfg.retire_tolerance, self.below_tolerance + 1, 0)
-        self.step_count = t
-        return torch.stack([loss_d.detach(), loss_g.detach(), lens_adv, lens_rec])
+            if self._may_retire(t):   # a graph is captured per phase, so this host test is fixed inside one
+                self.below_tolerance.copy_(torch.where(lens_rec < cfg.retire_tolerance, self.below_tolerance + 1, 0))
+        losses = torch.stack([loss_d.detach(), loss_g.detach(), lens_adv, lens_rec])
+        # Bookkeeping on the device, read only at log steps: no sync per step.
+        self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(losses).all(), t, self.first_bad))
+        self.loss_sums.add_(losses)
+        self.last_losses = losses
 
     # --- lens retirement ----------------------------------------------------
     def _may_retire(self, t: int) -> bool:
@@ -415,14 +456,13 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
     log = RunLog(run_dir, resume_step=trainer.step_count) if dist.main else None
     ckpt_path = run_dir / CHECKPOINT
 
-    sums = torch.zeros(len(LOSS_NAMES), device=device)
+    sums = trainer.loss_sums
     counted = 0
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
     record: dict = {}
     last_time, last_step = time.perf_counter(), trainer.step_count
 
     def check_finite() -> None:
-        bad = first_bad.clone()
+        bad = trainer.first_bad.clone()
         if dist.active:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         if int(bad) >= 0:
@@ -442,11 +482,8 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
     try:
         with _StopFlag() as stop:
             while trainer.step_count < cfg.steps:
-                losses = trainer.step()
+                trainer.step()   # adds its losses to `sums` and sets `first_bad`, on the device
                 t = trainer.step_count
-                # No sync with the device here: the flag is read at log and checkpoint steps.
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses).all(), t, first_bad)
-                sums += losses
                 counted += 1
                 bar.update(1)
                 if t % cfg.log_every == 0 or t == cfg.steps:

@@ -132,6 +132,7 @@ BAD = [
       "--inception-weights", "/nonexistent/pt_inception.pth"], "no network here"),
     (["--fid-features", "fancy"], "unknown fid-features 'fancy'"),
     (["--amp", "fp8"], "unknown amp 'fp8'"),
+    (["--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA device"),
     (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
 ]
 
