@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--fail-factor", type=float, default=2.0,
                          help="a run failed if its final FID exceeds this × the best FID of any run (default 2)")
     compare.add_argument("--fail-fid", type=float, help="a run failed if its final FID exceeds this (overrides --fail-factor)")
+    compare.add_argument("--jobs", type=int, default=1,
+                         help="runs trained at once, each in its own process with its own log under OUT/logs/ "
+                              "(default 1); never changes what a run trains")
 
     for name, text in (("eval", "FID (and coverage) of a run's checkpoint, printed as one JSON object"),
                        ("sample", "write a sample grid G(Z) | L(X) | X from a run's checkpoint")):
@@ -239,6 +242,8 @@ def cmd_compare(args) -> int:
     fail_fid = args.fail_fid if args.fail_fid is not None else fail_fid
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     if args.seed is not None:
         raise UserError("compare chooses the seeds itself (0 … N−1); use --seeds N")
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
@@ -247,7 +252,7 @@ def cmd_compare(args) -> int:
     base = TrainConfig(**{**preset, **given})
     command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
     report = compare(base, arms, list(range(seeds)), Path(args.out), command=command,
-                     fail_factor=args.fail_factor, fail_fid=fail_fid, progress=args.progress)
+                     fail_factor=args.fail_factor, fail_fid=fail_fid, progress=args.progress, jobs=args.jobs)
     print(f"report: {report}", file=sys.stderr)
     return 0
 

@@ -109,6 +109,97 @@ def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str
     return None
 
 
+def _run_arm_process(cfg_json: str, run_dir: str, log_path: str, threads: int) -> None:
+    """Body of one ``compare --jobs`` worker: one run, its output in its log.
+    Exit status: 0 done (or stopped on NaN, recorded in FAILED), 2 bad input,
+    128 + signal when stopped by SIGINT/SIGTERM after a checkpoint."""
+    import os
+    import sys
+
+    import torch
+
+    from .data import load_dataset
+    from .train import Interrupted
+
+    log = open(log_path, "a", buffering=1)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    torch.set_num_threads(threads)
+    try:
+        cfg = TrainConfig.from_dict(json.loads(cfg_json))
+        run_arm(cfg, Path(run_dir), load_dataset(cfg.dataset, cfg.data_dir), progress=None)  # a line per log step
+    except Interrupted as exc:
+        print(f"{exc}; checkpoint saved", file=sys.stderr)
+        sys.exit(128 + exc.signum)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jobs: int) -> dict:
+    """Train ``runs`` ({key: (config, run folder, log file)}), ``jobs`` at a time,
+    each in a fresh process (spawned: no state shared with this one). On the CPU
+    the cores are shared out (``cpu_count // jobs`` threads each).
+
+    SIGINT/SIGTERM: no new run starts, the running ones get SIGTERM, save a
+    checkpoint and stop; then :class:`~tempered_gan.train.Interrupted` is raised
+    here, and running the same command again resumes them. Returns
+    {key: failure or None}, as :func:`run_arm` does."""
+    import multiprocessing
+    import os
+    import signal
+    import sys
+    import time
+
+    from .train import Interrupted
+
+    ctx = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pending, running, stopped = list(runs), {}, []
+    caught: list[int] = []
+    handler = lambda signum, frame: caught.append(signum)  # noqa: E731
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while pending or running:
+            if caught:
+                for proc in running.values():
+                    if proc.is_alive() and not getattr(proc, "_told", False):
+                        proc._told = True
+                        os.kill(proc.pid, signal.SIGTERM)
+                pending = []
+            while pending and len(running) < jobs:
+                key = pending.pop(0)
+                cfg, run_dir, log_path = runs[key]
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                proc = ctx.Process(target=_run_arm_process, args=(cfg.to_json(), str(run_dir), str(log_path), threads),
+                                   daemon=False)
+                proc.start()
+                running[key] = proc
+                print(f"started {key[0]}, seed {key[1]} (log: {log_path})", file=sys.stderr)
+            for key, proc in list(running.items()):
+                if proc.exitcode is None:
+                    continue
+                del running[key]
+                if proc.exitcode >= 128 or proc.exitcode < 0:
+                    stopped.append(key)
+                elif proc.exitcode != 0:
+                    raise UserError(f"run {key[0]}, seed {key[1]} failed (exit {proc.exitcode}); see {runs[key][2]}")
+                else:
+                    print(f"finished {key[0]}, seed {key[1]}", file=sys.stderr)
+            time.sleep(0.2)
+    finally:
+        for proc in running.values():   # an error here: stop the others cleanly too
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+                proc.join()
+        for s, h in old.items():
+            signal.signal(s, h)
+    if caught or stopped:
+        raise Interrupted(caught[0] if caught else signal.SIGTERM, 0)
+    return {key: ((run_dir / FAILED).read_text().strip() if (run_dir / FAILED).exists() else None)
+            for key, (_, run_dir, _) in runs.items()}
+
+
 def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResult:
     from .runlog import METRICS
     result = RunResult(arm, seed, run_dir, failure=failure)
@@ -119,8 +210,13 @@ def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResu
 
 
 def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, command: str,
-            fail_factor: float = 2.0, fail_fid: float | None = None, progress: bool | None = None) -> Path:
-    """Run (or finish) every arm × seed, then write ``out/report.md``."""
+            fail_factor: float = 2.0, fail_fid: float | None = None, progress: bool | None = None,
+            jobs: int = 1) -> Path:
+    """Run (or finish) every arm × seed, then write ``out/report.md``.
+
+    With ``jobs`` > 1 that many runs train at once, each in a process of its
+    own writing to ``out/logs/<arm>-s<seed>.log`` (see :func:`run_parallel`).
+    How many run at once never changes what each run trains."""
     from .data import load_dataset
     from .train import preflight
 
@@ -132,11 +228,13 @@ def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, 
     for cfg in configs.values():
         preflight(cfg, data)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for (arm, seed), cfg in configs.items():
-        run_dir = out / "runs" / f"{arm}-s{seed}"
-        failure = run_arm(cfg, run_dir, data, progress)
-        results.append(read_run(arm, seed, run_dir, failure))
+    run_dirs = {key: out / "runs" / f"{key[0]}-s{key[1]}" for key in configs}
+    if jobs > 1:
+        failures = run_parallel({key: (cfg, run_dirs[key], out / "logs" / f"{key[0]}-s{key[1]}.log")
+                                 for key, cfg in configs.items()}, jobs)
+    else:
+        failures = {key: run_arm(cfg, run_dirs[key], data, progress) for key, cfg in configs.items()}
+    results = [read_run(arm, seed, run_dirs[arm, seed], failures[arm, seed]) for arm, seed in configs]
     return write_report(results, arms, out, command=command, base=configs[arms[0], seeds[0]], fail_factor=fail_factor,
                         fail_fid=fail_fid)
 

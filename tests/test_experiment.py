@@ -119,3 +119,44 @@ def test_summary_table_by_hand():
     assert none["reached"].endswith("(1/2 seeds)") and sine["reached"].startswith("10 (1/2")
     rows, threshold, _ = summarise(results, ["none", "sine"], fail_factor=2.0, fail_fid=100.0)
     assert threshold == 100.0 and rows[0]["failed"] == "0/2" and rows[1]["failed"] == "1/2"   # the NaN run still fails
+
+
+def test_parallel_jobs_train_the_same_runs_with_a_log_each(tmp_path):
+    """--jobs 2: the same runs as one at a time (same weights), each in its own process and log."""
+    one, out = tmp_path / "one-at-a-time", tmp_path / "parallel"
+    for folder, jobs in ((one, 1), (out, 2)):
+        assert run("compare", "--out", folder, "--seeds", 2, "--arms", "none,sine", "--steps", 4, "--k", 2,
+                   "--jobs", jobs, *TINY) == 0
+    for name in ("none-s0", "sine-s0", "sine-s1"):
+        a = torch.load(one / "runs" / name / "checkpoint.pt", weights_only=False)
+        b = torch.load(out / "runs" / name / "checkpoint.pt", weights_only=False)
+        for net in ("G", "D", "lens"):
+            assert (a[net] is None) == (b[net] is None)
+            assert all(torch.equal(v, b[net][k]) for k, v in (a[net] or {}).items()), (name, net)
+        assert "step=4" in (out / "logs" / f"{name}.log").read_text()   # the run's own progress lines
+    assert (out / "report.md").exists()
+
+
+def test_parallel_compare_stops_on_sigterm_and_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "stopped"
+    argv = [sys.executable, "-m", "tempered_gan", "compare", "--out", str(out), "--seeds", "2", "--arms", "none,sine",
+            "--steps", "400", "--k", "2", "--jobs", "2", *[str(a) for a in TINY], "--eval-every", "200",
+            "--log-every", "20", "--sample-every", "400", "--checkpoint-every", "20"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("runs/*/checkpoint.pt")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "run the same compare command again" in err
+    steps = [torch.load(p, weights_only=False)["step"] for p in out.glob("runs/*/checkpoint.pt")]
+    assert steps and all(s < 400 for s in steps)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(torch.load(p, weights_only=False)["step"] for p in out.glob("runs/*/checkpoint.pt")) == [400] * 4
