@@ -36,8 +36,13 @@ HELP = {
     "lens_blocks": "residual blocks in the lens (default 8)",
     "lens_zero_init": "start the lens exactly at the identity (zero last layer); paper: off",
     "reconstruction": "‖X − L(X)‖² reduction: mean over elements (default) or sum per sample",
-    "keep_lens": "never retire the lens (by default it is dropped once λ = 0 and L stays within --retire-tolerance)",
-    "retire_tolerance": "after step K the lens retires when ‖X − L(X)‖² (mean) stays below this (default 1e-4) ...",
+    "lens_exit": "how a sine lens leaves after K: blend (default: L fades linearly to the identity over "
+                 "--lens-exit-steps, then is dropped), drop (right after K), converge (the paper: trained on "
+                 "‖X − L(X)‖² until within --retire-tolerance; may never end), keep (never)",
+    "lens_exit_steps": "blend: steps over which the lens fades out after K (default K/2, so the lens is gone by 1.5·K)",
+    "keep_lens": "never retire the lens (the same as --lens-exit keep)",
+    "retire_tolerance": "--lens-exit converge: after step K the lens retires when ‖X − L(X)‖² (mean) stays below "
+                        "this (default 1e-4) ...",
     "retire_patience": "... for this many consecutive steps (default 1000; checked at log steps)",
     "optimizer": "adam (default) or rmsprop, for G and D",
     "lr": "learning rate (default 1e-4; 1e-3 for mixtures)",

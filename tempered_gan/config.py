@@ -25,6 +25,13 @@ RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "cuda_graphs", "log
                   "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights"}
 
 POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
+# How a sine lens leaves once λ reaches 0 at step K (docs/DECISIONS.md, "Lens exit"):
+#   blend    L_α(x) = x + α(t)·(L(x) − x), α falling linearly from 1 to 0 over --lens-exit-steps, then dropped
+#   drop     dropped right after step K
+#   converge the paper: trained on ‖X − L(X)‖² alone until it stays within --retire-tolerance, then dropped
+#   keep     never dropped (trained on ‖X − L(X)‖² alone after K)
+LENS_EXITS = ("blend", "drop", "converge", "keep")
+DEFAULT_LENS_EXIT = "blend"
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist", "cifar10", "celeba", "folder")
 
 
@@ -46,8 +53,10 @@ class TrainConfig:
     lens_blocks: int = 8
     lens_zero_init: bool = False
     reconstruction: str = "mean"      # mean | sum, reduction of ‖X − L(X)‖²
-    keep_lens: bool = False           # never retire the lens (see retire_tolerance)
-    retire_tolerance: float = 1e-4    # after K, drop the lens once ‖X − L(X)‖² stays below this ...
+    lens_exit: str | None = None      # how a sine lens leaves after K: blend | drop | converge | keep
+    lens_exit_steps: int | None = None  # blend: steps over which L fades to the identity (default K/2)
+    keep_lens: bool = False           # never retire the lens (the same as lens_exit = keep)
+    retire_tolerance: float = 1e-4    # converge: after K, drop the lens once ‖X − L(X)‖² stays below this ...
     retire_patience: int = 1000       # ... for this many consecutive steps
     optimizer: str | None = None      # adam | rmsprop (G and D; the lens always uses Adam)
     lr: float | None = None
@@ -74,6 +83,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         values = dict(values)
+        # Saved before lens exits existed: those runs retired by convergence (or never, with keep_lens).
+        values.setdefault("lens_exit", "keep" if values.get("keep_lens") else "converge")
         if values.get("compile") is False:   # written before --compile was removed (it never ran on CUDA)
             del values["compile"]
         elif values.get("compile"):
@@ -110,6 +121,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check_choice("loss", cfg.loss, tuple(OBJECTIVES))
     _check_choice("lens", cfg.lens, SCHEDULES)
     _check_choice("reconstruction", cfg.reconstruction, ("mean", "sum"))
+    if cfg.lens_exit is not None:
+        _check_choice("lens-exit", cfg.lens_exit, LENS_EXITS)
     points = cfg.dataset in POINT_DATASETS
     out = dataclasses.replace(cfg)
     out.arch = cfg.arch or default_arch(cfg.dataset, cfg.loss)
@@ -133,6 +146,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     out.beta2 = _pick(cfg.beta2, 0.9 if wgan else 0.999)
     out.critic_steps = _pick(cfg.critic_steps, OBJECTIVES[cfg.loss].critic_steps)
     out.gp_weight = _pick(cfg.gp_weight, OBJECTIVES[cfg.loss].gp_weight)
+    if cfg.keep_lens and cfg.lens_exit not in (None, "keep"):
+        raise UserError(f"--keep-lens keeps the lens for good; it contradicts --lens-exit {cfg.lens_exit}")
+    out.lens_exit = "keep" if cfg.keep_lens else _pick(cfg.lens_exit, DEFAULT_LENS_EXIT)
+    out.lens_exit_steps = _pick(cfg.lens_exit_steps, max(1, out.k // 2))
     out.sample_every = _pick(cfg.sample_every, max(1, out.steps // 10))
     out.checkpoint_every = _pick(cfg.checkpoint_every, max(1, min(out.steps // 10, 5000)))
     out.fid_samples = _pick(cfg.fid_samples, 10_000 if wgan else 4096)
@@ -141,7 +158,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     if not isinstance(out.eval_every, int) or out.eval_every < 0:
         raise UserError(f"eval-every must be a whole number ≥ 0, got {out.eval_every!r}")
     for name in ("steps", "k", "batch_size", "width", "z_dim", "critic_steps", "log_every",
-                 "sample_every", "checkpoint_every", "lens_width", "lens_blocks", "fid_samples", "retire_patience"):
+                 "sample_every", "checkpoint_every", "lens_width", "lens_blocks", "fid_samples", "retire_patience",
+                 "lens_exit_steps"):
         value = getattr(out, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise UserError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}")

@@ -13,8 +13,8 @@ A CUDA graph records the whole iteration once (critic steps, G step, lens step,
 every optimiser step) and replays it with one launch. What it needs, and how
 it gets it:
 
-* **Static inputs.** The step's batch indices, λ(t) and t travel to the GPU in
-  one small int64 packet (λ as the bits of a float64), copied from pinned host
+* **Static inputs.** The step's batch indices, λ(t), α(t) and t travel to the
+  GPU in one small int64 packet (λ and α as the bits of float64s), copied from pinned host
   memory into the same device buffer each step; the data set itself lives on
   the GPU and batches are gathered there.
 * **Random numbers** come from the run's own seeded generators, registered
@@ -27,8 +27,8 @@ it gets it:
   GPU. ``EagerRunner(trainer, on_device=True)`` runs such a trainer op by op
   with the same optimisers and device packet: the reference the benchmark and
   the tests compare the graphs with.
-* **One graph per phase** (with the lens before K, with the lens after K, no
-  lens after retirement), each captured after a few eager warm-up steps of its
+* **One graph per phase** (``Trainer.phase``: the lens trained with λ, trained
+  on reconstruction alone after K, faded out by α, or gone), each captured after a few eager warm-up steps of its
   own, which are ordinary training steps, on a side stream (cuDNN's algorithm
   search, optimiser states and cuBLAS workspaces are settled before capture).
 
@@ -76,43 +76,43 @@ class EagerRunner:
         self.trainer = trainer
         self.packet = DevicePacket(trainer) if on_device else None
 
-    def run(self, t: int, idx: torch.Tensor, lam: float) -> None:
+    def run(self, phase: tuple, t: int, idx: torch.Tensor, lam: float, alpha: float) -> None:
         if self.packet is None:
-            self.trainer.iteration(idx, lam, t)
+            self.trainer.iteration(phase, idx, lam, alpha, t)
         else:
-            self.packet.upload(t, idx, lam)
-            self.trainer.iteration(*self.packet.views())
+            self.packet.upload(t, idx, lam, alpha)
+            self.trainer.iteration(phase, *self.packet.views())
 
 
 class DevicePacket:
-    """t, λ(t) and the batch indices of one step in one static device buffer,
+    """t, λ(t), α(t) and the batch indices of one step in one static device buffer,
     filled from a ring of pinned host buffers (no sync unless the host gets
     ``HOST_SLOTS`` steps ahead of the GPU)."""
 
     def __init__(self, trainer):
         self.critic_steps, self.batch_size = trainer.cfg.critic_steps, trainer.cfg.batch_size
-        n = 2 + self.critic_steps * self.batch_size
+        n = 3 + self.critic_steps * self.batch_size
         self.device = trainer.device
         self.buffer = torch.zeros(n, dtype=torch.long, device=self.device)
         self.host = [torch.zeros(n, dtype=torch.long).pin_memory() for _ in range(HOST_SLOTS)]
         self.done = [torch.cuda.Event() for _ in range(HOST_SLOTS)]
         self.slot = 0
 
-    def upload(self, t: int, idx: torch.Tensor, lam: float) -> None:
+    def upload(self, t: int, idx: torch.Tensor, lam: float, alpha: float) -> None:
         host, done = self.host[self.slot], self.done[self.slot]
         done.synchronize()   # the copy that last read this slot has finished
         host[0] = t
-        host[1:2] = torch.tensor([float(lam)], dtype=torch.float64).view(torch.long)
-        host[2:] = idx.reshape(-1)
+        host[1:3] = torch.tensor([float(lam), float(alpha)], dtype=torch.float64).view(torch.long)
+        host[3:] = idx.reshape(-1)
         self.buffer.copy_(host, non_blocking=True)
         done.record()
         self.slot = (self.slot + 1) % HOST_SLOTS
 
-    def views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(idx, λ, t) on the device, read by the captured kernels at replay time."""
-        idx = self.buffer[2:].view(self.critic_steps, self.batch_size)
-        lam = self.buffer[1:2].view(torch.float64).float().squeeze(0)
-        return idx, lam, self.buffer[0]
+    def views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(idx, λ, α, t) on the device, read by the captured kernels at replay time."""
+        idx = self.buffer[3:].view(self.critic_steps, self.batch_size)
+        lam, alpha = self.buffer[1:3].view(torch.float64).float()
+        return idx, lam, alpha, self.buffer[0]
 
 
 class CudaGraphRunner:
@@ -126,10 +126,9 @@ class CudaGraphRunner:
         self.outputs: dict[tuple, torch.Tensor] = {}
         self.warm: dict[tuple, int] = {}
 
-    def run(self, t: int, idx: torch.Tensor, lam: float) -> None:
+    def run(self, phase: tuple, t: int, idx: torch.Tensor, lam: float, alpha: float) -> None:
         trainer = self.trainer
-        self.packet.upload(t, idx, lam)
-        phase = trainer.phase(t)
+        self.packet.upload(t, idx, lam, alpha)
         graph = self.graphs.get(phase)
         if graph is not None:
             graph.replay()
@@ -139,7 +138,7 @@ class CudaGraphRunner:
         if self.warm.get(phase, 0) < WARMUP_STEPS:
             self.stream.wait_stream(current)
             with torch.cuda.stream(self.stream):
-                trainer.iteration(*self.packet.views())
+                trainer.iteration(phase, *self.packet.views())
             current.wait_stream(self.stream)
             self.warm[phase] = self.warm.get(phase, 0) + 1
             return
@@ -148,7 +147,7 @@ class CudaGraphRunner:
         graph.register_generator_state(trainer.penalty_noise)
         torch.cuda.synchronize(trainer.device)
         with torch.cuda.graph(graph, stream=self.stream):
-            trainer.iteration(*self.packet.views())
+            trainer.iteration(phase, *self.packet.views())
         self.graphs[phase], self.outputs[phase] = graph, trainer.last_losses
         graph.replay()   # capture records the work; the replay does it
 

@@ -26,9 +26,17 @@ ARMS = {
     "none": {"lens": "none"},
     "sine": {"lens": "sine"},
     "constant": {"lens": "constant", "lambda_value": 1.0},
+    # The sine lens with each way of leaving after K (--lens-exit; "sine" uses the default or --lens-exit).
+    "exit-blend": {"lens": "sine", "lens_exit": "blend"},
+    "exit-drop": {"lens": "sine", "lens_exit": "drop"},
+    "exit-converge": {"lens": "sine", "lens_exit": "converge"},
+    "exit-blend-zero": {"lens": "sine", "lens_exit": "blend", "lens_zero_init": True},
 }
-ARM_LABELS = {"none": "no lens", "sine": "sine lens", "constant": "constant λ = 1"}
-ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green"}
+ARM_LABELS = {"none": "no lens", "sine": "sine lens", "constant": "constant λ = 1",
+              "exit-blend": "sine, blend exit", "exit-drop": "sine, drop exit",
+              "exit-converge": "sine, converge exit (paper)", "exit-blend-zero": "sine, blend exit, zero-init lens"}
+ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green", "exit-blend": "tab:purple",
+               "exit-drop": "tab:orange", "exit-converge": "tab:brown", "exit-blend-zero": "tab:cyan"}
 FAILED = "FAILED"
 
 # The paper's settings (§4, SPEC) and a small CPU demo. Values are TrainConfig
@@ -382,7 +390,7 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
     if strips:
         lines += ["![samples](samples.png)", ""]
     lines += ["## How this was produced", "", "```", command, "```", "", "Configuration of the first run "
-              "(other runs differ only in `seed`, `lens` and `lambda_value`):", "", "```json", base.to_json(), "```", ""]
+              "(other runs differ only in `seed` and their arm's lens options: `lens`, `lambda_value`, `lens_exit`, `lens_zero_init`):", "", "```json", base.to_json(), "```", ""]
     report = out / "report.md"
     atomic_write_bytes(report, "\n".join(lines).encode())
     return report

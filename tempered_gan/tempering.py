@@ -49,6 +49,14 @@ def frozen(module: nn.Module) -> Iterator[None]:
             m._buffers[name] = b
 
 
+def blend_alpha(t: int, k: int, steps: int) -> float:
+    """α(t) of the blend exit: 1 up to K, then 1 − (t − K)/M for K < t < K + M,
+    and 0 from K + M on (the lens is gone by then)."""
+    if t <= k:
+        return 1.0
+    return max(0.0, 1.0 - (t - k) / steps)
+
+
 class Tempering:
     """A lens L, its optimiser and its loss ``λ(t)·L_L^A + L_L^R``.
 
@@ -93,21 +101,39 @@ class Tempering:
         return self._lensed.detach()
 
     def step(self, discriminator: nn.Module, t: int) -> dict[str, float | Tensor]:
-        """One lens update at step ``t``; only L's parameters change."""
-        return self.update(discriminator, self.schedule(t))
+        """One lens update at step ``t``; only L's parameters change. Where
+        λ(t) = 0 the adversarial term weighs nothing, so D's pass is skipped."""
+        lam = self.schedule(t)
+        return self.update(discriminator, lam, adversarial=lam != 0)
 
-    def update(self, discriminator: nn.Module, lam: float | Tensor) -> dict[str, float | Tensor]:
-        """One lens update with weight ``lam`` = λ(t), a number or a device
-        scalar (a CUDA graph replays this with λ in a tensor it refills)."""
+    def update(self, discriminator: nn.Module, lam: float | Tensor,
+               adversarial: bool = True) -> dict[str, float | Tensor]:
+        """One lens update of ``λ·L_L^A + L_L^R`` with ``lam`` = λ(t), a number
+        or a device scalar (a CUDA graph replays this with λ in a tensor it
+        refills). ``adversarial=False``: ``L_L^R`` alone (λ = 0), no pass of D;
+        the adversarial loss is then returned as None."""
         if self._lensed is None:
             raise RuntimeError("call Tempering.real(x) before Tempering.step(D, t)")
-        with frozen(discriminator), self.autocast():
-            adversarial = self.adversarial(discriminator(self._lensed).float())
         rec = reconstruction(self._x, self._lensed, self.reduction)
+        loss, adv = rec, None
+        if adversarial:
+            with frozen(discriminator), self.autocast():
+                adv = self.adversarial(discriminator(self._lensed).float())
+            loss = lam * adv + rec
         self.optimizer.zero_grad(set_to_none=True)
-        (lam * adversarial + rec).backward()
+        loss.backward()
         if self.before_update:
             self.before_update(self.lens)
         self.optimizer.step()
         self._x = self._lensed = None
-        return {"lambda": lam, "loss_lens_adv": adversarial.detach(), "loss_lens_rec": rec.detach()}
+        return {"lambda": lam, "loss_lens_adv": adv.detach() if adv is not None else None,
+                "loss_lens_rec": rec.detach()}
+
+    @torch.no_grad()
+    def blend(self, x: Tensor, alpha: float | Tensor) -> Tensor:
+        """``L_α(x) = x + α·(L(x) − x)``: the lens faded towards the identity
+        (α = 1: L itself; α = 0: x). The ``blend`` exit shows D this while α
+        falls from 1 to 0 after K; the lens no longer trains."""
+        with self.autocast():
+            lensed = self.lens(x).to(x.dtype)
+        return x + alpha * (lensed - x)

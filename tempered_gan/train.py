@@ -35,10 +35,10 @@ from .data import Data
 from .distributed import SINGLE_PROCESS, Dist, any_process, average_gradients, fingerprint, gather
 from .errors import UserError
 from .lens import LambdaSchedule, make_lens, zero_last_layer
-from .losses import OBJECTIVES, gradient_penalty
+from .losses import OBJECTIVES, gradient_penalty, reconstruction
 from .nets import make_nets, xavier_init_
 from .runlog import RunLog, save_image_panel, save_point_panel
-from .tempering import Tempering, frozen
+from .tempering import Tempering, blend_alpha, frozen
 
 LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
 GRID_SAMPLES = 64      # images in a sample grid
@@ -210,40 +210,72 @@ class Trainer:
     def step(self) -> torch.Tensor:
         """Run iteration ``step_count + 1``; return its losses (d, g, lens_adv, lens_rec).
 
-        The host draws the step's batch indices and λ(t); :meth:`iteration` does
-        the device work, run op by op or replayed as a CUDA graph (``runner``).
-        The returned tensor is overwritten by the next step: copy it to keep it.
+        The host draws the step's batch indices, λ(t) and the exit's α(t), and
+        decides the phase; :meth:`iteration` does the device work, run op by op
+        or replayed as a CUDA graph (``runner``). The returned tensor is
+        overwritten by the next step: copy it to keep it.
         """
         t = self.step_count + 1
         idx = torch.stack([self.sampler.next() for _ in range(self.cfg.critic_steps)])
-        self.runner.run(t, idx, self.lam(t) or 0.0)
+        self.runner.run(self.phase(t), t, idx, self.lam(t) or 0.0, self.alpha(t))
         self.step_count = t
+        if self.tempering is not None and t == self.exit_step:
+            self.retire_lens()
         return self.last_losses
 
     def phase(self, t: int) -> tuple:
-        """What decides the shape of iteration ``t``'s work (one CUDA graph each)."""
-        return self.tempering is not None, self.tempering is not None and self._may_retire(t)
+        """What iteration ``t`` does with the lens (one CUDA graph each):
+        ``lens`` (λ-weighted training), ``converge`` (after K: trained on
+        ‖X − L(X)‖² alone, and whether the retirement rule counts), ``blend``
+        (after K: frozen, faded out by α(t)) or ``plain`` (no lens)."""
+        cfg = self.cfg
+        if self.tempering is None:
+            return ("plain",)
+        if cfg.lens != "sine" or t <= cfg.k:
+            return ("lens",)
+        if cfg.lens_exit == "blend":
+            return ("blend",)
+        return ("converge", cfg.lens_exit == "converge")
 
-    def iteration(self, idx: torch.Tensor, lam: float | torch.Tensor, t: int | torch.Tensor) -> None:
-        """The device work of one TAN iteration: ``idx`` (critic_steps, B) batch
-        indices, λ(t) and t as numbers (eager) or device tensors (CUDA graph).
+    @property
+    def exit_step(self) -> int | None:
+        """The last step that uses the lens under a bounded exit (None: no bound)."""
+        cfg = self.cfg
+        if cfg.lens != "sine" or cfg.lens_exit not in ("drop", "blend"):
+            return None
+        return cfg.k if cfg.lens_exit == "drop" else cfg.k + cfg.lens_exit_steps - 1
+
+    def alpha(self, t: int) -> float:
+        """The blend exit's α(t) = 1 − (t − K)/M for K < t < K + M (1 before)."""
+        return blend_alpha(t, self.cfg.k, self.cfg.lens_exit_steps) if self.cfg.lens_exit == "blend" else 1.0
+
+    def iteration(self, phase: tuple, idx: torch.Tensor, lam: float | torch.Tensor, alpha: float | torch.Tensor,
+                  t: int | torch.Tensor) -> None:
+        """The device work of one TAN iteration in ``phase`` (decided on the
+        host): ``idx`` (critic_steps, B) batch indices, λ(t), α(t) and t, as
+        numbers (eager) or device tensors (CUDA graph).
 
         Everything it changes is changed in place (weights, optimiser states,
         ``loss_sums``, ``first_bad``, ``below_tolerance``), and nothing in it
         waits for the device, so it can be captured and replayed as it is.
         """
-        cfg, objective = self.cfg, OBJECTIVES[self.cfg.loss]
+        cfg, objective, mode = self.cfg, OBJECTIVES[self.cfg.loss], phase[0]
         for i in range(cfg.critic_steps):
             x = self.data.batch(idx[i]).to(self.device, non_blocking=True, memory_format=self.memory_format)
             keep = i == cfg.critic_steps - 1
-            real = self.tempering.real(x, keep_graph=keep) if self.tempering else x
+            if mode in ("lens", "converge"):
+                real = self.tempering.real(x, keep_graph=keep)
+            elif mode == "blend":
+                real = self.tempering.blend(x, alpha)
+            else:
+                real = x
             with torch.no_grad(), self.autocast():
                 fake = self.G(self._z()).float()
             with self.autocast():
                 loss_d = objective.d_loss(self.D(real).float(), self.D(fake).float())
                 if cfg.gp_weight:
-                    alpha = torch.rand(real.shape[0], generator=self.penalty_noise, device=self.device)
-                    loss_d = loss_d + cfg.gp_weight * gradient_penalty(self.D, real, fake, alpha).float()
+                    alpha_gp = torch.rand(real.shape[0], generator=self.penalty_noise, device=self.device)
+                    loss_d = loss_d + cfg.gp_weight * gradient_penalty(self.D, real, fake, alpha_gp).float()
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             average_gradients(self.D, self.dist.world)
@@ -257,11 +289,16 @@ class Trainer:
         self.opt_g.step()
 
         lens_adv = lens_rec = torch.zeros((), device=self.device)  # placeholders, logged as null
-        if self.tempering:
-            out = self.tempering.update(self.D, lam)
-            lens_adv, lens_rec = out["loss_lens_adv"], out["loss_lens_rec"]
-            if self._may_retire(t):   # a graph is captured per phase, so this host test is fixed inside one
+        if mode in ("lens", "converge"):
+            # After K, λ = 0: the lens trains on ‖X − L(X)‖² alone, without D's pass.
+            out = self.tempering.update(self.D, lam, adversarial=mode == "lens")
+            lens_rec = out["loss_lens_rec"]
+            if out["loss_lens_adv"] is not None:
+                lens_adv = out["loss_lens_adv"]
+            if mode == "converge" and phase[1]:
                 self.below_tolerance.copy_(torch.where(lens_rec < cfg.retire_tolerance, self.below_tolerance + 1, 0))
+        elif mode == "blend":   # logged only: how far D's view of the data still is from X
+            lens_rec = reconstruction(x, real, cfg.reconstruction)
         losses = torch.stack([loss_d.detach(), loss_g.detach(), lens_adv, lens_rec])
         # Bookkeeping on the device, read only at log steps: no sync per step.
         self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(losses).all(), t, self.first_bad))
@@ -270,12 +307,12 @@ class Trainer:
 
     # --- lens retirement ----------------------------------------------------
     def _may_retire(self, t: int) -> bool:
-        """Only a sine lens past K can retire: λ is 0 for good and L ≈ identity."""
-        return self.cfg.lens == "sine" and not self.cfg.keep_lens and t > self.cfg.k
+        """Only a sine lens past K with the converge exit retires by the rule."""
+        return self.cfg.lens == "sine" and self.cfg.lens_exit == "converge" and t > self.cfg.k
 
     def should_retire(self) -> bool:
-        """All processes decide together (each saw only its own batches)."""
-        if self.tempering is None:
+        """The converge exit's rule; all processes decide together (each saw only its own batches)."""
+        if self.tempering is None or not self._may_retire(self.step_count):
             return False
         below = self.below_tolerance.clone()
         if self.dist.active:
@@ -361,7 +398,11 @@ class Trainer:
         for m in nets:
             m.eval()
         try:
-            return self.G(z), (self.lens(x) if self.lens else None), x
+            lensed = None
+            if self.lens is not None:   # what D sees as real: L(X), or L_α(X) while the lens fades out
+                alpha = self.alpha(self.step_count) if self.step_count > self.cfg.k else 1.0
+                lensed = self.lens(x) if alpha == 1.0 else x + alpha * (self.lens(x) - x)
+            return self.G(z), lensed, x
         finally:
             for m, mode in zip(nets, modes):
                 m.train(mode)
@@ -436,6 +477,29 @@ def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
         log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
 
 
+def _window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -> dict:
+    """Mean losses over steps last_step+1 … t. A lens loss is averaged over the
+    steps that computed it, and null when none did: the adversarial term stops
+    at K (λ = 0), ‖X − L(X)‖² when the lens leaves."""
+    cfg = trainer.cfg
+    retired = trainer.lens_retired_at
+    lens_until = t if retired is None else min(t, retired)
+    if trainer.lens is None and retired is None:   # a run without a lens
+        lens_until = last_step
+    adv_until = lens_until if cfg.lens != "sine" else min(lens_until, cfg.k)
+    counts = [t - last_step, t - last_step, adv_until - last_step, lens_until - last_step]
+    return {k: (v / n if n > 0 else None) for k, v, n in zip(LOSS_NAMES, sums, counts)}
+
+
+def _exit_message(cfg: TrainConfig) -> str:
+    if cfg.lens_exit == "converge":
+        return (f"lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for {cfg.retire_patience} steps, "
+                "--lens-exit converge)")
+    if cfg.lens_exit == "blend":
+        return f"lens gone (faded out over {cfg.lens_exit_steps} steps after K = {cfg.k}, --lens-exit blend)"
+    return f"lens dropped at K = {cfg.k} (--lens-exit drop)"
+
+
 def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
           progress: bool | None = None, dist: Dist = SINGLE_PROCESS) -> dict:
     """Train until ``cfg.steps``, writing logs, samples and checkpoints to
@@ -492,10 +556,8 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                         torch.distributed.all_reduce(sums)
                         sums /= dist.world
                     now = time.perf_counter()
-                    means = (sums / counted).tolist()
                     record = {"step": t, "lambda": trainer.lam(t)}
-                    record.update({k: (v if trainer.tempering or k in ("loss_d", "loss_g") else None)
-                                   for k, v in zip(LOSS_NAMES, means)})
+                    record.update(_window_means(trainer, sums.tolist(), last_step, t))
                     record["steps_per_s"] = (t - last_step) / max(now - last_time, 1e-9)
                     if log:
                         log.write(record)
@@ -507,10 +569,9 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                     counted, last_time, last_step = 0, now, t
                     if trainer.should_retire():
                         trainer.retire_lens()
-                        if log:
-                            log.write({"step": t, "lens_retired": True})
-                            print(f"step {t}: lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for "
-                                  f"{cfg.retire_patience} steps); D now sees X", file=sys.stderr)
+                if trainer.lens_retired_at == t and log:   # the lens left at this step
+                    log.write({"step": t, "lens_retired": True})
+                    print(f"step {t}: {_exit_message(cfg)}; D now sees X", file=sys.stderr)
                 if dist.main and (t % cfg.sample_every == 0 or t == cfg.steps):
                     write_samples(trainer, run_dir, log)
                 if cfg.eval_every and (t % cfg.eval_every == 0 or t == cfg.steps):

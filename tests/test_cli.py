@@ -44,11 +44,14 @@ def test_a_run_writes_config_metrics_samples_and_checkpoint(tmp_path, capsys):
     assert run("train", "--steps", 6, "--k", 4, "--out", out, "--sample-every", 3, *TINY) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"] == "mixture-ring8" and config["steps"] == 6 and config["lens"] == "sine"
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in lines if "loss_d" in r]
     assert [r["step"] for r in records] == [2, 4, 6]
     assert {"step", "lambda", "loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec"} <= records[0].keys()
     assert records[0]["lambda"] == pytest.approx(1 - 2 ** -0.5)   # t = K/2: 1 − sin(π/4)
-    assert records[1]["lambda"] == 0.0 and records[2]["lambda"] == 0.0
+    assert records[1]["lambda"] == 0.0
+    # default exit: the lens fades out over K/2 = 2 steps after K and is gone after step 5
+    assert {"step": 5, "lens_retired": True} in lines and records[2]["lambda"] is None
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
     assert list((out / "tb").iterdir())
     assert (out / "checkpoint.pt").is_file()
@@ -69,7 +72,7 @@ def test_resume_is_bit_identical_on_points(tmp_path, extra):
     assert run("train", "--steps", 4, "--out", split, *TINY, *extra) == 0
     assert run("train", "--resume", split, "--steps", 8) == 0
     assert_bit_identical(straight, split)
-    lines = [json.loads(x)["step"] for x in (split / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(x)["step"] for x in (split / "metrics.jsonl").read_text().splitlines() if "loss_d" in x]
     assert lines == [2, 4, 6, 8]
 
 
@@ -223,13 +226,14 @@ def test_module_entry_point_and_help():
     assert result.returncode == 0 and "--resume" in result.stdout and "--lens" in result.stdout
 
 
-RETIRE = ["--k", "2", "--retire-tolerance", "1e9", "--retire-patience", "2", "--checkpoint-every", "2"]
+RETIRE = ["--k", "2", "--lens-exit", "converge", "--retire-tolerance", "1e9", "--retire-patience", "2",
+          "--checkpoint-every", "2"]
 
 
 def test_lens_retirement_changes_nothing_before_and_drops_the_lens_after(tmp_path):
     retiring, kept = tmp_path / "retiring", tmp_path / "kept"
     assert run("train", "--steps", 4, "--out", retiring, *TINY, *RETIRE) == 0
-    assert run("train", "--steps", 4, "--out", kept, *TINY, *RETIRE, "--keep-lens") == 0
+    assert run("train", "--steps", 4, "--out", kept, *TINY, *RETIRE, "--lens-exit", "keep") == 0
     _, w_retiring = weights(retiring)
     _, w_kept = weights(kept)
     assert all(torch.equal(w_retiring[k], w_kept[k]) for k in w_retiring)        # G and D: bit-identical up to retirement

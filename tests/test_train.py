@@ -60,7 +60,7 @@ def test_d_and_g_steps_never_touch_the_lens(mnist_dir, loss, monkeypatch):
     lens_params = {k: p.clone() for k, p in trainer.lens.named_parameters()}
     at_lens_step = {}
 
-    def lens_step(discriminator, lam):   # stands in for the lens update: records L as D and G left it
+    def lens_step(discriminator, lam, adversarial=True):   # stands in for the lens update: records L as D and G left it
         at_lens_step.update({k: p.clone() for k, p in trainer.lens.named_parameters()})
         assert all(p.grad is None for p in trainer.lens.parameters())
         return {"loss_lens_adv": torch.tensor(0.0), "loss_lens_rec": torch.tensor(0.0)}
