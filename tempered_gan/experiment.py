@@ -390,7 +390,8 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
     if strips:
         lines += ["![samples](samples.png)", ""]
     lines += ["## How this was produced", "", "```", command, "```", "", "Configuration of the first run "
-              "(other runs differ only in `seed` and their arm's lens options: `lens`, `lambda_value`, `lens_exit`, `lens_zero_init`):", "", "```json", base.to_json(), "```", ""]
+              "(other runs differ only in `seed` and their arm's lens options: `lens`, `lambda_value`, "
+              "`lens_exit`, `lens_zero_init`):", "", "```json", base.to_json(), "```", ""]
     report = out / "report.md"
     atomic_write_bytes(report, "\n".join(lines).encode())
     return report
