@@ -1,14 +1,15 @@
 """tempered-gan: Tempered Adversarial Networks (Sajjadi et al., ICML 2018) in PyTorch.
 
-The lens for your own G and D::
+The lens (or the baselines InstanceNoise, GaussianBlur) for your own G and D::
 
     from tempered_gan import ImageLens, LambdaSchedule, Tempering
 """
 from .errors import UserError
 from .lens import ImageLens, LambdaSchedule, PointLens, make_lens, sine_lambda
 from .losses import OBJECTIVES, Objective, gradient_penalty, reconstruction
-from .tempering import Tempering, frozen
+from .tempering import BaseTempering, GaussianBlur, InstanceNoise, Tempering, frozen, gaussian_blur
 
-__all__ = ["ImageLens", "LambdaSchedule", "OBJECTIVES", "Objective", "PointLens", "Tempering", "UserError",
-           "frozen", "gradient_penalty", "make_lens", "reconstruction", "sine_lambda"]
+__all__ = ["BaseTempering", "GaussianBlur", "ImageLens", "InstanceNoise", "LambdaSchedule", "OBJECTIVES", "Objective",
+           "PointLens", "Tempering", "UserError", "frozen", "gaussian_blur", "gradient_penalty", "make_lens",
+           "reconstruction", "sine_lambda"]
 __version__ = "0.1.0"
