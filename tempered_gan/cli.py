@@ -24,6 +24,12 @@ HELP = {
     "data_dir": "folder holding the data set's files (default: the data set's usual place)",
     "loss": "gan, lsgan or wgan-gp (default: gan)",
     "lens": "λ schedule: sine, constant or none (no lens at all; default: sine)",
+    "tempering": "what tempers the real data before D, on the --lens schedule: lens (default: the learned lens), "
+                 "noise (annealed instance noise on both of D's inputs, σ(t) = σ₀·λ(t)) or blur (a fixed Gaussian "
+                 "blur of the real images, σ(t) = σ₀·λ(t) pixels; images only); noise and blur end at K",
+    "noise_sigma": "--tempering noise: σ₀ in data units (default 1: half the [-1, 1] pixel range; on the ring it "
+                   "merges neighbouring modes at t = 0)",
+    "blur_sigma": "--tempering blur: σ₀ in pixels (default 2: coarse silhouettes of a 32×32 image; kernel radius ⌈3σ₀⌉)",
     "k": "K of the sine schedule: λ reaches 0 at step K (default: 10000; half the steps for mixtures)",
     "lambda_value": "λ of the constant schedule (default: 1)",
     "steps": "generator iterations in all (default: 50000; 4000 for mixtures)",
@@ -138,7 +144,8 @@ def _config_from_args(args) -> TrainConfig:
 
 def _new_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> Path:
     taken = [int(p.name[:5]) for p in root.glob("[0-9][0-9][0-9][0-9][0-9]-*")] if root.exists() else []
-    return root / f"{max(taken, default=-1) + 1:05d}-{cfg.dataset}-{cfg.loss}-{cfg.lens}-s{cfg.seed}"
+    kind = "" if cfg.tempering == "lens" else f"-{cfg.tempering}"
+    return root / f"{max(taken, default=-1) + 1:05d}-{cfg.dataset}-{cfg.loss}-{cfg.lens}{kind}-s{cfg.seed}"
 
 
 def _check_run_dir(path: Path, overwrite: bool) -> bool:
@@ -252,8 +259,8 @@ def cmd_compare(args) -> int:
     if args.seed is not None:
         raise UserError("compare chooses the seeds itself (0 … N−1); use --seeds N")
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
-    if "lens" in given or "lambda_value" in given:
-        raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant")
+    if {"lens", "lambda_value", "tempering"} & set(given):
+        raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur")
     base = TrainConfig(**{**preset, **given})
     command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
     report = compare(base, arms, list(range(seeds)), Path(args.out), command=command,
@@ -283,7 +290,8 @@ def cmd_sample(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     fake, lensed, real = trainer.samples(args.count)
     if trainer.data.kind == "points":
-        save_point_panel(out, fake, lensed, real, f"step {trainer.step_count}")
+        save_point_panel(out, fake, lensed, real, f"step {trainer.step_count}",
+                         trainer.tempering.label if trainer.tempering else "L(X)")
     else:
         save_image_panel(out, fake, lensed, real)
     print(out)

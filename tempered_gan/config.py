@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,17 @@ POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
 #   keep     never dropped (trained on ‖X − L(X)‖² alone after K)
 LENS_EXITS = ("blend", "drop", "converge", "keep")
 DEFAULT_LENS_EXIT = "blend"
+# What tempers the real data before D (docs/DECISIONS.md, "Baselines"): the learned lens, annealed
+# instance noise on both of D's inputs, or a fixed Gaussian blur of the real images. The fixed two
+# have width σ(t) = σ₀·λ(t) and no parameters, so they end at K (like --lens-exit drop).
+TEMPERINGS = ("lens", "noise", "blur")
+# σ₀ defaults. Noise, in data units: 1 is half the [-1, 1] pixel range, above the per-pixel spread
+# of the grey data sets (≈ 0.6), so at t = 0 the noise dominates every pixel; on the ring (radius 2,
+# adjacent modes 1.53 apart, std 0.02) it merges neighbouring modes at t = 0 and they separate again
+# by K/2 (σ = 0.29). Blur, in pixels: at 2 px a 32×32 image keeps about 3 cycles across (coarse
+# silhouettes, no strokes), the paper's "low-frequency approximations".
+NOISE_SIGMA = 1.0
+BLUR_SIGMA = 2.0
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist", "cifar10", "celeba", "folder")
 
 
@@ -40,7 +52,10 @@ class TrainConfig:
     dataset: str = "mixture-ring8"
     data_dir: str | None = None
     loss: str = "gan"                 # gan | lsgan | wgan-gp
-    lens: str = "sine"                # sine | constant | none
+    lens: str = "sine"                # sine | constant | none: the λ schedule (none: no tempering at all)
+    tempering: str = "lens"           # what tempers the real data: lens | noise | blur
+    noise_sigma: float | None = None  # noise: σ₀ of σ(t) = σ₀·λ(t), data units (default 1)
+    blur_sigma: float | None = None   # blur: σ₀ of σ(t) = σ₀·λ(t), pixels (default 2)
     k: int | None = None              # K of the sine schedule
     lambda_value: float = 1.0         # λ of the constant schedule
     steps: int | None = None          # generator iterations in all
@@ -123,8 +138,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check_choice("reconstruction", cfg.reconstruction, ("mean", "sum"))
     if cfg.lens_exit is not None:
         _check_choice("lens-exit", cfg.lens_exit, LENS_EXITS)
+    _check_choice("tempering", cfg.tempering, TEMPERINGS)
     points = cfg.dataset in POINT_DATASETS
     out = dataclasses.replace(cfg)
+    _resolve_tempering(cfg, out, points)
     out.arch = cfg.arch or default_arch(cfg.dataset, cfg.loss)
     _check_choice("arch", out.arch, ARCHITECTURES)
     if points != (out.arch == "mlp"):
@@ -148,7 +165,9 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     out.gp_weight = _pick(cfg.gp_weight, OBJECTIVES[cfg.loss].gp_weight)
     if cfg.keep_lens and cfg.lens_exit not in (None, "keep"):
         raise UserError(f"--keep-lens keeps the lens for good; it contradicts --lens-exit {cfg.lens_exit}")
-    out.lens_exit = "keep" if cfg.keep_lens else _pick(cfg.lens_exit, DEFAULT_LENS_EXIT)
+    # The fixed temperings have nothing to fade or keep: they end at K.
+    out.lens_exit = "keep" if cfg.keep_lens else _pick(cfg.lens_exit, DEFAULT_LENS_EXIT if cfg.tempering == "lens"
+                                                       else "drop")
     out.lens_exit_steps = _pick(cfg.lens_exit_steps, max(1, out.k // 2))
     out.sample_every = _pick(cfg.sample_every, max(1, out.steps // 10))
     out.checkpoint_every = _pick(cfg.checkpoint_every, max(1, min(out.steps // 10, 5000)))
@@ -173,6 +192,36 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     if cfg.dataset == "folder" and not cfg.data_dir:
         raise UserError("dataset 'folder' needs --data-dir pointing at a folder of images")
     return out
+
+
+def _resolve_tempering(cfg: TrainConfig, out: TrainConfig, points: bool) -> None:
+    """Check the tempering options and fill its σ₀; only the chosen kind's σ₀ is set."""
+    for kind, name in (("noise", "noise_sigma"), ("blur", "blur_sigma")):
+        value = getattr(cfg, name)
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if cfg.tempering != kind:
+            raise UserError(f"{flag} is σ₀ of --tempering {kind}; this run uses --tempering {cfg.tempering}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise UserError(f"{flag} must be a finite number ≥ 0, got {value!r}")
+    if cfg.tempering == "lens":
+        return
+    kind = cfg.tempering
+    if cfg.lens == "none":
+        raise UserError(f"--tempering {kind} needs a λ schedule for σ(t) = σ₀·λ(t): use --lens sine or constant "
+                        "(--lens none means no tempering at all)")
+    if kind == "blur" and points:
+        raise UserError(f"--tempering blur blurs images; {cfg.dataset} is 2-D points (use --tempering noise or lens)")
+    lens_only = [flag for flag, given in (("--keep-lens", cfg.keep_lens),
+                                          (f"--lens-exit {cfg.lens_exit}", cfg.lens_exit not in (None, "drop")),
+                                          ("--lens-zero-init", cfg.lens_zero_init)) if given]
+    if lens_only:
+        raise UserError(f"--tempering {kind} has no learned lens and ends at K; it contradicts {', '.join(lens_only)}")
+    if kind == "noise":
+        out.noise_sigma = float(_pick(cfg.noise_sigma, NOISE_SIGMA))
+    else:
+        out.blur_sigma = float(_pick(cfg.blur_sigma, BLUR_SIGMA))
 
 
 def _pick(value, default):

@@ -17,17 +17,18 @@ it gets it:
   GPU in one small int64 packet (λ and α as the bits of float64s), copied from pinned host
   memory into the same device buffer each step; the data set itself lives on
   the GPU and batches are gathered there.
-* **Random numbers** come from the run's own seeded generators, registered
-  with each graph: a replay advances them exactly as the eager step would, so
-  both paths draw the same noise and a checkpoint's generator states resume
-  the same streams.
+* **Random numbers** come from the run's own seeded generators
+  (``Trainer.generators``: G's noise, the penalty interpolates and, with
+  ``--tempering noise``, the instance noise), registered with each graph: a
+  replay advances them exactly as the eager step would, so both paths draw the
+  same noise and a checkpoint's generator states resume the same streams.
 * **No host synchronisation inside a step.** Losses, the NaN flag and the
   retirement counter are updated in place on the device and read at log steps.
 * **Capturable optimisers** (``make_optimizer``): their step counts live on the
   GPU. ``EagerRunner(trainer, on_device=True)`` runs such a trainer op by op
   with the same optimisers and device packet: the reference the benchmark and
   the tests compare the graphs with.
-* **One graph per phase** (``Trainer.phase``: the lens trained with λ, trained
+* **One graph per phase** (``Trainer.phase``: tempered at λ, the lens trained
   on reconstruction alone after K, faded out by α, or gone), each captured after a few eager warm-up steps of its
   own, which are ordinary training steps, on a side stream (cuDNN's algorithm
   search, optimiser states and cuBLAS workspaces are settled before capture).
@@ -143,8 +144,8 @@ class CudaGraphRunner:
             self.warm[phase] = self.warm.get(phase, 0) + 1
             return
         graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(trainer.noise)
-        graph.register_generator_state(trainer.penalty_noise)
+        for generator in trainer.generators:   # G's noise, penalty interpolates, instance noise
+            graph.register_generator_state(generator)
         torch.cuda.synchronize(trainer.device)
         with torch.cuda.graph(graph, stream=self.stream):
             trainer.iteration(phase, *self.packet.views())

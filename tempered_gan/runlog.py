@@ -1,5 +1,5 @@
 """What a run writes besides checkpoints: metrics.jsonl, TensorBoard events and
-sample grids (generated | lensed real | real, at fixed noise and fixed data)."""
+sample grids (generated | what D sees as real | real, at fixed noise and fixed data)."""
 from __future__ import annotations
 
 import json
@@ -63,13 +63,15 @@ def save_image_panel(path: Path, fake, lensed, real) -> torch.Tensor:
     return panel
 
 
-def save_point_panel(path: Path, fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor, title: str = "") -> None:
-    """Scatter plots of G(Z), L(X) and X for 2-D data."""
+def save_point_panel(path: Path, fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor, title: str = "",
+                     lensed_name: str = "L(X)") -> None:
+    """Scatter plots of G(Z), what D sees as real (``lensed_name``: L(X) for the
+    lens, noisy X for instance noise) and X for 2-D data."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("G(Z)", fake), ("L(X)" if lensed is not None else "L(X): no lens", lensed), ("X", real)]
+    panels = [("G(Z)", fake), (lensed_name if lensed is not None else "L(X): no lens", lensed), ("X", real)]
     lim = float(real.abs().max()) * 1.3
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
     for ax, (name, pts) in zip(axes, panels):

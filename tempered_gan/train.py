@@ -7,10 +7,16 @@ Iteration t (SPEC, "Losses"):
   3. one lens update with weight λ(t), gradients through a frozen D, on the last
      real batch D saw, reusing the L(X) computed for D's step.
 
+What tempers the real data (``--tempering``) is one object, ``Trainer.tempering``
+(:mod:`tempered_gan.tempering`): the learned lens, instance noise or a blur. The
+iteration asks it for D's real input (``real``) and D's generated input
+(``fake``) and lets it update once (``update``, nothing for the fixed kinds); it
+never asks which kind it is.
+
 Random streams: G, D and the lens are initialised from generators of their own,
-and noise, data order and penalty interpolates each have their own stream, all
-derived from the seed. Adding a lens therefore changes nothing else: same
-initial G and D, same batches, same noise.
+and noise, data order, penalty interpolates and instance noise each have their
+own stream, all derived from the seed. Adding a tempering therefore changes
+nothing else: same initial G and D, same batches, same noise.
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from .lens import LambdaSchedule, make_lens, zero_last_layer
 from .losses import OBJECTIVES, gradient_penalty, reconstruction
 from .nets import make_nets, xavier_init_
 from .runlog import RunLog, save_image_panel, save_point_panel
-from .tempering import Tempering, blend_alpha, frozen
+from .tempering import BaseTempering, GaussianBlur, InstanceNoise, Tempering, blend_alpha, frozen
 
 LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
 GRID_SAMPLES = 64      # images in a sample grid
@@ -96,7 +102,7 @@ def build_nets(cfg: TrainConfig, sample_shape: tuple) -> tuple[nn.Module, nn.Mod
         init_net(G, cfg.seed, "G")
         init_net(D, cfg.seed, "D")
         lens = None
-        if cfg.lens != "none":
+        if cfg.lens != "none" and cfg.tempering == "lens":
             lens = init_net(make_lens(sample_shape, cfg.lens_width, cfg.lens_blocks), cfg.seed, "lens")
             if cfg.lens_zero_init:
                 zero_last_layer(lens)
@@ -110,6 +116,25 @@ def make_optimizer(cfg: TrainConfig, params, capturable: bool = False) -> torch.
         return torch.optim.RMSprop(params, lr=cfg.lr, capturable=capturable)
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), capturable=capturable,
                             **({"fused": True} if capturable else {}))
+
+
+def make_tempering(cfg: TrainConfig, lens: nn.Module | None, device: torch.device, dist: Dist,
+                   autocast: Callable[[], contextlib.AbstractContextManager], capturable: bool) -> BaseTempering | None:
+    """The run's tempering (None: ``--lens none``), the one place that picks its kind."""
+    if cfg.lens == "none":
+        return None
+    schedule = LambdaSchedule(cfg.lens, cfg.k, cfg.lambda_value)
+    if cfg.tempering == "noise":
+        # A stream of its own (one per process): G's noise, data order and penalty draws stay those of every other arm.
+        suffix = f"/rank{dist.rank}" if dist.rank else ""
+        return InstanceNoise(schedule, cfg.noise_sigma,
+                             torch.Generator(device).manual_seed(seed_for(cfg.seed, "instance-noise" + suffix)))
+    if cfg.tempering == "blur":
+        return GaussianBlur(schedule, cfg.blur_sigma)
+    lens_opt = make_optimizer(dataclasses.replace(cfg, optimizer="adam", lr=cfg.lens_lr), lens.parameters(),
+                              capturable=capturable)
+    return Tempering(lens, schedule, cfg.loss, lens_opt, cfg.reconstruction,
+                     before_update=lambda m: average_gradients(m, dist.world), autocast=autocast)
 
 
 def pick_device(name: str) -> torch.device:
@@ -148,7 +173,7 @@ class Trainer:
     device: torch.device
     G: nn.Module
     D: nn.Module
-    tempering: Tempering | None
+    tempering: BaseTempering | None               # what tempers the real data; None without (or after K, retired)
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     sampler: EpochSampler
@@ -164,6 +189,7 @@ class Trainer:
     first_bad: torch.Tensor | None = None         # first step with a NaN/Inf loss, -1 if none (device)
     last_losses: torch.Tensor | None = None
     runner: object = None                         # how iterations run: eager or CUDA graphs
+    tempering_learns: bool = False                # the tempering has an adversarial loss (the learned lens)
 
     @classmethod
     def create(cls, cfg: TrainConfig, data: Data, device: torch.device, dist: Dist = SINGLE_PROCESS) -> "Trainer":
@@ -177,14 +203,9 @@ class Trainer:
         # No autocast cache in CUDA graphs: a replay must not reuse casts from capture time.
         autocast = functools.partial(torch.autocast, device.type, torch.bfloat16, enabled=cfg.amp == "bf16",
                                      cache_enabled=False if graphs else None)
-        tempering = None
         if lens is not None:
             lens = lens.to(device, memory_format=memory)
-            lens_opt = make_optimizer(dataclasses.replace(cfg, optimizer="adam", lr=cfg.lens_lr), lens.parameters(),
-                                      capturable=graphs)
-            tempering = Tempering(lens, LambdaSchedule(cfg.lens, cfg.k, cfg.lambda_value), cfg.loss,
-                                  lens_opt, cfg.reconstruction,
-                                  before_update=lambda m: average_gradients(m, dist.world), autocast=autocast)
+        tempering = make_tempering(cfg, lens, device, dist, autocast, capturable=graphs)
         # Rank 0 uses the single-process streams, so one process is the world = 1 case.
         suffix = f"/rank{dist.rank}" if dist.rank else ""
         trainer = cls(cfg, data, device, G, D, tempering,
@@ -196,13 +217,19 @@ class Trainer:
                       dist=dist, autocast=autocast, memory_format=memory,
                       below_tolerance=torch.zeros((), dtype=torch.long, device=device),
                       loss_sums=torch.zeros(len(LOSS_NAMES), device=device),
-                      first_bad=torch.full((), -1, dtype=torch.long, device=device))
+                      first_bad=torch.full((), -1, dtype=torch.long, device=device),
+                      tempering_learns=tempering is not None and tempering.learns)
         trainer.runner = make_runner(trainer)
         return trainer
 
     @property
     def lens(self) -> nn.Module | None:
         return self.tempering.lens if self.tempering else None
+
+    @property
+    def generators(self) -> list[torch.Generator]:
+        """Every generator an iteration draws from (CUDA graphs register them all)."""
+        return [self.noise, self.penalty_noise, *(self.tempering.generators if self.tempering else [])]
 
     def _z(self) -> torch.Tensor:
         return torch.randn(self.cfg.batch_size, self.cfg.z_dim, generator=self.noise, device=self.device)
@@ -224,10 +251,12 @@ class Trainer:
         return self.last_losses
 
     def phase(self, t: int) -> tuple:
-        """What iteration ``t`` does with the lens (one CUDA graph each):
-        ``lens`` (λ-weighted training), ``converge`` (after K: trained on
-        ‖X − L(X)‖² alone, and whether the retirement rule counts), ``blend``
-        (after K: frozen, faded out by α(t)) or ``plain`` (no lens)."""
+        """What iteration ``t`` does with the tempering (one CUDA graph each):
+        ``lens`` (tempered at λ(t); the learned lens trains with weight λ),
+        ``converge`` (after K: trained on ‖X − L(X)‖² alone, and whether the
+        retirement rule counts), ``blend`` (after K: frozen, faded out by α(t))
+        or ``plain`` (no tempering). The fixed kinds end at K (``lens_exit``
+        drop), so they only ever run ``lens``."""
         cfg = self.cfg
         if self.tempering is None:
             return ("plain",)
@@ -264,13 +293,13 @@ class Trainer:
             x = self.data.batch(idx[i]).to(self.device, non_blocking=True, memory_format=self.memory_format)
             keep = i == cfg.critic_steps - 1
             if mode in ("lens", "converge"):
-                real = self.tempering.real(x, keep_graph=keep)
+                real = self.tempering.real(x, keep_graph=keep, lam=lam)
             elif mode == "blend":
                 real = self.tempering.blend(x, alpha)
             else:
                 real = x
             with torch.no_grad(), self.autocast():
-                fake = self.G(self._z()).float()
+                fake = self._d_fake(self.G(self._z()).float(), mode, lam)
             with self.autocast():
                 loss_d = objective.d_loss(self.D(real).float(), self.D(fake).float())
                 if cfg.gp_weight:
@@ -282,7 +311,7 @@ class Trainer:
             self.opt_d.step()
 
         with frozen(self.D), self.autocast():
-            loss_g = objective.g_loss(self.D(self.G(self._z())).float())
+            loss_g = objective.g_loss(self.D(self._d_fake(self.G(self._z()), mode, lam)).float())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         average_gradients(self.G, self.dist.world)
@@ -305,6 +334,11 @@ class Trainer:
         self.loss_sums.add_(losses)
         self.last_losses = losses
 
+    def _d_fake(self, fake: torch.Tensor, mode: str, lam: float | torch.Tensor) -> torch.Tensor:
+        """D's generated input: G(Z) as the tempering shows it to D (instance noise
+        adds noise to it, in D's and G's steps alike; the lens and blur leave it)."""
+        return fake if mode == "plain" else self.tempering.fake(fake, lam)
+
     # --- lens retirement ----------------------------------------------------
     def _may_retire(self, t: int) -> bool:
         """Only a sine lens past K with the converge exit retires by the rule."""
@@ -320,7 +354,7 @@ class Trainer:
         return int(below) >= self.cfg.retire_patience
 
     def retire_lens(self) -> None:
-        """Drop the lens: from now on D sees X itself and the lens optimiser stops
+        """Drop the tempering: from now on D sees X itself and the lens optimiser stops
         ("training reduces to the original GAN", paper §3)."""
         self.tempering = None
         self.lens_retired_at = self.step_count
@@ -336,12 +370,13 @@ class Trainer:
             "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "lens": self.lens.state_dict() if self.lens else None,
-            "opt_lens": self.tempering.optimizer.state_dict() if self.tempering else None,
+            "opt_lens": self.tempering.optimizer.state_dict() if self.lens is not None else None,
             "sampler": self.sampler.state_dict(),
             "lens_retired_at": self.lens_retired_at,
             "below_tolerance": int(self.below_tolerance) if self.below_tolerance is not None else 0,
             # One entry per process: each draws its own noise.
             "rng": gather({"noise": self.noise.get_state().cpu(), "penalty": self.penalty_noise.get_state().cpu(),
+                           "tempering": [g.get_state().cpu() for g in self.tempering.generators] if self.tempering else [],
                            "torch": torch.get_rng_state()}, self.dist.world),
             "replicas": gather(fingerprint(self.G, self.D, self.lens), self.dist.world),
         }
@@ -355,7 +390,7 @@ class Trainer:
             self.lens_retired_at = state.get("lens_retired_at")
             if self.lens_retired_at is not None:
                 self.tempering = None
-            if self.tempering:
+            if self.lens is not None:
                 self.lens.load_state_dict(state["lens"])
                 self.tempering.optimizer.load_state_dict(state["opt_lens"])
             self.below_tolerance.fill_(int(state.get("below_tolerance", 0)))
@@ -366,6 +401,12 @@ class Trainer:
             rng = state["rng"][self.dist.rank]
             self.noise.set_state(rng["noise"])
             self.penalty_noise.set_state(rng["penalty"])
+            generators = self.tempering.generators if self.tempering else []
+            saved = rng.get("tempering", [])   # absent before instance noise existed
+            if len(saved) != len(generators):
+                raise ValueError(f"it holds {len(saved)} tempering generator states, this run has {len(generators)}")
+            for g, saved_state in zip(generators, saved):
+                g.set_state(saved_state)
             torch.set_rng_state(rng["torch"])
             self.step_count = int(state["step"])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
@@ -387,25 +428,25 @@ class Trainer:
 
     @torch.no_grad()
     def samples(self, count: int = GRID_SAMPLES) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """G(Z), L(X), X at fixed noise and a fixed real batch, in eval mode so
-        that drawing them changes no state of the run."""
+        """G(Z), what D sees as real (L(X), L_α(X), noisy or blurred X; None
+        without a tempering) and X, at fixed noise and a fixed real batch, in eval
+        mode and from a generator of their own, so that drawing them changes no
+        state of the run."""
         count = min(count, len(self.data))
         g = torch.Generator().manual_seed(seed_for(self.cfg.seed, "samples"))
         z = torch.randn(count, self.cfg.z_dim, generator=g).to(self.device)
         x = self.data.batch(torch.randperm(len(self.data), generator=g)[:count]).to(self.device)
-        nets = [m for m in (self.G, self.lens) if m is not None]
-        modes = [m.training for m in nets]
-        for m in nets:
-            m.eval()
+        mode = self.G.training
+        self.G.eval()
         try:
-            lensed = None
-            if self.lens is not None:   # what D sees as real: L(X), or L_α(X) while the lens fades out
-                alpha = self.alpha(self.step_count) if self.step_count > self.cfg.k else 1.0
-                lensed = self.lens(x) if alpha == 1.0 else x + alpha * (self.lens(x) - x)
-            return self.G(z), lensed, x
+            tempered = None
+            if self.tempering is not None:
+                t = self.step_count
+                alpha = self.alpha(t) if t > self.cfg.k else 1.0
+                tempered = self.tempering.preview(x, self.tempering.schedule(t), alpha, generator=g)
+            return self.G(z), tempered, x
         finally:
-            for m, mode in zip(nets, modes):
-                m.train(mode)
+            self.G.train(mode)
 
 
 def load_run(run_dir: Path, device: str | None = None) -> Trainer:
@@ -471,7 +512,7 @@ def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
     if trainer.data.kind == "points":
         lam = trainer.lam(trainer.step_count)
         title = f"step {trainer.step_count}" + (f", λ = {lam:.3f}" if lam is not None else ", no lens")
-        save_point_panel(path, fake, lensed, real, title)
+        save_point_panel(path, fake, lensed, real, title, trainer.tempering.label if trainer.tempering else "L(X)")
     else:
         panel = save_image_panel(path, fake, lensed, real)
         log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
@@ -480,18 +521,23 @@ def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
 def _window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -> dict:
     """Mean losses over steps last_step+1 … t. A lens loss is averaged over the
     steps that computed it, and null when none did: the adversarial term stops
-    at K (λ = 0), ‖X − L(X)‖² when the lens leaves."""
+    at K (λ = 0) and exists only for the learned lens, ‖X − L(X)‖² (for noise
+    and blur ‖X − T(X)‖², how far D's real input is from X) when the tempering leaves."""
     cfg = trainer.cfg
     retired = trainer.lens_retired_at
     lens_until = t if retired is None else min(t, retired)
-    if trainer.lens is None and retired is None:   # a run without a lens
+    if trainer.tempering is None and retired is None:   # a run without a tempering
         lens_until = last_step
     adv_until = lens_until if cfg.lens != "sine" else min(lens_until, cfg.k)
+    if not trainer.tempering_learns:
+        adv_until = last_step
     counts = [t - last_step, t - last_step, adv_until - last_step, lens_until - last_step]
     return {k: (v / n if n > 0 else None) for k, v, n in zip(LOSS_NAMES, sums, counts)}
 
 
 def _exit_message(cfg: TrainConfig) -> str:
+    if cfg.tempering != "lens":
+        return f"{cfg.tempering} tempering ended at K = {cfg.k} (σ = 0)"
     if cfg.lens_exit == "converge":
         return (f"lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for {cfg.retire_patience} steps, "
                 "--lens-exit converge)")

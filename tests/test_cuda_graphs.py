@@ -62,6 +62,25 @@ def test_graph_replays_the_eager_iteration(mnist, loss, deterministic):
     assert torch.equal(eager.noise.get_state(), fast.noise.get_state())
 
 
+@pytest.mark.parametrize("tempering", ["noise", "blur"])
+def test_graph_replays_the_baselines_and_advances_the_instance_noise_alike(mnist, tempering, deterministic):
+    """λ arrives as a device scalar: σ(t) = σ₀·λ(t) is never read on the host."""
+    eager = cuda_trainer(mnist, tempering=tempering, eager=True, steps=20)
+    fast = cuda_trainer(mnist, tempering=tempering, steps=20)
+    a, b = run_steps(eager, 8), run_steps(fast, 8)
+    assert fast.runner.captured == 1
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(eager.G.state_dict().items(), fast.G.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=f"G.{name}")
+    for g, h in zip(eager.generators, fast.generators):
+        assert torch.equal(g.get_state(), h.get_state())
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        fast.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_no_host_sync_inside_replayed_steps(mnist):
     trainer = cuda_trainer(mnist, loss="wgan-gp", steps=20)
     assert isinstance(trainer.runner, CudaGraphRunner)
