@@ -1,9 +1,10 @@
 """``tempered-gan compare``: the paper's protocol (§4) as one command.
 
-Arms {no lens, sine lens, optionally constant λ = 1} × seeds, for one data set
-and loss. For a given seed every arm starts from the same G and D weights and
-sees the same data order and noise (the lens has random streams of its own), so
-the arms differ only by the lens. Runs live in ``OUT/runs/<arm>-s<seed>``;
+Arms {no lens, sine lens, optionally constant λ = 1, the lens's exits, and the
+baselines instance noise and blur} × seeds, for one data set and loss. For a
+given seed every arm starts from the same G and D weights and sees the same data
+order and noise (the lens and the instance noise have random streams of their
+own), so the arms differ only by what tempers the real data. Runs live in ``OUT/runs/<arm>-s<seed>``;
 re-running the command skips finished runs and resumes interrupted ones. The
 report ``OUT/report.md`` sits beside its PNG figures.
 """
@@ -31,12 +32,17 @@ ARMS = {
     "exit-drop": {"lens": "sine", "lens_exit": "drop"},
     "exit-converge": {"lens": "sine", "lens_exit": "converge"},
     "exit-blend-zero": {"lens": "sine", "lens_exit": "blend", "lens_zero_init": True},
+    # The baselines the paper names but never ran, on the same sine schedule: σ(t) = σ₀·λ(t), ending at K.
+    "noise": {"lens": "sine", "tempering": "noise"},
+    "blur": {"lens": "sine", "tempering": "blur"},
 }
 ARM_LABELS = {"none": "no lens", "sine": "sine lens", "constant": "constant λ = 1",
               "exit-blend": "sine, blend exit", "exit-drop": "sine, drop exit",
-              "exit-converge": "sine, converge exit (paper)", "exit-blend-zero": "sine, blend exit, zero-init lens"}
+              "exit-converge": "sine, converge exit (paper)", "exit-blend-zero": "sine, blend exit, zero-init lens",
+              "noise": "instance noise", "blur": "blurring lens"}
 ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green", "exit-blend": "tab:purple",
-               "exit-drop": "tab:orange", "exit-converge": "tab:brown", "exit-blend-zero": "tab:cyan"}
+               "exit-drop": "tab:orange", "exit-converge": "tab:brown", "exit-blend-zero": "tab:cyan",
+               "noise": "tab:olive", "blur": "tab:pink"}
 FAILED = "FAILED"
 
 # The paper's settings (§4, SPEC) and a small CPU demo. Values are TrainConfig
@@ -80,9 +86,18 @@ class RunResult:
 
 
 def arm_config(base: TrainConfig, arm: str, seed: int) -> TrainConfig:
+    """The arm's configuration for one seed. Options of the other kinds of tempering
+    are reset: the lens arms take no σ₀, the noise and blur arms no lens-exit options
+    (they end at K), and each σ₀ goes to its own arm only."""
     if arm not in ARMS:
         raise UserError(f"unknown arm {arm!r}; choose from: {', '.join(ARMS)}")
-    return resolve(dataclasses.replace(base, seed=seed, **ARMS[arm]))
+    options = {"tempering": "lens", **ARMS[arm]}
+    kind = options["tempering"]
+    reset = {"noise_sigma": None, "blur_sigma": None}
+    if kind != "lens":
+        reset = {**reset, f"{kind}_sigma": getattr(base, f"{kind}_sigma"), "lens_exit": None, "keep_lens": False,
+                 "lens_zero_init": False}
+    return resolve(dataclasses.replace(base, seed=seed, **{**reset, **options}))
 
 
 def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
@@ -230,6 +245,9 @@ def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, 
 
     if not base.eval_every:
         raise UserError("compare needs FID during training: pass --eval-every N")
+    for kind in ("noise", "blur"):
+        if getattr(base, f"{kind}_sigma") is not None and kind not in arms:
+            raise UserError(f"--{kind}-sigma is σ₀ of the {kind} arm, which --arms does not include")
     configs = {(arm, seed): arm_config(base, arm, seed) for seed in seeds for arm in arms}
     first = configs[arms[0], seeds[0]]
     data = load_dataset(first.dataset, first.data_dir)
@@ -244,10 +262,24 @@ def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, 
         failures = {key: run_arm(cfg, run_dirs[key], data, progress) for key, cfg in configs.items()}
     results = [read_run(arm, seed, run_dirs[arm, seed], failures[arm, seed]) for arm, seed in configs]
     return write_report(results, arms, out, command=command, base=configs[arms[0], seeds[0]], fail_factor=fail_factor,
-                        fail_fid=fail_fid)
+                        fail_fid=fail_fid, arm_configs={arm: configs[arm, seeds[0]] for arm in arms})
 
 
 # --- the report ------------------------------------------------------------------
+
+def _baseline_lines(arm_configs: dict[str, TrainConfig]) -> list[str]:
+    """How the baseline arms temper: σ(t) = σ₀·λ(t) with their σ₀, ending at K."""
+    parts = []
+    for arm, cfg in arm_configs.items():
+        if cfg.tempering == "noise":
+            parts.append(f"{ARM_LABELS[arm]}: N(0, σ(t)²) added to both of D's inputs, σ₀ = {cfg.noise_sigma:g}")
+        elif cfg.tempering == "blur":
+            parts.append(f"{ARM_LABELS[arm]}: real images blurred by a Gaussian of σ(t) pixels, σ₀ = {cfg.blur_sigma:g} px")
+    if not parts:
+        return []
+    k = next(iter(arm_configs.values())).k
+    return [f"Baselines, σ(t) = σ₀·λ(t) on the sine schedule, gone after K = {k}: " + "; ".join(parts) + "."]
+
 
 def _mean_std(values: list[float], digits: str = ".3g") -> str:
     if not values:
@@ -300,7 +332,8 @@ def summarise(results: list[RunResult], arms: list[str], fail_factor: float,
 
 
 def write_report(results: list[RunResult], arms: list[str], out: Path, *, command: str, base: TrainConfig,
-                 fail_factor: float, fail_fid: float | None = None) -> Path:
+                 fail_factor: float, fail_fid: float | None = None,
+                 arm_configs: dict[str, TrainConfig] | None = None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -327,8 +360,9 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
         if logs:
             ax1.plot([x["step"] for x in logs], [x["lambda"] for x in logs], color=ARM_COLOURS[r.arm])
             ax2.plot([x["step"] for x in logs], [max(x["loss_lens_rec"], 1e-12) for x in logs], color=ARM_COLOURS[r.arm])
-    ax1.set(xlabel="step", ylabel="λ", title="λ(t)")
-    ax2.set(xlabel="step", ylabel="‖X − L(X)‖² (mean)", title="lens reconstruction error", yscale="log")
+    ax1.set(xlabel="step", ylabel="λ", title="λ(t) (noise and blur: σ(t) = σ₀·λ(t))")
+    ax2.set(xlabel="step", ylabel="‖X − T(X)‖² (mean)", title="D's real input T(X) against X\n"
+            "(T = L, noise or blur; the lens's reconstruction error)", yscale="log")
     fig.tight_layout()
     fig.savefig(out / "lens.png", dpi=100)
     plt.close(fig)
@@ -351,7 +385,7 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
                 if col < len(picks):
                     ax.imshow(plt.imread(picks[col]))
                     ax.set_title(f"{ARM_LABELS[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
-        fig.suptitle("samples: G(Z) | L(X) | X")
+        fig.suptitle("samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X")
         fig.tight_layout()
         fig.savefig(out / "samples.png", dpi=100)
         plt.close(fig)
@@ -366,6 +400,7 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
         f"{', '.join(str(s) for s in sorted({r.seed for r in results}))}. For each seed all arms start from the same "
         "G and D weights, data order and noise.",
         f"FID: {feature}, {base.fid_samples} generated samples against the real data X, every {base.eval_every} steps.",
+        *_baseline_lines(arm_configs or {}),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -390,8 +425,9 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
     if strips:
         lines += ["![samples](samples.png)", ""]
     lines += ["## How this was produced", "", "```", command, "```", "", "Configuration of the first run "
-              "(other runs differ only in `seed` and their arm's lens options: `lens`, `lambda_value`, "
-              "`lens_exit`, `lens_zero_init`):", "", "```json", base.to_json(), "```", ""]
+              "(other runs differ only in `seed` and their arm's tempering options: `lens`, `lambda_value`, "
+              "`lens_exit`, `lens_zero_init`, `tempering`, `noise_sigma`, `blur_sigma`):", "", "```json", base.to_json(),
+              "```", ""]
     report = out / "report.md"
     atomic_write_bytes(report, "\n".join(lines).encode())
     return report

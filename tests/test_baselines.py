@@ -11,6 +11,7 @@ from tempered_gan import GaussianBlur, InstanceNoise, LambdaSchedule, gaussian_b
 from tempered_gan.cli import main
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
+from tempered_gan.experiment import arm_config
 from tempered_gan.train import Trainer, seed_for
 
 TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)
@@ -200,6 +201,25 @@ def test_blur_only_for_images():
 
 
 # --- the same start, the same streams ---------------------------------------------------
+
+@pytest.mark.parametrize("loss", ["gan", "wgan-gp"])
+def test_every_arm_of_a_seed_starts_alike_and_draws_the_same_streams(mnist, loss):
+    base = TrainConfig(**TINY_IMAGES, loss=loss, steps=6, k=4, seed=3)
+    arms = {arm: Trainer.create(arm_config(base, arm, 3), mnist, torch.device("cpu"))
+            for arm in ("none", "sine", "constant", "noise", "blur")}
+    assert type(arms["noise"].tempering).__name__ == "InstanceNoise" and arms["blur"].tempering.sigma0 == 2.0
+    ref = arms.pop("none")
+    for name, tr in arms.items():
+        for net in ("G", "D"):
+            a, b = getattr(ref, net).state_dict(), getattr(tr, net).state_dict()
+            assert all(torch.equal(a[k], b[k]) for k in a), (name, net)
+    ref.step()
+    for name, tr in arms.items():
+        tr.step()
+        assert tr.sampler.state_dict() == ref.sampler.state_dict(), name
+        assert torch.equal(tr.noise.get_state(), ref.noise.get_state()), name
+        assert torch.equal(tr.penalty_noise.get_state(), ref.penalty_noise.get_state()), name
+
 
 # --- after K: nothing -------------------------------------------------------------------
 

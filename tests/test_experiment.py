@@ -18,7 +18,7 @@ def run(*argv):
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    assert run("compare", "--out", out, "--seeds", 2, "--arms", "none,sine,constant", "--steps", 4, "--k", 2, *TINY) == 0
+    assert run("compare", "--out", out, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 4, "--k", 2, *TINY) == 0
     return out
 
 
@@ -26,8 +26,9 @@ def test_compare_writes_every_report_item(comparison):
     report = (comparison / "report.md").read_text()
     for figure in ("fid.png", "lens.png", "samples.png"):
         assert (comparison / figure).stat().st_size > 1000 and f"({figure})" in report
-    for arm in ("no lens", "sine lens", "constant λ = 1"):
+    for arm in ("no lens", "sine lens", "constant λ = 1", "instance noise"):
         assert f"| {arm} | 2 |" in report
+    assert "instance noise: N(0, σ(t)²) added to both of D's inputs, σ₀ = 1" in report
     assert "best FID" in report and "final FID" in report and "step reaching no-lens best" in report
     assert "failed" in report and "modes" in report and "high_quality" in report
     assert "tempered-gan compare --out" in report and '"dataset": "mixture-ring8"' in report
@@ -35,28 +36,28 @@ def test_compare_writes_every_report_item(comparison):
                       if "fid" in json.loads(x))
     assert f"FID: {first_eval['features']}, 256 generated samples" in report   # which extractor, how many samples
     assert sorted(p.name for p in (comparison / "runs").iterdir()) == [
-        "constant-s0", "constant-s1", "none-s0", "none-s1", "sine-s0", "sine-s1"]
+        "constant-s0", "constant-s1", "noise-s0", "noise-s1", "none-s0", "none-s1", "sine-s0", "sine-s1"]
 
 
 def test_arms_of_a_seed_start_from_identical_weights(comparison):
     from tempered_gan.config import TrainConfig
     from tempered_gan.train import build_nets
     nets = {}
-    for arm in ("none", "sine", "constant"):
+    for arm in ("none", "sine", "constant", "noise"):
         cfg = TrainConfig.load(comparison / "runs" / f"{arm}-s1" / "config.json")
         G, D, _ = build_nets(cfg, (2,))
         nets[arm] = [p for net in (G, D) for p in net.parameters()]
-    assert all(torch.equal(a, b) for a, b in zip(nets["none"], nets["sine"]))
-    assert all(torch.equal(a, b) for a, b in zip(nets["none"], nets["constant"]))
+    for arm in ("sine", "constant", "noise"):
+        assert all(torch.equal(a, b) for a, b in zip(nets["none"], nets[arm])), arm
 
 
 def test_rerunning_compare_skips_finished_runs_and_resumes_longer_ones(comparison):
     ckpt = comparison / "runs" / "sine-s0" / "checkpoint.pt"
     before = ckpt.stat().st_mtime_ns
-    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant", "--steps", 4, "--k", 2,
+    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 4, "--k", 2,
                *TINY) == 0
     assert ckpt.stat().st_mtime_ns == before                          # finished: skipped
-    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant", "--steps", 6, "--k", 2,
+    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 6, "--k", 2,
                *TINY) == 0
     assert torch.load(ckpt, weights_only=False)["step"] == 6           # resumed from 4, not restarted
     steps = [json.loads(x)["step"] for x in (ckpt.parent / "metrics.jsonl").read_text().splitlines()
@@ -65,15 +66,19 @@ def test_rerunning_compare_skips_finished_runs_and_resumes_longer_ones(compariso
 
 
 def test_compare_refuses_a_folder_of_another_configuration(comparison, capsys):
-    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant", "--steps", 4, "--k", 3,
+    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 4, "--k", 3,
                *TINY) == 2
     assert "another configuration" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--seeds", "0"], "--seeds must be at least 1"),
-    (["--arms", "none,blur"], "unknown arm 'blur'"),
+    (["--arms", "none,fog"], "unknown arm 'fog'"),
+    (["--arms", "none,blur"], "--tempering blur blurs images; mixture-ring8 is 2-D points"),
     (["--lens", "sine"], "compare sets the lens per arm"),
+    (["--tempering", "noise"], "compare sets the lens per arm"),
+    (["--arms", "none,sine", "--noise-sigma", "0.5"], "--noise-sigma is σ₀ of the noise arm, which --arms does not"),
+    (["--arms", "none,noise", "--noise-sigma", "-1"], "--noise-sigma must be a finite number ≥ 0"),
     (["--seed", "3"], "use --seeds N"),
 ])
 def test_compare_bad_options(tmp_path, capsys, argv, message):
@@ -81,6 +86,32 @@ def test_compare_bad_options(tmp_path, capsys, argv, message):
     assert run("compare", "--out", tmp_path / "c", "--steps", 2, *base, *argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_arm_options_go_to_their_own_arms():
+    from tempered_gan.config import TrainConfig
+    from tempered_gan.experiment import arm_config
+    base = TrainConfig(dataset="mnist", noise_sigma=0.3, blur_sigma=1.5, lens_exit="converge", lens_zero_init=True)
+    noise, blur, sine = (arm_config(base, arm, 0) for arm in ("noise", "blur", "sine"))
+    assert (noise.tempering, noise.noise_sigma, noise.blur_sigma, noise.lens_exit) == ("noise", 0.3, None, "drop")
+    assert (blur.tempering, blur.blur_sigma, blur.noise_sigma, blur.lens_zero_init) == ("blur", 1.5, None, False)
+    assert (sine.tempering, sine.noise_sigma, sine.blur_sigma, sine.lens_exit, sine.lens_zero_init) == \
+        ("lens", None, None, "converge", True)
+
+
+def test_report_names_the_baselines(tmp_path):
+    from tempered_gan.config import TrainConfig
+    from tempered_gan.experiment import arm_config, write_report
+    base = TrainConfig(dataset="mnist", eval_every=10, k=20, steps=40)
+    configs = {arm: arm_config(base, arm, 0) for arm in ("none", "noise", "blur")}
+    results = [RunResult(arm, 0, tmp_path / arm, evals=[{"step": 10, "fid": f, "features": "test"},
+                                                          {"step": 20, "fid": f - 1, "features": "test"}])
+               for arm, f in (("none", 30.0), ("noise", 25.0), ("blur", 20.0))]
+    report = write_report(results, list(configs), tmp_path, command="tempered-gan compare …", base=configs["none"],
+                          fail_factor=2.0, arm_configs=configs).read_text()
+    assert "| instance noise | 1 |" in report and "| blurring lens | 1 |" in report
+    assert "σ₀ = 1;" in report and "σ₀ = 2 px" in report and "gone after K = 20" in report
+    assert (tmp_path / "fid.png").stat().st_size > 1000
 
 
 def test_compare_needs_fid(tmp_path, capsys):
