@@ -37,8 +37,8 @@ DEFAULT_LENS_EXIT = "blend"
 # instance noise on both of D's inputs, or a fixed Gaussian blur of the real images. The fixed two
 # have width σ(t) = σ₀·λ(t) and no parameters, so they end at K (like --lens-exit drop).
 TEMPERINGS = ("lens", "noise", "blur")
-# σ₀ defaults. Noise, in data units: 1 is half the [-1, 1] pixel range, above the per-pixel spread
-# of the grey data sets (≈ 0.6), so at t = 0 the noise dominates every pixel; on the ring (radius 2,
+# σ₀ defaults. Noise, in data units: 1 is half the [-1, 1] pixel range, above the spread of the
+# pixel values (std 0.67 for Fashion-MNIST), so at t = 0 the noise dominates every pixel; on the ring (radius 2,
 # adjacent modes 1.53 apart, std 0.02) it merges neighbouring modes at t = 0 and they separate again
 # by K/2 (σ = 0.29). Blur, in pixels: at 2 px a 32×32 image keeps about 3 cycles across (coarse
 # silhouettes, no strokes), the paper's "low-frequency approximations".
