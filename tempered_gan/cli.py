@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -306,6 +307,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tempered-gan: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except RuntimeError as exc:
+        from .distributed import TIMEOUT_ENV, collective_timeout, is_collective_failure
+        if not is_collective_failure(exc):
+            raise
+        import torch.distributed
+        detail = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip() or type(exc).__name__).splitlines()[0])
+        detail = detail.split(". ")[0].rstrip(".")      # gloo: "[file.cc:78] Timed out waiting 2000ms for ..."
+        print(f"tempered-gan: error: process {torch.distributed.get_rank()} of {torch.distributed.get_world_size()}: "
+              f"a collective operation failed ({detail}); another process has stopped or is stuck "
+              f"(timeout {collective_timeout():g} s, {TIMEOUT_ENV}); the last checkpoint is kept", file=sys.stderr)
+        return 1
     finally:
         import torch.distributed
         if torch.distributed.is_available() and torch.distributed.is_initialized():
