@@ -39,7 +39,8 @@ HELP = {
     "reconstruction": "‖X − L(X)‖² reduction: mean over elements (default) or sum per sample",
     "keep_lens": "never retire the lens (by default it is dropped once λ = 0 and L stays within --retire-tolerance)",
     "retire_tolerance": "after step K the lens retires when ‖X − L(X)‖² (mean) stays below this (default 1e-4) ...",
-    "retire_patience": "... for this many consecutive steps (default 1000; checked at log steps)",
+    "retire_patience": "... for this many consecutive steps (default 1000); decided every min(100, this) steps, "
+                       "whatever the logging, sample, evaluation and checkpoint intervals",
     "optimizer": "adam (default) or rmsprop, for G and D",
     "lr": "learning rate (default 1e-4; 1e-3 for mixtures)",
     "lens_lr": "lens learning rate (default: --lr)",

@@ -41,6 +41,10 @@ from .tempering import Tempering, frozen
 
 LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
 GRID_SAMPLES = 64      # images in a sample grid
+# Lens retirement is decided every min(RETIRE_CHECK_EVERY, --retire-patience) steps, counted from step 0, whatever
+# the logging, sampling, evaluation and checkpoint intervals (they must never change what is trained), and without
+# a host-device synchronisation at every step: the counter lives on the device and is read only then.
+RETIRE_CHECK_EVERY = 100
 POINT_SAMPLES = 1024   # points in a 2-D scatter plot
 
 
@@ -234,7 +238,7 @@ class Trainer:
 
     def should_retire(self) -> bool:
         """All processes decide together (each saw only its own batches)."""
-        if self.tempering is None:
+        if self.tempering is None or not self._may_retire(self.step_count):
             return False
         below = self.below_tolerance.clone()
         if self.dist.active:
@@ -468,12 +472,12 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                               file=sys.stderr, flush=True)
                     sums.zero_()
                     counted, last_time, last_step = 0, now, t
-                    if trainer.should_retire():
-                        trainer.retire_lens()
-                        if log:
-                            log.write({"step": t, "lens_retired": True})
-                            print(f"step {t}: lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for "
-                                  f"{cfg.retire_patience} steps); D now sees X", file=sys.stderr)
+                if t % min(RETIRE_CHECK_EVERY, cfg.retire_patience) == 0 and trainer.should_retire():
+                    trainer.retire_lens()
+                    if log:
+                        log.write({"step": t, "lens_retired": True})
+                        print(f"step {t}: lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for "
+                              f"{cfg.retire_patience} steps); D now sees X", file=sys.stderr)
                 if dist.main and (t % cfg.sample_every == 0 or t == cfg.steps):
                     write_samples(trainer, run_dir, log)
                 if cfg.eval_every and (t % cfg.eval_every == 0 or t == cfg.steps):

@@ -249,3 +249,20 @@ def test_retired_lens_resumes_bit_identically(tmp_path):
     after = [r for r in records if r["step"] > 4 and "loss_d" in r]
     assert after and all(r["lambda"] is None and r["loss_lens_rec"] is None for r in after)
     assert sum(r.get("lens_retired", False) for r in records) == 1
+
+
+@pytest.mark.parametrize("patience", [2, 5])
+def test_logging_sampling_evaluation_and_checkpoint_intervals_never_change_the_run(tmp_path, patience):
+    """Issue 8: retirement used to be decided at log steps, so --log-every changed the trained weights."""
+    common = [*TINY, "--k", 4, "--steps", 24, "--retire-tolerance", 1e9, "--retire-patience", patience]
+    runs = {"a": ["--log-every", 2, "--sample-every", 3, "--checkpoint-every", 5],
+            "b": ["--log-every", 8, "--sample-every", 24, "--checkpoint-every", 24, "--eval-every", 7,
+                  "--fid-samples", 256],
+            "c": ["--log-every", 24, "--sample-every", 11, "--checkpoint-every", 7]}
+    for name, extra in runs.items():
+        assert run("train", "--out", tmp_path / name, *common, *extra) == 0
+    retired = {name: torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["lens_retired_at"]
+               for name in runs}
+    assert retired["a"] is not None and len(set(retired.values())) == 1, retired
+    assert_bit_identical(tmp_path / "a", tmp_path / "b")
+    assert_bit_identical(tmp_path / "a", tmp_path / "c")
