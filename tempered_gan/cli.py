@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=int, help="seeds 0 … N−1 (default 3)")
     compare.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default: none,sine)")
     compare.add_argument("--fail-factor", type=float, default=2.0,
-                         help="a run failed if its final FID exceeds this × the best FID of any run (default 2)")
+                         help="a run failed if its final FID exceeds this × the best FID of any run (at least 1; default 2)")
     compare.add_argument("--fail-fid", type=float, help="a run failed if its final FID exceeds this (overrides --fail-factor)")
 
     for name, text in (("eval", "FID (and coverage) of a run's checkpoint, printed as one JSON object"),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
-from .config import CONFIG, RESUME_OPTIONS, TrainConfig, resolve
+from .config import CONFIG, RESUME_OPTIONS, TrainConfig, check_number, resolve
 from .errors import UserError
 
 ARMS = {
@@ -124,6 +124,9 @@ def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, 
     from .data import load_dataset
     from .train import preflight
 
+    check_number("fail_factor", fail_factor, at_least=1.0)   # below 1, even the best run would count as failed
+    if fail_fid is not None:
+        check_number("fail_fid", fail_fid, positive=True)
     if not base.eval_every:
         raise UserError("compare needs FID during training: pass --eval-every N")
     configs = {(arm, seed): arm_config(base, arm, seed) for seed in seeds for arm in arms}

@@ -123,6 +123,19 @@ BAD = [
     (["--steps", "many"], "invalid int value"),
     (["--batch-size", "-1"], "batch-size must be a positive"),
     (["--lr", "0"], "lr must be positive"),
+    (["--lr", "inf"], "lr must be positive and finite"),
+    (["--lens-lr", "nan"], "lens-lr must be positive and finite"),
+    (["--retire-tolerance", "nan"], "retire-tolerance must be positive and finite, got nan"),
+    (["--retire-tolerance", "-1"], "retire-tolerance must be positive and finite, got -1.0"),
+    (["--retire-tolerance", "0"], "retire-tolerance must be positive"),
+    (["--retire-tolerance", "inf"], "retire-tolerance must be positive and finite"),
+    (["--lambda-value", "nan"], "lambda-value must be ≥ 0 and finite"),
+    (["--lambda-value", "-0.5"], "lambda-value must be ≥ 0 and finite"),
+    (["--gp-weight", "nan"], "gp-weight must be ≥ 0 and finite"),
+    (["--gp-weight=-inf"], "gp-weight must be ≥ 0 and finite"),
+    (["--beta1", "nan"], "beta1 must be in [0, 1)"),
+    (["--beta2", "1"], "beta2 must be in [0, 1)"),
+    (["--retire-patience", "0"], "retire-patience must be a positive whole number"),
     (["--arch", "dcgan"], "does not fit dataset"),
     (["--dataset", "folder"], "needs --data-dir"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "train-images-idx3-ubyte"),
@@ -266,3 +279,19 @@ def test_logging_sampling_evaluation_and_checkpoint_intervals_never_change_the_r
     assert retired["a"] is not None and len(set(retired.values())) == 1, retired
     assert_bit_identical(tmp_path / "a", tmp_path / "b")
     assert_bit_identical(tmp_path / "a", tmp_path / "c")
+
+
+def test_a_saved_configuration_with_an_impossible_number_is_refused_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 0
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "retire_tolerance": -1.0}))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["config"]["retire_tolerance"] = -1.0                   # both files agree, on an impossible value
+    torch.save(state, out / "checkpoint.pt")
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert run("train", "--resume", out, "--steps", 4) == 2
+    err = capsys.readouterr().err.strip()
+    assert "retire-tolerance must be positive and finite, got -1.0" in err and len(err.splitlines()) == 1
+    assert (out / "checkpoint.pt").read_bytes() == before

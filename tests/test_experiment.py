@@ -75,12 +75,22 @@ def test_compare_refuses_a_folder_of_another_configuration(comparison, capsys):
     (["--arms", "none,blur"], "unknown arm 'blur'"),
     (["--lens", "sine"], "compare sets the lens per arm"),
     (["--seed", "3"], "use --seeds N"),
+    (["--fail-factor", "nan"], "fail-factor must be at least 1 and finite, got nan"),
+    (["--fail-factor", "0.5"], "fail-factor must be at least 1"),
+    (["--fail-factor", "inf"], "fail-factor must be at least 1 and finite"),
+    (["--fail-fid", "nan"], "fail-fid must be positive and finite, got nan"),
+    (["--fail-fid", "-1"], "fail-fid must be positive and finite"),
+    (["--fail-fid", "0"], "fail-fid must be positive"),
+    (["--fail-fid", "inf"], "fail-fid must be positive and finite"),
+    (["--retire-tolerance", "nan"], "retire-tolerance must be positive and finite"),
+    (["--lr", "-1"], "lr must be positive"),
 ])
 def test_compare_bad_options(tmp_path, capsys, argv, message):
     base = [a for a in TINY if a != "--no-progress"]
     assert run("compare", "--out", tmp_path / "c", "--steps", 2, *base, *argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c").exists()                     # refused before anything was written
 
 
 def test_compare_needs_fid(tmp_path, capsys):
