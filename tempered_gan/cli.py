@@ -188,6 +188,7 @@ def cmd_train(args) -> int:
 
 def _resume(args) -> int:
     from .distributed import init_from_env
+    from .runlog import METRICS, read_metric_lines
     from .train import preflight, train
 
     run_dir = Path(args.resume)
@@ -201,6 +202,8 @@ def _resume(args) -> int:
                         f"logging and evaluation options, not {', '.join(extra)}")
     saved = TrainConfig.load(run_dir / CONFIG)
     state = load_checkpoint(run_dir / CHECKPOINT)
+    if (run_dir / METRICS).exists():
+        read_metric_lines(run_dir / METRICS, warn=False)   # a damaged log fails here, before anything is rewritten
     try:
         ckpt_cfg = TrainConfig.from_dict(state["config"])
     except (KeyError, TypeError, UserError):

@@ -10,7 +10,6 @@ report ``OUT/report.md`` sits beside its PNG figures.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 import statistics
@@ -110,10 +109,9 @@ def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str
 
 
 def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResult:
-    from .runlog import METRICS
+    from .runlog import METRICS, read_metrics
     result = RunResult(arm, seed, run_dir, failure=failure)
-    for line in (run_dir / METRICS).read_text().splitlines() if (run_dir / METRICS).exists() else []:
-        record = json.loads(line)
+    for record in read_metrics(run_dir / METRICS) if (run_dir / METRICS).exists() else []:
         (result.evals if "fid" in record else result.logs).append(record)
     return result
 

@@ -295,3 +295,33 @@ def test_a_saved_configuration_with_an_impossible_number_is_refused_on_resume(tm
     err = capsys.readouterr().err.strip()
     assert "retire-tolerance must be positive and finite, got -1.0" in err and len(err.splitlines()) == 1
     assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_drops_a_torn_last_metrics_line_and_keeps_the_others(tmp_path, capsys):
+    """Issue 8: a run killed (or out of disk) while appending a line left it torn; --resume crashed on it."""
+    out = tmp_path / "run"
+    assert run("train", "--steps", 4, "--out", out, *TINY) == 0
+    metrics = out / "metrics.jsonl"
+    before = metrics.read_text()
+    metrics.write_text(before + '{"step": 6, "lambda": 0.0, "loss_d": 1.3')      # no newline: torn
+    capsys.readouterr()
+    assert run("train", "--resume", out, "--steps", 6) == 0
+    err = capsys.readouterr().err
+    assert "dropped a torn last line" in err and "Traceback" not in err
+    after = metrics.read_text()
+    assert after.startswith(before)                                                # earlier lines kept, byte for byte
+    assert [json.loads(x)["step"] for x in after.splitlines()] == [2, 4, 6]
+
+
+def test_a_damaged_metrics_line_before_the_last_is_refused_and_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 4, "--out", out, *TINY) == 0
+    metrics = out / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    damaged = "\n".join([lines[0][:20], *lines[1:]]) + "\n"
+    metrics.write_text(damaged)
+    capsys.readouterr()
+    assert run("train", "--resume", out, "--steps", 6) == 2
+    err = capsys.readouterr().err.strip()
+    assert "metrics.jsonl: line 1 is not a metrics record" in err and len(err.splitlines()) == 1
+    assert metrics.read_text() == damaged

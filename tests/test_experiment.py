@@ -1,5 +1,6 @@
 """compare, eval and sample through the command line, on the 2-D mixture at tiny size."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -62,6 +63,21 @@ def test_rerunning_compare_skips_finished_runs_and_resumes_longer_ones(compariso
     steps = [json.loads(x)["step"] for x in (ckpt.parent / "metrics.jsonl").read_text().splitlines()
              if "loss_d" in json.loads(x)]
     assert steps == [2, 4, 6]
+
+
+def test_compare_reads_a_run_whose_metrics_end_in_a_torn_line(comparison, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(comparison, copy)
+    metrics = copy / "runs" / "sine-s1" / "metrics.jsonl"
+    lines = metrics.read_text()
+    metrics.write_text(lines + '{"step": 6, "lambda": 0.0, "lo')                 # a run died while appending
+    capsys.readouterr()
+    assert run("compare", "--out", copy, "--seeds", 2, "--arms", "none,sine,constant", "--steps", 4, "--k", 2,
+               *TINY) == 0                                                        # every run is finished: report only
+    err = capsys.readouterr().err
+    assert "dropped a torn last line" in err and "Traceback" not in err
+    assert metrics.read_text().startswith(lines)                                  # compare never rewrites a run's log
+    assert "| sine lens | 2 |" in (copy / "report.md").read_text()
 
 
 def test_compare_refuses_a_folder_of_another_configuration(comparison, capsys):
