@@ -28,7 +28,7 @@ def run(*argv):
 
 
 def weights(run_dir):
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     return state["step"], {f"{net}.{k}": v for net in ("G", "D", "lens") for k, v in (state[net] or {}).items()}
 
 
@@ -246,7 +246,7 @@ def test_lens_retirement_changes_nothing_before_and_drops_the_lens_after(tmp_pat
     _, w_kept = weights(kept)
     assert all(torch.equal(w_retiring[k], w_kept[k]) for k in w_retiring)        # G and D: bit-identical up to retirement
     assert not any(k.startswith("lens.") for k in w_retiring)                     # ...and the lens is gone
-    state = torch.load(retiring / "checkpoint.pt", weights_only=False)
+    state = torch.load(retiring / "checkpoint.pt", weights_only=True)
     assert state["lens_retired_at"] == 4 and state["opt_lens"] is None
     records = [json.loads(x) for x in (retiring / "metrics.jsonl").read_text().splitlines()]
     assert {"step": 4, "lens_retired": True} in records
@@ -325,3 +325,42 @@ def test_a_damaged_metrics_line_before_the_last_is_refused_and_kept(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert "metrics.jsonl: line 1 is not a metrics record" in err and len(err.splitlines()) == 1
     assert metrics.read_text() == damaged
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a hostile checkpoint would carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, capsys):
+    """Issue 8: checkpoints were read with weights_only=False, so --resume, eval, sample and compare ran
+    whatever a colleague's checkpoint.pt had pickled."""
+    marker = tmp_path / "payload-ran"
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 0
+    compare_dir = tmp_path / "compare"
+    assert run("compare", "--out", compare_dir, "--seeds", 1, "--arms", "none", "--steps", 2, "--k", 1, "--eval-every", 2,
+               "--fid-samples", 256, *TINY, "--no-progress") == 0
+    runs = {"train": (out, ["train", "--resume", out, "--steps", 4]), "eval": (out, ["eval", out]),
+            "sample": (out, ["sample", out]),
+            "compare": (compare_dir / "runs" / "none-s0",
+                        ["compare", "--out", compare_dir, "--seeds", 1, "--arms", "none", "--steps", 4, "--k", 1,
+                         "--eval-every", 2, "--fid-samples", 256, *TINY, "--no-progress"])}
+    for command, (run_dir, argv) in runs.items():
+        path = run_dir / "checkpoint.pt"
+        state = torch.load(path, weights_only=True)
+        torch.save({**state, "note": _Payload(marker)}, path)
+        hostile = path.read_bytes()
+        capsys.readouterr()
+        assert run(*argv) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "refusing to load it" in err and "posix.system" in err, (command, err)
+        assert not marker.exists(), f"{command} ran the checkpoint's payload"
+        assert path.read_bytes() == hostile                       # left as it was, for the user to inspect
+        torch.save(state, path)                                   # the clean state loads again
+    assert run("train", "--resume", out, "--steps", 4) == 0

@@ -59,7 +59,7 @@ def test_rerunning_compare_skips_finished_runs_and_resumes_longer_ones(compariso
     assert ckpt.stat().st_mtime_ns == before                          # finished: skipped
     assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant", "--steps", 6, "--k", 2,
                *TINY) == 0
-    assert torch.load(ckpt, weights_only=False)["step"] == 6           # resumed from 4, not restarted
+    assert torch.load(ckpt, weights_only=True)["step"] == 6           # resumed from 4, not restarted
     steps = [json.loads(x)["step"] for x in (ckpt.parent / "metrics.jsonl").read_text().splitlines()
              if "loss_d" in json.loads(x)]
     assert steps == [2, 4, 6]
