@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="the paper's protocol: arms × seeds from identical initial weights, "
                                                   "then OUT/report.md")
     _add_config_flags(compare)
+    next(a for a in compare._actions if a.dest == "eval_every").help = \
+        "steps between FID evaluations (default: a tenth of --steps, i.e. ten per run)"
     compare.add_argument("--out", required=True, help="folder of the comparison (runs/ and report.md)")
     compare.add_argument("--preset", choices=sorted(PRESETS), help="the paper's settings, or cpu-ring8 for a CPU demo; "
                                                                    "other options override it")
@@ -244,6 +246,9 @@ def cmd_compare(args) -> int:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     if args.seed is not None:
         raise UserError("compare chooses the seeds itself (0 … N−1); use --seeds N")
+    if args.eval_every == 0:
+        raise UserError("compare needs FID during training: --eval-every must be at least 1 "
+                        "(leave it out for ten evaluations per run)")
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
     if "lens" in given or "lambda_value" in given:
         raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant")

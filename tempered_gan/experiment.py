@@ -13,6 +13,7 @@ import dataclasses
 import math
 import shutil
 import statistics
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ ARMS = {
 ARM_LABELS = {"none": "no lens", "sine": "sine lens", "constant": "constant λ = 1"}
 ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green"}
 FAILED = "FAILED"
+DEFAULT_EVALUATIONS = 10   # FID evaluations per run when --eval-every is not given
 
 # The paper's settings (§4, SPEC) and a small CPU demo. Values are TrainConfig
 # fields plus ``seeds`` and ``arms``; command-line options override them.
@@ -125,8 +127,11 @@ def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, 
     check_number("fail_factor", fail_factor, at_least=1.0)   # below 1, even the best run would count as failed
     if fail_fid is not None:
         check_number("fail_fid", fail_fid, positive=True)
-    if not base.eval_every:
-        raise UserError("compare needs FID during training: pass --eval-every N")
+    if not base.eval_every:   # the comparison is about FID: ten evaluations per run unless told otherwise
+        steps = resolve(base).steps
+        base = dataclasses.replace(base, eval_every=max(1, steps // DEFAULT_EVALUATIONS))
+        print(f"compare: FID every {base.eval_every} steps ({DEFAULT_EVALUATIONS} evaluations in {steps} steps; "
+              "choose with --eval-every N)", file=sys.stderr)
     configs = {(arm, seed): arm_config(base, arm, seed) for seed in seeds for arm in arms}
     first = configs[arms[0], seeds[0]]
     data = load_dataset(first.dataset, first.data_dir)

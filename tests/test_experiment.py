@@ -109,9 +109,17 @@ def test_compare_bad_options(tmp_path, capsys, argv, message):
     assert not (tmp_path / "c").exists()                     # refused before anything was written
 
 
-def test_compare_needs_fid(tmp_path, capsys):
-    assert run("compare", "--out", tmp_path / "c", "--steps", 2, "--dataset", "mixture-ring8") == 2
-    assert "--eval-every" in capsys.readouterr().err
+def test_compare_evaluates_ten_times_per_run_unless_told_and_says_so(tmp_path, capsys):
+    at = TINY.index("--eval-every")
+    without = TINY[:at] + TINY[at + 2:]
+    assert run("compare", "--out", tmp_path / "c", "--steps", 20, "--k", 10, "--seeds", 1, "--arms", "none",
+               *without) == 0
+    assert "FID every 2 steps (10 evaluations in 20 steps; choose with --eval-every N)" in capsys.readouterr().err
+    metrics = (tmp_path / "c" / "runs" / "none-s0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in metrics if "fid" in json.loads(x)] == list(range(2, 21, 2))
+    assert run("compare", "--out", tmp_path / "d", "--steps", 20, "--eval-every", 0, *without) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--eval-every must be at least 1" in err and len(err.splitlines()) == 1 and not (tmp_path / "d").exists()
 
 
 def test_eval_prints_one_json_object(comparison, capsys):
