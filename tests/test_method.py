@@ -134,7 +134,7 @@ def assert_grads(expected: torch.nn.Module, actual: torch.nn.Module, what: str) 
     for (name, e), (_, a) in zip(expected.named_parameters(), actual.named_parameters()):
         assert a.grad is not None, f"{what}: {name} took no gradient"
         assert e.grad is not None, f"{what}: {name} has no gradient in the paper's loss"
-        assert_close(a.grad, e.grad, rtol=1e-4, atol=1e-6, msg=lambda m: f"{what}, {name}: {m}")
+        assert_close(a.grad, e.grad, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{what}, {name}: {m}")
 
 
 def assert_one_update(reference: torch.nn.Module, optimizer, actual: torch.nn.Module, what: str) -> None:
@@ -143,7 +143,7 @@ def assert_one_update(reference: torch.nn.Module, optimizer, actual: torch.nn.Mo
         r.grad = a.grad.clone()
     optimizer.step()
     for (name, r), (_, a) in zip(reference.named_parameters(), actual.named_parameters()):
-        assert_close(a.detach(), r.detach(), rtol=1e-5, atol=1e-7, msg=lambda m: f"{what} weights, {name}: {m}")
+        assert_close(a.detach(), r.detach(), rtol=1e-5, atol=1e-7, msg=lambda m, name=name: f"{what} weights, {name}: {m}")
 
 
 def make_trainer(data, **options) -> Trainer:
