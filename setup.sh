@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything tempered-gan needs into ./.venv, and Debian's
-# Fashion-MNIST (used by the demo and by one test) where apt-get is available.
+# Fashion-MNIST (used by the demo and by two tests, which skip without it) where apt-get is available.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -8,7 +8,7 @@ FASHION=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 if [ ! -e "$FASHION" ] && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     { $sudo apt-get update -qq && $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
-        || echo "setup: could not install Debian's dataset-fashion-mnist; the Fashion-MNIST test will be skipped" >&2
+        || echo "setup: could not install Debian's dataset-fashion-mnist; the Fashion-MNIST tests will be skipped" >&2
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

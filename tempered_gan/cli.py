@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -49,7 +50,8 @@ HELP = {
     "keep_lens": "never retire the lens (the same as --lens-exit keep)",
     "retire_tolerance": "--lens-exit converge: after step K the lens retires when ‖X − L(X)‖² (mean) stays below "
                         "this (default 1e-4) ...",
-    "retire_patience": "... for this many consecutive steps (default 1000; checked at log steps)",
+    "retire_patience": "... for this many consecutive steps (default 1000); decided every min(100, this) steps, "
+                       "whatever the logging, sample, evaluation and checkpoint intervals",
     "optimizer": "adam (default) or rmsprop, for G and D",
     "lr": "learning rate (default 1e-4; 1e-3 for mixtures)",
     "lens_lr": "lens learning rate (default: --lr)",
@@ -109,13 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="the paper's protocol: arms × seeds from identical initial weights, "
                                                   "then OUT/report.md")
     _add_config_flags(compare)
+    next(a for a in compare._actions if a.dest == "eval_every").help = \
+        "steps between FID evaluations (default: a tenth of --steps, i.e. ten per run)"
     compare.add_argument("--out", required=True, help="folder of the comparison (runs/ and report.md)")
     compare.add_argument("--preset", choices=sorted(PRESETS), help="the paper's settings, or cpu-ring8 for a CPU demo; "
                                                                    "other options override it")
     compare.add_argument("--seeds", type=int, help="seeds 0 … N−1 (default 3)")
     compare.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default: none,sine)")
     compare.add_argument("--fail-factor", type=float, default=2.0,
-                         help="a run failed if its final FID exceeds this × the best FID of any run (default 2)")
+                         help="a run failed if its final FID exceeds this × the best FID of any run (at least 1; default 2)")
     compare.add_argument("--fail-fid", type=float, help="a run failed if its final FID exceeds this (overrides --fail-factor)")
     compare.add_argument("--jobs", type=int, default=1,
                          help="runs trained at once, each in its own process with its own log under OUT/logs/ "
@@ -203,6 +207,7 @@ def cmd_train(args) -> int:
 
 def _resume(args) -> int:
     from .distributed import init_from_env
+    from .runlog import METRICS, read_metric_lines
     from .train import preflight, train
 
     run_dir = Path(args.resume)
@@ -216,6 +221,8 @@ def _resume(args) -> int:
                         f"logging and evaluation options, not {', '.join(extra)}")
     saved = TrainConfig.load(run_dir / CONFIG)
     state = load_checkpoint(run_dir / CHECKPOINT)
+    if (run_dir / METRICS).exists():
+        read_metric_lines(run_dir / METRICS, warn=False)   # a damaged log fails here, before anything is rewritten
     try:
         ckpt_cfg = TrainConfig.from_dict(state["config"])
     except (KeyError, TypeError, UserError):
@@ -258,6 +265,9 @@ def cmd_compare(args) -> int:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     if args.seed is not None:
         raise UserError("compare chooses the seeds itself (0 … N−1); use --seeds N")
+    if args.eval_every == 0:
+        raise UserError("compare needs FID during training: --eval-every must be at least 1 "
+                        "(leave it out for ten evaluations per run)")
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
     if {"lens", "lambda_value", "tempering"} & set(given):
         raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur")
@@ -326,6 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tempered-gan: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except RuntimeError as exc:
+        from .distributed import TIMEOUT_ENV, collective_timeout, is_collective_failure
+        if not is_collective_failure(exc):
+            raise
+        import torch.distributed
+        detail = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip() or type(exc).__name__).splitlines()[0])
+        detail = detail.split(". ")[0].rstrip(".")      # gloo: "[file.cc:78] Timed out waiting 2000ms for ..."
+        print(f"tempered-gan: error: process {torch.distributed.get_rank()} of {torch.distributed.get_world_size()}: "
+              f"a collective operation failed ({detail}); another process has stopped or is stuck "
+              f"(timeout {collective_timeout():g} s, {TIMEOUT_ENV}); the last checkpoint is kept", file=sys.stderr)
+        return 1
     finally:
         import torch.distributed
         if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -182,13 +182,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         value = getattr(out, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise UserError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}")
-    for name in ("lr", "lens_lr"):
-        if not getattr(out, name) > 0:
-            raise UserError(f"{name.replace('_', '-')} must be positive, got {getattr(out, name)!r}")
-    if not (0 <= out.beta1 < 1 and 0 <= out.beta2 < 1):
-        raise UserError(f"Adam betas must lie in [0, 1), got ({out.beta1}, {out.beta2})")
-    if out.gp_weight < 0 or out.lambda_value < 0:
-        raise UserError("gp-weight and lambda-value must not be negative")
+    for name in ("lr", "lens_lr", "retire_tolerance"):
+        check_number(name, getattr(out, name), positive=True)
+    for name in ("lambda_value", "gp_weight"):
+        check_number(name, getattr(out, name))
+    for name in ("beta1", "beta2"):
+        check_number(name, getattr(out, name), below_one=True)
     if cfg.dataset == "folder" and not cfg.data_dir:
         raise UserError("dataset 'folder' needs --data-dir pointing at a folder of images")
     return out
@@ -222,6 +221,20 @@ def _resolve_tempering(cfg: TrainConfig, out: TrainConfig, points: bool) -> None
         out.noise_sigma = float(_pick(cfg.noise_sigma, NOISE_SIGMA))
     else:
         out.blur_sigma = float(_pick(cfg.blur_sigma, BLUR_SIGMA))
+
+
+def check_number(name: str, value, *, positive: bool = False, below_one: bool = False, at_least: float | None = None) -> None:
+    """A float option must be a finite number ≥ 0 (> 0 with ``positive``, < 1 with ``below_one``,
+    ≥ ``at_least`` when given); NaN and infinities are refused."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{flag} must be a number, got {value!r}")
+    low = at_least if at_least is not None else 0.0
+    ok = math.isfinite(value) and value >= low and (value > 0 or not positive) and (value < 1 or not below_one)
+    if not ok:
+        need = ("positive and finite" if positive else f"at least {low:g} and finite" if at_least is not None
+                else "in [0, 1)" if below_one else "≥ 0 and finite")
+        raise UserError(f"{flag} must be {need}, got {value!r}")
 
 
 def _pick(value, default):

@@ -14,16 +14,33 @@ of ``--batch-size`` samples, exactly as a single-process run of that batch size
 would (SyncBatchNorm needs CUDA and would make a 2-GPU run differ from a 1-GPU
 run of the same per-GPU batch). Running statistics, used only for samples and
 FID, are rank 0's, and rank 0 alone writes logs, samples and checkpoints.
+
+Rank 0 alone evaluates FID, so nothing it runs there may be a collective: the
+torchmetrics objects in ``metrics.py`` are built with ``sync_on_compute=False``
+(by default their ``compute()`` gathers over the default process group, which
+the other ranks never join: issue 8). Every collective of the training loop is
+reached by all ranks at the same step. The process group carries a timeout
+(``TEMPERED_GAN_DIST_TIMEOUT`` seconds, default 30 minutes), so a collective that
+a process never joins ends the run with an error instead of hanging; it must
+exceed the longest rank-0-only stretch (building the FID evaluator, one
+evaluation), during which the other ranks wait at the next collective.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .errors import UserError
+
+TIMEOUT_ENV = "TEMPERED_GAN_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,20 @@ class Dist:
 SINGLE_PROCESS = Dist()
 
 
+def collective_timeout() -> float:
+    """Seconds a collective may wait for the other processes: ``$TEMPERED_GAN_DIST_TIMEOUT`` or 30 minutes."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UserError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
 def init_from_env() -> Dist:
     """Join the process group that ``torchrun`` describes in the environment;
     a single process (no ``WORLD_SIZE``, or 1) needs no group."""
@@ -51,7 +82,8 @@ def init_from_env() -> Dist:
     if world <= 1:
         return SINGLE_PROCESS
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=datetime.timedelta(seconds=collective_timeout()))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
@@ -86,6 +118,15 @@ def fingerprint(*modules: nn.Module | None) -> str:
         for p in (m.parameters() if m is not None else ()):
             h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective that timed out or lost its peers (gloo and NCCL raise RuntimeError)."""
+    if not isinstance(exc, RuntimeError) or not (dist.is_available() and dist.is_initialized()):
+        return False
+    text = str(exc).lower()
+    return isinstance(exc, getattr(dist, "DistError", ())) or any(
+        s in text for s in ("timed out", "timeout", "connection closed by peer", "connection reset by peer"))
 
 
 def gather(obj, world: int) -> list:

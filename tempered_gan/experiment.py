@@ -15,12 +15,13 @@ import json
 import math
 import shutil
 import statistics
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
-from .config import CONFIG, RESUME_OPTIONS, TrainConfig, resolve
+from .config import CONFIG, RESUME_OPTIONS, TrainConfig, check_number, resolve
 from .errors import UserError
 
 ARMS = {
@@ -44,6 +45,7 @@ ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green", "
                "exit-drop": "tab:orange", "exit-converge": "tab:brown", "exit-blend-zero": "tab:cyan",
                "noise": "tab:olive", "blur": "tab:pink"}
 FAILED = "FAILED"
+DEFAULT_EVALUATIONS = 10   # FID evaluations per run when --eval-every is not given
 
 # The paper's settings (§4, SPEC) and a small CPU demo. Values are TrainConfig
 # fields plus ``seeds`` and ``arms``; command-line options override them.
@@ -224,10 +226,9 @@ def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jo
 
 
 def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResult:
-    from .runlog import METRICS
+    from .runlog import METRICS, read_metrics
     result = RunResult(arm, seed, run_dir, failure=failure)
-    for line in (run_dir / METRICS).read_text().splitlines() if (run_dir / METRICS).exists() else []:
-        record = json.loads(line)
+    for record in read_metrics(run_dir / METRICS) if (run_dir / METRICS).exists() else []:
         (result.evals if "fid" in record else result.logs).append(record)
     return result
 
@@ -243,8 +244,14 @@ def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, 
     from .data import load_dataset
     from .train import preflight
 
-    if not base.eval_every:
-        raise UserError("compare needs FID during training: pass --eval-every N")
+    check_number("fail_factor", fail_factor, at_least=1.0)   # below 1, even the best run would count as failed
+    if fail_fid is not None:
+        check_number("fail_fid", fail_fid, positive=True)
+    if not base.eval_every:   # the comparison is about FID: ten evaluations per run unless told otherwise
+        steps = resolve(base).steps
+        base = dataclasses.replace(base, eval_every=max(1, steps // DEFAULT_EVALUATIONS))
+        print(f"compare: FID every {base.eval_every} steps ({DEFAULT_EVALUATIONS} evaluations in {steps} steps; "
+              "choose with --eval-every N)", file=sys.stderr)
     for kind in ("noise", "blur"):
         if getattr(base, f"{kind}_sigma") is not None and kind not in arms:
             raise UserError(f"--{kind}-sigma is σ₀ of the {kind} arm, which --arms does not include")

@@ -56,6 +56,8 @@ CLASSIFIER_VERSION = 1     # bump when the network or the training loop changes:
 REAL_SUBSET_SEED = 20180401
 KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 0
 CHUNK = 256
+# Metrics that never take part in a collective: scores are of this process's samples alone.
+LOCAL = dict(sync_on_compute=False, distributed_available_fn=lambda: False)
 
 
 def default_fid_samples(loss: str) -> int:
@@ -392,14 +394,17 @@ class FIDEvaluator:
         self.real_features = features
         dim = extractor.num_features
         # reset_real_features=False: reset() between scores clears only the generated side.
-        self._fid = FrechetInceptionDistance(feature=_Precomputed(dim), reset_real_features=False)
+        # LOCAL: with torchrun only rank 0 evaluates; torchmetrics' default compute() would gather
+        # over the process group, a collective the other ranks never join (issue 8: a hang).
+        self._fid = FrechetInceptionDistance(feature=_Precomputed(dim), reset_real_features=False, **LOCAL)
         self._fid.update(features, real=True)
         self._kid = None
         if kid:
             with warnings.catch_warnings():  # its "keeps all features in memory" warning: they are few here
                 warnings.simplefilter("ignore", UserWarning)
                 self._kid = KernelInceptionDistance(feature=_Precomputed(dim), subsets=KID_SUBSETS,
-                                                    subset_size=min(KID_SUBSET_SIZE, n), reset_real_features=False)
+                                                    subset_size=min(KID_SUBSET_SIZE, n), reset_real_features=False,
+                                                    **LOCAL)
             self._kid.update(features, real=True)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from .checkpoint import atomic_write_bytes
+from .errors import UserError
 
 METRICS = "metrics.jsonl"
 
@@ -27,9 +29,12 @@ class RunLog:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS
         if resume_step and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
-            atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
+            lines = read_metric_lines(self.path)
+            kept = [line for line, record in lines if record["step"] <= resume_step]
+            try:
+                atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
+            except OSError as exc:   # the old file is untouched (atomic)
+                raise UserError(f"cannot rewrite {self.path} for the resume: {exc.strerror or exc}") from None
         elif not resume_step:
             self.path.write_text("")
         self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
@@ -43,6 +48,49 @@ class RunLog:
 
     def close(self) -> None:
         self.tb.close()
+
+
+def read_metric_lines(path: Path, *, warn: bool = True) -> list[tuple[str, dict]]:
+    """The lines of a ``metrics.jsonl`` with their records, in order.
+
+    A last line that is not a complete record (a run that died or ran out of
+    disk while appending it) is dropped, with a note on stderr when ``warn``;
+    the lines before it are all kept. Any other line that is not a record is a
+    damaged file: one :class:`UserError`, and nothing is rewritten.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = [line for line in text.split("\n") if line.strip(" \t\r\0")]
+    out = []
+    for number, line in enumerate(raw, start=1):
+        record = _record(line)
+        if record is None:
+            if number < len(raw):
+                raise UserError(f"{path}: line {number} is not a metrics record ({line[:40]!r}); "
+                                "the file is damaged, fix or remove that line")
+            if warn:
+                print(f"tempered-gan: {path}: dropped a torn last line ({len(line)} characters, "
+                      f"{line[:40]!r}…), left by a run that stopped while writing it", file=sys.stderr)
+            break
+        out.append((line, record))
+    return out
+
+
+def read_metrics(path: Path, *, warn: bool = True) -> list[dict]:
+    """The records of a ``metrics.jsonl`` (see :func:`read_metric_lines`)."""
+    return [record for _, record in read_metric_lines(path, warn=warn)]
+
+
+def _record(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return record if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def image_panel(fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:

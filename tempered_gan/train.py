@@ -48,6 +48,10 @@ from .tempering import BaseTempering, GaussianBlur, InstanceNoise, Tempering, bl
 
 LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
 GRID_SAMPLES = 64      # images in a sample grid
+# Lens retirement is decided every min(RETIRE_CHECK_EVERY, --retire-patience) steps, counted from step 0, whatever
+# the logging, sampling, evaluation and checkpoint intervals (they must never change what is trained), and without
+# a host-device synchronisation at every step: the counter lives on the device and is read only then.
+RETIRE_CHECK_EVERY = 100
 POINT_SAMPLES = 1024   # points in a 2-D scatter plot
 
 
@@ -613,8 +617,8 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                               file=sys.stderr, flush=True)
                     sums.zero_()
                     counted, last_time, last_step = 0, now, t
-                    if trainer.should_retire():
-                        trainer.retire_lens()
+                if t % min(RETIRE_CHECK_EVERY, cfg.retire_patience) == 0 and trainer.should_retire():
+                    trainer.retire_lens()
                 if trainer.lens_retired_at == t and log:   # the lens left at this step
                     log.write({"step": t, "lens_retired": True})
                     print(f"step {t}: {_exit_message(cfg)}; D now sees X", file=sys.stderr)

@@ -13,3 +13,14 @@ def private_cache(tmp_path_factory):
         os.environ.pop("TEMPERED_GAN_CACHE", None)
     else:
         os.environ["TEMPERED_GAN_CACHE"] = previous
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """The tests' networks are tiny: several threads gain nothing and, on a shared CI machine whose cores
+    are busy, spin-waiting threads made single steps 100x slower (measured: 17 s against 0.14 s)."""
+    import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

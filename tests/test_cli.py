@@ -28,7 +28,7 @@ def run(*argv):
 
 
 def weights(run_dir):
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     return state["step"], {f"{net}.{k}": v for net in ("G", "D", "lens") for k, v in (state[net] or {}).items()}
 
 
@@ -126,13 +126,24 @@ BAD = [
     (["--steps", "many"], "invalid int value"),
     (["--batch-size", "-1"], "batch-size must be a positive"),
     (["--lr", "0"], "lr must be positive"),
+    (["--lr", "inf"], "lr must be positive and finite"),
+    (["--lens-lr", "nan"], "lens-lr must be positive and finite"),
+    (["--retire-tolerance", "nan"], "retire-tolerance must be positive and finite, got nan"),
+    (["--retire-tolerance", "-1"], "retire-tolerance must be positive and finite, got -1.0"),
+    (["--retire-tolerance", "0"], "retire-tolerance must be positive"),
+    (["--retire-tolerance", "inf"], "retire-tolerance must be positive and finite"),
+    (["--lambda-value", "nan"], "lambda-value must be ≥ 0 and finite"),
+    (["--lambda-value", "-0.5"], "lambda-value must be ≥ 0 and finite"),
+    (["--gp-weight", "nan"], "gp-weight must be ≥ 0 and finite"),
+    (["--gp-weight=-inf"], "gp-weight must be ≥ 0 and finite"),
+    (["--beta1", "nan"], "beta1 must be in [0, 1)"),
+    (["--beta2", "1"], "beta2 must be in [0, 1)"),
+    (["--retire-patience", "0"], "retire-patience must be a positive whole number"),
     (["--arch", "dcgan"], "does not fit dataset"),
     (["--dataset", "folder"], "needs --data-dir"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "train-images-idx3-ubyte"),
     (["--batch-size", "200000"], "larger than the data set"),
     (["--eval-every", "2", "--fid-features", "inception"], "does not apply to mixture-ring8"),
-    (["--eval-every", "2", "--fid-features", "inception", "--dataset", "fashion-mnist",
-      "--inception-weights", "/nonexistent/pt_inception.pth"], "no network here"),
     (["--fid-features", "fancy"], "unknown fid-features 'fancy'"),
     (["--amp", "fp8"], "unknown amp 'fp8'"),
     (["--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA device"),
@@ -147,6 +158,15 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_missing_inception_weights_are_one_clear_line(tmp_path, mnist_dir, capsys):
+    """On a written MNIST, so that it does not depend on which data sets the machine has."""
+    code = run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--out", tmp_path / "run", "--eval-every", 2,
+               "--fid-features", "inception", "--inception-weights", "/nonexistent/pt_inception.pth")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no network here" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_corrupt_idx_file_is_one_clear_line(tmp_path, mnist_dir, capsys):
@@ -238,7 +258,7 @@ def test_lens_retirement_changes_nothing_before_and_drops_the_lens_after(tmp_pat
     _, w_kept = weights(kept)
     assert all(torch.equal(w_retiring[k], w_kept[k]) for k in w_retiring)        # G and D: bit-identical up to retirement
     assert not any(k.startswith("lens.") for k in w_retiring)                     # ...and the lens is gone
-    state = torch.load(retiring / "checkpoint.pt", weights_only=False)
+    state = torch.load(retiring / "checkpoint.pt", weights_only=True)
     assert state["lens_retired_at"] == 4 and state["opt_lens"] is None
     records = [json.loads(x) for x in (retiring / "metrics.jsonl").read_text().splitlines()]
     assert {"step": 4, "lens_retired": True} in records
@@ -254,3 +274,105 @@ def test_retired_lens_resumes_bit_identically(tmp_path):
     after = [r for r in records if r["step"] > 4 and "loss_d" in r]
     assert after and all(r["lambda"] is None and r["loss_lens_rec"] is None for r in after)
     assert sum(r.get("lens_retired", False) for r in records) == 1
+
+
+@pytest.mark.parametrize("patience", [2])
+def test_logging_sampling_evaluation_and_checkpoint_intervals_never_change_the_run(tmp_path, patience):
+    """Issue 8: retirement used to be decided at log steps, so --log-every changed the trained weights."""
+    common = [*TINY, "--k", 4, "--steps", 24, "--retire-tolerance", 1e9, "--retire-patience", patience]
+    runs = {"a": ["--log-every", 2, "--sample-every", 3, "--checkpoint-every", 5],
+            "b": ["--log-every", 8, "--sample-every", 24, "--checkpoint-every", 24, "--eval-every", 7,
+                  "--fid-samples", 256],
+            "c": ["--log-every", 24, "--sample-every", 11, "--checkpoint-every", 7]}
+    for name, extra in runs.items():
+        assert run("train", "--out", tmp_path / name, *common, *extra) == 0
+    retired = {name: torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["lens_retired_at"]
+               for name in runs}
+    assert retired["a"] is not None and len(set(retired.values())) == 1, retired
+    assert_bit_identical(tmp_path / "a", tmp_path / "b")
+    assert_bit_identical(tmp_path / "a", tmp_path / "c")
+
+
+def test_a_saved_configuration_with_an_impossible_number_is_refused_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 0
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "retire_tolerance": -1.0}))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["config"]["retire_tolerance"] = -1.0                   # both files agree, on an impossible value
+    torch.save(state, out / "checkpoint.pt")
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert run("train", "--resume", out, "--steps", 4) == 2
+    err = capsys.readouterr().err.strip()
+    assert "retire-tolerance must be positive and finite, got -1.0" in err and len(err.splitlines()) == 1
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_drops_a_torn_last_metrics_line_and_keeps_the_others(tmp_path, capsys):
+    """Issue 8: a run killed (or out of disk) while appending a line left it torn; --resume crashed on it."""
+    out = tmp_path / "run"
+    assert run("train", "--steps", 4, "--out", out, *TINY) == 0
+    metrics = out / "metrics.jsonl"
+    before = metrics.read_text()
+    metrics.write_text(before + '{"step": 6, "lambda": 0.0, "loss_d": 1.3')      # no newline: torn
+    capsys.readouterr()
+    assert run("train", "--resume", out, "--steps", 6) == 0
+    err = capsys.readouterr().err
+    assert "dropped a torn last line" in err and "Traceback" not in err
+    after = metrics.read_text()
+    assert after.startswith(before)                                                # earlier lines kept, byte for byte
+    assert [json.loads(x)["step"] for x in after.splitlines()] == [2, 4, 6]
+
+
+def test_a_damaged_metrics_line_before_the_last_is_refused_and_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 4, "--out", out, *TINY) == 0
+    metrics = out / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    damaged = "\n".join([lines[0][:20], *lines[1:]]) + "\n"
+    metrics.write_text(damaged)
+    capsys.readouterr()
+    assert run("train", "--resume", out, "--steps", 6) == 2
+    err = capsys.readouterr().err.strip()
+    assert "metrics.jsonl: line 1 is not a metrics record" in err and len(err.splitlines()) == 1
+    assert metrics.read_text() == damaged
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a hostile checkpoint would carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, capsys):
+    """Issue 8: checkpoints were read with weights_only=False, so --resume, eval, sample and compare ran
+    whatever a colleague's checkpoint.pt had pickled."""
+    marker = tmp_path / "payload-ran"
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *TINY) == 0
+    compare_dir = tmp_path / "compare"
+    assert run("compare", "--out", compare_dir, "--seeds", 1, "--arms", "none", "--steps", 2, "--k", 1, "--eval-every", 2,
+               "--fid-samples", 256, *TINY, "--no-progress") == 0
+    runs = {"train": (out, ["train", "--resume", out, "--steps", 4]), "eval": (out, ["eval", out]),
+            "sample": (out, ["sample", out]),
+            "compare": (compare_dir / "runs" / "none-s0",
+                        ["compare", "--out", compare_dir, "--seeds", 1, "--arms", "none", "--steps", 4, "--k", 1,
+                         "--eval-every", 2, "--fid-samples", 256, *TINY, "--no-progress"])}
+    for command, (run_dir, argv) in runs.items():
+        path = run_dir / "checkpoint.pt"
+        state = torch.load(path, weights_only=True)
+        torch.save({**state, "note": _Payload(marker)}, path)
+        hostile = path.read_bytes()
+        capsys.readouterr()
+        assert run(*argv) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "refusing to load it" in err and "posix.system" in err, (command, err)
+        assert not marker.exists(), f"{command} ran the checkpoint's payload"
+        assert path.read_bytes() == hostile                       # left as it was, for the user to inspect
+        torch.save(state, path)                                   # the clean state loads again
+    assert run("train", "--resume", out, "--steps", 4) == 0

@@ -1,9 +1,12 @@
 """Two processes with the gloo backend on the CPU, launched by torchrun as users do."""
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tempered_gan.distributed import fingerprint
@@ -14,16 +17,22 @@ TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-bloc
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def torchrun(*args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*TORCHRUN, "-m", "tempered_gan", "train", *map(str, args)], capture_output=True,
-                            text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def torchrun(*args, script=None, expect=0, env=None, timeout=300):
+    """Two processes of ``python -m tempered_gan train ARGS`` (or of ``script``), importing this checkout."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
+    target = [str(script)] if script else ["-m", "tempered_gan", "train"]
+    result = subprocess.run([*TORCHRUN, *target, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                            env=env, cwd=ROOT)
+    if expect is not None:
+        assert result.returncode == expect, result.stderr[-3000:]
     return result
 
 
 def checkpoint(run_dir: Path) -> dict:
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)
 
 
 def test_two_processes_keep_identical_replicas_and_resume_exactly(tmp_path):
@@ -55,3 +64,60 @@ def test_fingerprint_sees_a_single_changed_weight():
     with torch.no_grad():
         net.weight[0, 0] += 1e-7
     assert fingerprint(net, None) != before
+
+
+def test_two_processes_evaluate_fid_during_training_and_finish(tmp_path):
+    """Issue 8: rank 0's FID went through torchmetrics' compute(), which gathers over the process
+    group; rank 1 was at the next all_reduce, so both waited forever. A short collective timeout
+    makes the old code fail here in seconds instead of hanging the suite."""
+    out = tmp_path / "run"
+    torchrun("--steps", 4, "--k", 2, "--eval-every", 2, "--fid-samples", 256, "--out", out, *TINY,
+             env={"TEMPERED_GAN_DIST_TIMEOUT": "60"}, timeout=240)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "fid" in r] == [2, 4]
+    assert checkpoint(out)["step"] == 4
+
+
+STUCK = """
+import sys, time
+import tempered_gan.train as train
+step = train.Trainer.step
+
+def slow_step(self):   # process 1 stalls before step 3; process 0 waits in that step's first all_reduce
+    if self.dist.rank == 1 and self.step_count == 2:
+        time.sleep(float(sys.argv[1]))
+    return step(self)
+
+train.Trainer.step = slow_step
+from tempered_gan.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_stuck_collective_ends_with_one_clear_error_line(tmp_path):
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK)
+    start = time.perf_counter()
+    result = torchrun(8, "train", "--steps", 6, "--k", 2, "--out", tmp_path / "run", *TINY,
+                      script=script, expect=None, env={"TEMPERED_GAN_DIST_TIMEOUT": "3"}, timeout=120)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "tempered-gan: error:" in line]
+    assert lines and "process 0 of 2: a collective operation failed" in lines[0], result.stderr[-3000:]
+    assert "Timed out" in lines[0] and "TEMPERED_GAN_DIST_TIMEOUT" in lines[0]
+    assert f"tempered_gan{os.sep}" not in result.stderr      # no traceback through our code (torchrun prints its own)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2]                    # the stall, not the start-up, is what timed out
+    assert time.perf_counter() - start < 100
+
+
+def test_a_bad_timeout_setting_is_one_clear_line(monkeypatch):
+    from tempered_gan.distributed import DEFAULT_TIMEOUT_S, collective_timeout
+    from tempered_gan.errors import UserError
+    monkeypatch.delenv("TEMPERED_GAN_DIST_TIMEOUT", raising=False)
+    assert collective_timeout() == DEFAULT_TIMEOUT_S
+    monkeypatch.setenv("TEMPERED_GAN_DIST_TIMEOUT", "2.5")
+    assert collective_timeout() == 2.5
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        monkeypatch.setenv("TEMPERED_GAN_DIST_TIMEOUT", bad)
+        with pytest.raises(UserError, match="TEMPERED_GAN_DIST_TIMEOUT"):
+            collective_timeout()

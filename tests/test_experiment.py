@@ -1,5 +1,6 @@
 """compare, eval and sample through the command line, on the 2-D mixture at tiny size."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -59,10 +60,25 @@ def test_rerunning_compare_skips_finished_runs_and_resumes_longer_ones(compariso
     assert ckpt.stat().st_mtime_ns == before                          # finished: skipped
     assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 6, "--k", 2,
                *TINY) == 0
-    assert torch.load(ckpt, weights_only=False)["step"] == 6           # resumed from 4, not restarted
+    assert torch.load(ckpt, weights_only=True)["step"] == 6           # resumed from 4, not restarted
     steps = [json.loads(x)["step"] for x in (ckpt.parent / "metrics.jsonl").read_text().splitlines()
              if "loss_d" in json.loads(x)]
     assert steps == [2, 4, 6]
+
+
+def test_compare_reads_a_run_whose_metrics_end_in_a_torn_line(comparison, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(comparison, copy)
+    metrics = copy / "runs" / "sine-s1" / "metrics.jsonl"
+    lines = metrics.read_text()
+    metrics.write_text(lines + '{"step": 6, "lambda": 0.0, "lo')                 # a run died while appending
+    capsys.readouterr()
+    assert run("compare", "--out", copy, "--seeds", 2, "--arms", "none,sine,constant", "--steps", 4, "--k", 2,
+               *TINY) == 0                                                        # every run is finished: report only
+    err = capsys.readouterr().err
+    assert "dropped a torn last line" in err and "Traceback" not in err
+    assert metrics.read_text().startswith(lines)                                  # compare never rewrites a run's log
+    assert "| sine lens | 2 |" in (copy / "report.md").read_text()
 
 
 def test_compare_refuses_a_folder_of_another_configuration(comparison, capsys):
@@ -80,12 +96,22 @@ def test_compare_refuses_a_folder_of_another_configuration(comparison, capsys):
     (["--arms", "none,sine", "--noise-sigma", "0.5"], "--noise-sigma is σ₀ of the noise arm, which --arms does not"),
     (["--arms", "none,noise", "--noise-sigma", "-1"], "--noise-sigma must be a finite number ≥ 0"),
     (["--seed", "3"], "use --seeds N"),
+    (["--fail-factor", "nan"], "fail-factor must be at least 1 and finite, got nan"),
+    (["--fail-factor", "0.5"], "fail-factor must be at least 1"),
+    (["--fail-factor", "inf"], "fail-factor must be at least 1 and finite"),
+    (["--fail-fid", "nan"], "fail-fid must be positive and finite, got nan"),
+    (["--fail-fid", "-1"], "fail-fid must be positive and finite"),
+    (["--fail-fid", "0"], "fail-fid must be positive"),
+    (["--fail-fid", "inf"], "fail-fid must be positive and finite"),
+    (["--retire-tolerance", "nan"], "retire-tolerance must be positive and finite"),
+    (["--lr", "-1"], "lr must be positive"),
 ])
 def test_compare_bad_options(tmp_path, capsys, argv, message):
     base = [a for a in TINY if a != "--no-progress"]
     assert run("compare", "--out", tmp_path / "c", "--steps", 2, *base, *argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c").exists()                     # refused before anything was written
 
 
 def test_arm_options_go_to_their_own_arms():
@@ -114,9 +140,17 @@ def test_report_names_the_baselines(tmp_path):
     assert (tmp_path / "fid.png").stat().st_size > 1000
 
 
-def test_compare_needs_fid(tmp_path, capsys):
-    assert run("compare", "--out", tmp_path / "c", "--steps", 2, "--dataset", "mixture-ring8") == 2
-    assert "--eval-every" in capsys.readouterr().err
+def test_compare_evaluates_ten_times_per_run_unless_told_and_says_so(tmp_path, capsys):
+    at = TINY.index("--eval-every")
+    without = TINY[:at] + TINY[at + 2:]
+    assert run("compare", "--out", tmp_path / "c", "--steps", 20, "--k", 10, "--seeds", 1, "--arms", "none",
+               *without) == 0
+    assert "FID every 2 steps (10 evaluations in 20 steps; choose with --eval-every N)" in capsys.readouterr().err
+    metrics = (tmp_path / "c" / "runs" / "none-s0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in metrics if "fid" in json.loads(x)] == list(range(2, 21, 2))
+    assert run("compare", "--out", tmp_path / "d", "--steps", 20, "--eval-every", 0, *without) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--eval-every must be at least 1" in err and len(err.splitlines()) == 1 and not (tmp_path / "d").exists()
 
 
 def test_eval_prints_one_json_object(comparison, capsys):

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from test_data import NO_FASHION, fashion_mnist_dir
 from torch import nn
 
 from tempered_gan import metrics as M
 from tempered_gan.data import MIXTURE_SPECS, Data, load_dataset, mixture_centres
 from tempered_gan.errors import UserError
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY = M.ClassifierSettings(train_samples=64, epochs=1, batch_size=32, width=4, feature_dim=16)
 
 
@@ -290,7 +290,7 @@ def test_inception_features_load_a_local_file_without_network(tmp_path, monkeypa
 
 # --- the real classifier on Fashion-MNIST -----------------------------------------
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)")
+@pytest.mark.skipif(fashion_mnist_dir() is None, reason=NO_FASHION)
 def test_fashion_classifier_separates_real_from_noise(tmp_path):
     # A 10k-image, one-epoch classifier keeps this test quick; the default trains longer (docs/METRICS.md).
     quick = M.ClassifierSettings(train_samples=10_000, epochs=1, batch_size=64)
