@@ -43,9 +43,10 @@ HELP = {
     "lens_blocks": "residual blocks in the lens (default 8)",
     "lens_zero_init": "start the lens exactly at the identity (zero last layer); paper: off",
     "reconstruction": "‖X − L(X)‖² reduction: mean over elements (default) or sum per sample",
-    "lens_exit": "how a sine lens leaves after K: blend (default: L fades linearly to the identity over "
-                 "--lens-exit-steps, then is dropped), drop (right after K), converge (the paper: trained on "
-                 "‖X − L(X)‖² until within --retire-tolerance; may never end), keep (never)",
+    "lens_exit": "how a sine lens leaves after K: drop (default: right after K; chosen by the comparison in "
+                 "docs/RESULTS.md), blend (L fades linearly to the identity over --lens-exit-steps, then is dropped), "
+                 "converge (the paper: trained on ‖X − L(X)‖² until within --retire-tolerance; may never end), "
+                 "keep (never)",
     "lens_exit_steps": "blend: steps over which the lens fades out after K (default K/2, so the lens is gone by 1.5·K)",
     "keep_lens": "never retire the lens (the same as --lens-exit keep)",
     "retire_tolerance": "--lens-exit converge: after step K the lens retires when ‖X − L(X)‖² (mean) stays below "

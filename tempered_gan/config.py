@@ -27,12 +27,12 @@ RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "cuda_graphs", "log
 
 POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
 # How a sine lens leaves once λ reaches 0 at step K (docs/DECISIONS.md, "Lens exit"):
+#   drop     dropped right after step K (the default: docs/RESULTS.md, "How the lens leaves")
 #   blend    L_α(x) = x + α(t)·(L(x) − x), α falling linearly from 1 to 0 over --lens-exit-steps, then dropped
-#   drop     dropped right after step K
 #   converge the paper: trained on ‖X − L(X)‖² alone until it stays within --retire-tolerance, then dropped
 #   keep     never dropped (trained on ‖X − L(X)‖² alone after K)
-LENS_EXITS = ("blend", "drop", "converge", "keep")
-DEFAULT_LENS_EXIT = "blend"
+LENS_EXITS = ("drop", "blend", "converge", "keep")
+DEFAULT_LENS_EXIT = "drop"
 # What tempers the real data before D (docs/DECISIONS.md, "Baselines"): the learned lens, annealed
 # instance noise on both of D's inputs, or a fixed Gaussian blur of the real images. The fixed two
 # have width σ(t) = σ₀·λ(t) and no parameters, so they end at K (like --lens-exit drop).
@@ -68,7 +68,7 @@ class TrainConfig:
     lens_blocks: int = 8
     lens_zero_init: bool = False
     reconstruction: str = "mean"      # mean | sum, reduction of ‖X − L(X)‖²
-    lens_exit: str | None = None      # how a sine lens leaves after K: blend | drop | converge | keep
+    lens_exit: str | None = None      # how a sine lens leaves after K: drop | blend | converge | keep
     lens_exit_steps: int | None = None  # blend: steps over which L fades to the identity (default K/2)
     keep_lens: bool = False           # never retire the lens (the same as lens_exit = keep)
     retire_tolerance: float = 1e-4    # converge: after K, drop the lens once ‖X − L(X)‖² stays below this ...

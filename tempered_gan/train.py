@@ -192,6 +192,7 @@ class Trainer:
     loss_sums: torch.Tensor | None = None         # sums of the losses since the last log step (device)
     first_bad: torch.Tensor | None = None         # first step with a NaN/Inf loss, -1 if none (device)
     last_losses: torch.Tensor | None = None
+    last_lambda: float | None = None              # λ(t) of the last step (None: no tempering)
     runner: object = None                         # how iterations run: eager or CUDA graphs
     tempering_learns: bool = False                # the tempering has an adversarial loss (the learned lens)
 
@@ -248,7 +249,8 @@ class Trainer:
         """
         t = self.step_count + 1
         idx = torch.stack([self.sampler.next() for _ in range(self.cfg.critic_steps)])
-        self.runner.run(self.phase(t), t, idx, self.lam(t) or 0.0, self.alpha(t))
+        self.last_lambda = self.lam(t)   # logged with step t even when the tempering leaves after it
+        self.runner.run(self.phase(t), t, idx, self.last_lambda or 0.0, self.alpha(t))
         self.step_count = t
         if self.tempering is not None and t == self.exit_step:
             self.retire_lens()
@@ -606,7 +608,7 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                         torch.distributed.all_reduce(sums)
                         sums /= dist.world
                     now = time.perf_counter()
-                    record = {"step": t, "lambda": trainer.lam(t)}
+                    record = {"step": t, "lambda": trainer.last_lambda}
                     record.update(_window_means(trainer, sums.tolist(), last_step, t))
                     record["steps_per_s"] = (t - last_step) / max(now - last_time, 1e-9)
                     if log:

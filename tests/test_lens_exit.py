@@ -33,11 +33,11 @@ def trainer(data, **options):
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 10, 999, 10_000])
-def test_the_default_exit_is_bounded_by_one_and_a_half_k(ring, k):
+def test_the_default_exits_are_bounded_by_one_and_a_half_k(ring, k):
     cfg = resolve(TrainConfig(dataset="mixture-ring8", k=k, steps=2 * k))
-    assert cfg.lens_exit == "blend" and cfg.lens_exit_steps == max(1, k // 2)
-    tr = trainer(ring, k=k, steps=2 * k)
-    assert k <= tr.exit_step <= 1.5 * k
+    assert cfg.lens_exit == "drop" and cfg.lens_exit_steps == max(1, k // 2)
+    assert trainer(ring, k=k, steps=2 * k).exit_step == k
+    assert k <= trainer(ring, k=k, steps=2 * k, lens_exit="blend").exit_step <= 1.5 * k
 
 
 def test_blend_alpha_falls_linearly_from_one_to_zero_after_k():
@@ -107,7 +107,7 @@ def test_converge_trains_on_reconstruction_without_d_after_k(ring):
 
 def test_resume_inside_the_exit_window_is_exact_and_logs_the_exit_once(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    args = ["--k", 4, "--lens-exit-steps", 4, "--checkpoint-every", 2, *TINY]
+    args = ["--k", 4, "--lens-exit", "blend", "--lens-exit-steps", 4, "--checkpoint-every", 2, *TINY]
     assert run("train", "--steps", 10, "--out", straight, *args) == 0
     assert run("train", "--steps", 6, "--out", split, *args) == 0        # stops in the window (steps 5 … 7)
     assert state(split)["lens"] is not None
