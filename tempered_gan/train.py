@@ -48,11 +48,11 @@ from .tempering import BaseTempering, GaussianBlur, InstanceNoise, Tempering, bl
 
 LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
 GRID_SAMPLES = 64      # images in a sample grid
+POINT_SAMPLES = 1024   # points in a 2-D scatter plot
 # Lens retirement is decided every min(RETIRE_CHECK_EVERY, --retire-patience) steps, counted from step 0, whatever
 # the logging, sampling, evaluation and checkpoint intervals (they must never change what is trained), and without
 # a host-device synchronisation at every step: the counter lives on the device and is read only then.
 RETIRE_CHECK_EVERY = 100
-POINT_SAMPLES = 1024   # points in a 2-D scatter plot
 
 
 def seed_for(seed: int, stream: str) -> int:
