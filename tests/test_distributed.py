@@ -37,13 +37,14 @@ def checkpoint(run_dir: Path) -> dict:
 
 def test_two_processes_keep_identical_replicas_and_resume_exactly(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    torchrun("--steps", 6, "--k", 3, "--lens-exit", "blend", "--lens-exit-steps", 5, "--loss", "wgan-gp", "--out", straight, *TINY)
+    exit_window = ["--lens-exit", "blend", "--lens-exit-steps", 5]   # resumed at K, inside the exit window
+    torchrun("--steps", 6, "--k", 3, *exit_window, "--loss", "wgan-gp", "--out", straight, *TINY)
     state = checkpoint(straight)
     assert state["step"] == 6
     assert len(state["replicas"]) == 2 and state["replicas"][0] == state["replicas"][1]
     assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["noise"], state["rng"][1]["noise"])
 
-    torchrun("--steps", 3, "--k", 3, "--lens-exit", "blend", "--lens-exit-steps", 5, "--loss", "wgan-gp", "--out", split, *TINY)
+    torchrun("--steps", 3, "--k", 3, *exit_window, "--loss", "wgan-gp", "--out", split, *TINY)
     torchrun("--resume", split, "--steps", 6)
     resumed = checkpoint(split)
     for net in ("G", "D", "lens"):
