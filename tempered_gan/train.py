@@ -194,7 +194,6 @@ class Trainer:
     last_losses: torch.Tensor | None = None
     last_lambda: float | None = None              # λ(t) of the last step (None: no tempering)
     runner: object = None                         # how iterations run: eager or CUDA graphs
-    tempering_learns: bool = False                # the tempering has an adversarial loss (the learned lens)
 
     @classmethod
     def create(cls, cfg: TrainConfig, data: Data, device: torch.device, dist: Dist = SINGLE_PROCESS) -> "Trainer":
@@ -222,8 +221,7 @@ class Trainer:
                       dist=dist, autocast=autocast, memory_format=memory,
                       below_tolerance=torch.zeros((), dtype=torch.long, device=device),
                       loss_sums=torch.zeros(len(LOSS_NAMES), device=device),
-                      first_bad=torch.full((), -1, dtype=torch.long, device=device),
-                      tempering_learns=tempering is not None and tempering.learns)
+                      first_bad=torch.full((), -1, dtype=torch.long, device=device))
         trainer.runner = make_runner(trainer)
         return trainer
 
@@ -448,8 +446,7 @@ class Trainer:
             tempered = None
             if self.tempering is not None:
                 t = self.step_count
-                alpha = self.alpha(t) if t > self.cfg.k else 1.0
-                tempered = self.tempering.preview(x, self.tempering.schedule(t), alpha, generator=g)
+                tempered = self.tempering.preview(x, self.tempering.schedule(t), self.alpha(t), generator=g)
             return self.G(z), tempered, x
         finally:
             self.G.train(mode)
@@ -529,14 +526,15 @@ def _window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -
     steps that computed it, and null when none did: the adversarial term stops
     at K (λ = 0) and exists only for the learned lens, ‖X − L(X)‖² (for noise
     and blur ‖X − T(X)‖², how far D's real input is from X) when the tempering leaves."""
-    cfg = trainer.cfg
-    retired = trainer.lens_retired_at
-    lens_until = t if retired is None else min(t, retired)
-    if trainer.tempering is None and retired is None:   # a run without a tempering
+    cfg, retired = trainer.cfg, trainer.lens_retired_at
+    if cfg.lens == "none":                     # a run without a tempering
         lens_until = last_step
-    adv_until = lens_until if cfg.lens != "sine" else min(lens_until, cfg.k)
-    if not trainer.tempering_learns:
+    else:
+        lens_until = t if retired is None else min(t, retired)
+    if cfg.tempering != "lens":                # only the learned lens has an adversarial loss
         adv_until = last_step
+    else:
+        adv_until = lens_until if cfg.lens != "sine" else min(lens_until, cfg.k)
     counts = [t - last_step, t - last_step, adv_until - last_step, lens_until - last_step]
     return {k: (v / n if n > 0 else None) for k, v, n in zip(LOSS_NAMES, sums, counts)}
 
