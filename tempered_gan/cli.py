@@ -117,11 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", required=True, help="folder of the comparison (runs/ and report.md)")
     compare.add_argument("--preset", choices=sorted(PRESETS), help="the paper's settings, or cpu-ring8 for a CPU demo; "
                                                                    "other options override it")
-    compare.add_argument("--seeds", type=int, help="seeds 0 … N−1 (default 3)")
-    compare.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default: none,sine)")
+    compare.add_argument("--seeds", help="N: seeds 0 … N−1 (default 3); A-B: seeds A … B; or a list 3,5,8 "
+                                         "(keep the seeds used for tuning apart from those of the verdict)")
+    compare.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default: none,sine); a variant "
+                                        "adds options after colons, e.g. sine:k=600, noise:noise_sigma=0.5, "
+                                        "sine:k=600:lens_lr=2e-4, and is an arm of its own")
+    compare.add_argument("--reference", help="the arm every other arm is compared with seed by seed "
+                                             "(default: none, the arm without tempering)")
     compare.add_argument("--fail-factor", type=float, default=2.0,
                          help="a run failed if its final FID exceeds this × the best FID of any run (at least 1; default 2)")
     compare.add_argument("--fail-fid", type=float, help="a run failed if its final FID exceeds this (overrides --fail-factor)")
+    compare.add_argument("--fail-modes", type=int, help="a run also failed if it covers fewer modes than this at "
+                                                        "the end (data sets with modes: the 2-D mixtures, color sets)")
     compare.add_argument("--jobs", type=int, default=1,
                          help="runs trained at once, each in its own process with its own log under OUT/logs/ "
                               "(default 1); never changes what a run trains")
@@ -252,20 +259,18 @@ def _resume(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .experiment import PRESETS, compare
+    from .experiment import PRESETS, compare, parse_arms
 
     preset = dict(PRESETS[args.preset]) if args.preset else {}
     # A preset holds TrainConfig fields plus these options of compare itself.
     seeds, arms, fail_fid = (preset.pop(k, default) for k, default in (("seeds", 3), ("arms", "none,sine"), ("fail_fid", None)))
-    seeds = args.seeds if args.seeds is not None else seeds
-    arms = (args.arms or arms).split(",")
+    seeds = parse_seeds(args.seeds if args.seeds is not None else str(seeds))
+    arms = parse_arms(args.arms or arms)
     fail_fid = args.fail_fid if args.fail_fid is not None else fail_fid
-    if seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     if args.seed is not None:
-        raise UserError("compare chooses the seeds itself (0 … N−1); use --seeds N")
+        raise UserError("compare runs several seeds; choose them with --seeds N, A-B or a list")
     if args.eval_every == 0:
         raise UserError("compare needs FID during training: --eval-every must be at least 1 "
                         "(leave it out for ten evaluations per run)")
@@ -274,10 +279,35 @@ def cmd_compare(args) -> int:
         raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur")
     base = TrainConfig(**{**preset, **given})
     command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
-    report = compare(base, arms, list(range(seeds)), Path(args.out), command=command,
-                     fail_factor=args.fail_factor, fail_fid=fail_fid, progress=args.progress, jobs=args.jobs)
+    report = compare(base, arms, seeds, Path(args.out), command=command, fail_factor=args.fail_factor,
+                     fail_fid=fail_fid, fail_modes=args.fail_modes, reference=args.reference,
+                     progress=args.progress, jobs=args.jobs)
     print(f"report: {report}", file=sys.stderr)
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: N (seeds 0 … N−1), A-B (A … B) or a comma-separated list."""
+    try:
+        if "," in text:
+            seeds = [int(x) for x in text.split(",") if x.strip()]
+        elif "-" in text.strip()[1:]:
+            first, last = (int(x) for x in text.strip().split("-", 1))
+            if last < first:
+                raise UserError(f"--seeds {text}: the range ends before it starts")
+            seeds = list(range(first, last + 1))
+        else:
+            count = int(text)
+            if count < 1:
+                raise UserError(f"--seeds must be at least 1, got {count}")
+            seeds = list(range(count))
+    except ValueError:
+        raise UserError(f"--seeds takes N, A-B or a list such as 3,5,8; got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise UserError(f"--seeds {text}: seeds are whole numbers ≥ 0")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text} names a seed twice")
+    return seeds
 
 
 def cmd_eval(args) -> int:

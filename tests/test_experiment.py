@@ -1,5 +1,6 @@
 """compare, eval and sample through the command line, on the 2-D mixture at tiny size."""
 import json
+import math
 import shutil
 
 import pytest
@@ -12,6 +13,11 @@ TINY = ["--dataset", "mixture-ring8", "--batch-size", "32", "--width", "16", "--
         "--log-every", "2", "--eval-every", "2", "--fid-samples", "256", "--sample-every", "2", "--no-progress"]
 
 
+# Plain arms and two variants: a variant is an arm of its own, with its own run folders.
+ARMS = "none,sine,constant,noise,sine:k=3,noise:noise_sigma=0.5"
+FOLDERS = ("none", "sine", "constant", "noise", "sine+k=3", "noise+noise_sigma=0.5")
+
+
 def run(*argv):
     return main([str(a) for a in argv])
 
@@ -19,7 +25,7 @@ def run(*argv):
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    assert run("compare", "--out", out, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 4, "--k", 2, *TINY) == 0
+    assert run("compare", "--out", out, "--seeds", 2, "--arms", ARMS, "--steps", 4, "--k", 2, *TINY) == 0
     return out
 
 
@@ -30,35 +36,53 @@ def test_compare_writes_every_report_item(comparison):
     for arm in ("no lens", "sine lens", "constant λ = 1", "instance noise"):
         assert f"| {arm} | 2 |" in report
     assert "instance noise: N(0, σ(t)²) added to both of D's inputs, σ₀ = 1" in report
-    assert "best FID" in report and "final FID" in report and "step reaching no-lens best" in report
+    assert "best FID" in report and "final FID" in report and "step reaching reference best" in report
+    assert "Seed by seed against no lens" in report
     assert "failed" in report and "modes" in report and "high_quality" in report
     assert "tempered-gan compare --out" in report and '"dataset": "mixture-ring8"' in report
     first_eval = next(json.loads(x) for x in (comparison / "runs" / "none-s0" / "metrics.jsonl").read_text().splitlines()
                       if "fid" in json.loads(x))
     assert f"FID: {first_eval['features']}, 256 generated samples" in report   # which extractor, how many samples
-    assert sorted(p.name for p in (comparison / "runs").iterdir()) == [
-        "constant-s0", "constant-s1", "noise-s0", "noise-s1", "none-s0", "none-s1", "sine-s0", "sine-s1"]
+    assert sorted(p.name for p in (comparison / "runs").iterdir()) == sorted(f"{f}-s{s}" for f in FOLDERS for s in (0, 1))
+    for label in ("sine lens (k = 3)", "instance noise (noise_sigma = 0.5)"):
+        assert f"| {label} | 2 |" in report                                   # the variants' rows ...
+        assert f"| {label} | at equal steps | 2 |" in report                  # ... and their paired comparisons
 
 
 def test_arms_of_a_seed_start_from_identical_weights(comparison):
     from tempered_gan.config import TrainConfig
     from tempered_gan.train import build_nets
     nets = {}
-    for arm in ("none", "sine", "constant", "noise"):
+    for arm in FOLDERS:
         cfg = TrainConfig.load(comparison / "runs" / f"{arm}-s1" / "config.json")
         G, D, _ = build_nets(cfg, (2,))
         nets[arm] = [p for net in (G, D) for p in net.parameters()]
-    for arm in ("sine", "constant", "noise"):
+    for arm in FOLDERS[1:]:
         assert all(torch.equal(a, b) for a, b in zip(nets["none"], nets[arm])), arm
+
+
+def test_a_variant_s_override_reaches_its_saved_config_and_nothing_else(comparison):
+    from tempered_gan.config import TrainConfig
+    saved = {arm: TrainConfig.load(comparison / "runs" / f"{arm}-s0" / "config.json") for arm in FOLDERS}
+    assert (saved["sine"].k, saved["sine+k=3"].k) == (2, 3)
+    assert (saved["noise"].noise_sigma, saved["noise+noise_sigma=0.5"].noise_sigma) == (1.0, 0.5)
+    for variant, plain in (("sine+k=3", "sine"), ("noise+noise_sigma=0.5", "noise")):
+        differ = {k for k, v in vars(saved[variant]).items() if v != getattr(saved[plain], k)}
+        assert differ == {"k" if plain == "sine" else "noise_sigma"}
+    # The variant trains differently after its own K: λ is logged per step.
+    lam = {arm: [json.loads(x).get("lambda") for x in (comparison / "runs" / f"{arm}-s0" / "metrics.jsonl")
+                 .read_text().splitlines() if "loss_d" in json.loads(x)] for arm in ("sine", "sine+k=3")}
+    assert lam["sine"][0] == pytest.approx(1 - math.sin(2 * math.pi / 4))          # λ(2) with K = 2
+    assert lam["sine+k=3"][0] == pytest.approx(1 - math.sin(2 * math.pi / 6))      # λ(2) with K = 3
 
 
 def test_rerunning_compare_skips_finished_runs_and_resumes_longer_ones(comparison):
     ckpt = comparison / "runs" / "sine-s0" / "checkpoint.pt"
     before = ckpt.stat().st_mtime_ns
-    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 4, "--k", 2,
+    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", ARMS, "--steps", 4, "--k", 2,
                *TINY) == 0
     assert ckpt.stat().st_mtime_ns == before                          # finished: skipped
-    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 6, "--k", 2,
+    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", ARMS, "--steps", 6, "--k", 2,
                *TINY) == 0
     assert torch.load(ckpt, weights_only=True)["step"] == 6           # resumed from 4, not restarted
     steps = [json.loads(x)["step"] for x in (ckpt.parent / "metrics.jsonl").read_text().splitlines()
@@ -82,20 +106,39 @@ def test_compare_reads_a_run_whose_metrics_end_in_a_torn_line(comparison, tmp_pa
 
 
 def test_compare_refuses_a_folder_of_another_configuration(comparison, capsys):
-    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", "none,sine,constant,noise", "--steps", 4, "--k", 3,
+    assert run("compare", "--out", comparison, "--seeds", 2, "--arms", ARMS, "--steps", 4, "--k", 4,
                *TINY) == 2
     assert "another configuration" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--seeds", "5-3"], "the range ends before it starts"),
+    (["--seeds", "1,1"], "names a seed twice"),
+    (["--seeds", "x"], "--seeds takes N, A-B or a list"),
+    (["--arms", "none,sine:foo=1"], "arm 'sine:foo=1': unknown option 'foo'"),
+    (["--arms", "none,sine:noise_sigma=0.5"], "noise_sigma does not apply to the sine arm"),
+    (["--arms", "none:k=5,sine"], "k does not apply to the none arm (it has no tempering options)"),
+    (["--arms", "constant:k=5"], "k does not apply to the constant arm"),
+    (["--arms", "noise:lens_width=4"], "lens_width does not apply to the noise arm"),
+    (["--arms", "none,sine:k=abc"], "arm 'sine:k=abc': k must be a whole number, got 'abc'"),
+    (["--arms", "none,sine:k"], "write each option as name=value"),
+    (["--arms", "none,sine:k=1:k=2"], "k is given twice"),
+    (["--arms", "none,noise:noise_sigma=-1"], "arm 'noise:noise_sigma=-1': --noise-sigma must be a finite number ≥ 0"),
+    (["--arms", "none,noise:noise_sigma=nan"], "noise_sigma must be a finite number, got 'nan'"),
+    (["--arms", "none,sine:k=0"], "arm 'sine:k=0': k must be a positive whole number"),
+    (["--arms", "none,sine,none"], "names the arm 'none' twice"),
+    (["--arms", "sine:k=5,sine:k=5"], "names the arm 'sine:k=5' twice"),
+    (["--arms", "sine,sine:k=2", "--k", "2"], "arms 'sine' and 'sine:k=2' are the same run"),
+    (["--arms", "none,sine", "--reference", "noise"], "--reference 'noise' is not one of the arms"),
+    (["--fail-modes", "0"], "fail-modes must be a whole number ≥ 1"),
     (["--arms", "none,fog"], "unknown arm 'fog'"),
     (["--arms", "none,blur"], "--tempering blur blurs images; mixture-ring8 is 2-D points"),
     (["--lens", "sine"], "compare sets the lens per arm"),
     (["--tempering", "noise"], "compare sets the lens per arm"),
     (["--arms", "none,sine", "--noise-sigma", "0.5"], "--noise-sigma is σ₀ of the noise arm, which --arms does not"),
     (["--arms", "none,noise", "--noise-sigma", "-1"], "--noise-sigma must be a finite number ≥ 0"),
-    (["--seed", "3"], "use --seeds N"),
+    (["--seed", "3"], "choose them with --seeds"),
     (["--fail-factor", "nan"], "fail-factor must be at least 1 and finite, got nan"),
     (["--fail-factor", "0.5"], "fail-factor must be at least 1"),
     (["--fail-factor", "inf"], "fail-factor must be at least 1 and finite"),
@@ -179,11 +222,12 @@ def test_summary_table_by_hand():
     rows, threshold, target = summarise(results, ["none", "sine"], fail_factor=2.0)
     assert target == 50.0 and threshold == 60.0                     # mean of no-lens bests; 2 × best of all (30)
     none, sine = rows
-    assert none["best_fid"].startswith("50 ±") and none["failed"] == "0/2"
-    assert sine["final_fid"] == "30" and sine["failed"] == "1/2"
+    assert none["best_fid"].startswith("50 ±") and none["failed"].startswith("0/2 (0 %;")
+    assert sine["final_fid"] == "30" and sine["failed"].startswith("1/2 (50 %;")
     assert none["reached"].endswith("(1/2 seeds)") and sine["reached"].startswith("10 (1/2")
     rows, threshold, _ = summarise(results, ["none", "sine"], fail_factor=2.0, fail_fid=100.0)
-    assert threshold == 100.0 and rows[0]["failed"] == "0/2" and rows[1]["failed"] == "1/2"   # the NaN run still fails
+    assert threshold == 100.0 and rows[0]["failed"].startswith("0/2")
+    assert rows[1]["failed"].startswith("1/2")                          # the NaN run still fails
 
 
 def test_parallel_jobs_train_the_same_runs_with_a_log_each(tmp_path):
@@ -225,3 +269,11 @@ def test_parallel_compare_stops_on_sigterm_and_resumes(tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sorted(torch.load(p, weights_only=False)["step"] for p in out.glob("runs/*/checkpoint.pt")) == [400] * 4
+
+
+def test_seeds_may_be_a_range_kept_apart_from_the_tuning_seeds(tmp_path):
+    from tempered_gan.cli import parse_seeds
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("100-102") == [100, 101, 102] and parse_seeds("4,9") == [4, 9]
+    assert run("compare", "--out", tmp_path / "c", "--seeds", "5-6", "--arms", "none", "--steps", 2, *TINY) == 0
+    assert sorted(p.name for p in (tmp_path / "c" / "runs").iterdir()) == ["none-s5", "none-s6"]
+    assert "seeds: 5, 6." in (tmp_path / "c" / "report.md").read_text()

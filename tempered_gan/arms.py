@@ -1,0 +1,168 @@
+"""The arms of a comparison: what tempers the real data in each, and variants with their own options.
+
+An arm is a base arm of :data:`ARMS` (``none``, ``sine``, ``noise``, …), optionally with
+option overrides: ``sine:k=600`` or ``noise:noise_sigma=0.5`` is an arm of its own, with
+its label, colour and run folders, and the same initial G and D, batches and noise per
+seed as every other arm. Only options that leave G, D, the data and G's noise untouched
+may be overridden (:data:`VARIANT_OPTIONS`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .config import TrainConfig, resolve
+from .errors import UserError
+
+ARMS = {
+    "none": {"lens": "none"},
+    "sine": {"lens": "sine"},
+    "constant": {"lens": "constant", "lambda_value": 1.0},
+    # The sine lens with each way of leaving after K (--lens-exit; "sine" uses the default or --lens-exit).
+    "exit-blend": {"lens": "sine", "lens_exit": "blend"},
+    "exit-drop": {"lens": "sine", "lens_exit": "drop"},
+    "exit-converge": {"lens": "sine", "lens_exit": "converge"},
+    "exit-blend-zero": {"lens": "sine", "lens_exit": "blend", "lens_zero_init": True},
+    # The baselines the paper names but never ran, on the same sine schedule: σ(t) = σ₀·λ(t), ending at K.
+    "noise": {"lens": "sine", "tempering": "noise"},
+    "blur": {"lens": "sine", "tempering": "blur"},
+}
+ARM_LABELS = {"none": "no lens", "sine": "sine lens", "constant": "constant λ = 1",
+              "exit-blend": "sine, blend exit", "exit-drop": "sine, drop exit",
+              "exit-converge": "sine, converge exit (paper)", "exit-blend-zero": "sine, blend exit, zero-init lens",
+              "noise": "instance noise", "blur": "blurring lens"}
+ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green", "exit-blend": "tab:purple",
+               "exit-drop": "tab:orange", "exit-converge": "tab:brown", "exit-blend-zero": "tab:cyan",
+               "noise": "tab:olive", "blur": "tab:pink"}
+
+# Options an arm variant may override (``--arms sine:k=600,noise:noise_sigma=0.5``), by the
+# kind of tempering of its base arm. None of them touches G, D, the data or G's noise, so every
+# variant of a seed still starts from the same G and D weights as the other arms.
+_LENS_OPTIONS = ("lens_width", "lens_blocks", "lens_zero_init", "lens_lr", "reconstruction", "lens_exit",
+                 "lens_exit_steps", "keep_lens", "retire_tolerance", "retire_patience")
+VARIANT_OPTIONS = {"lens": ("k", *_LENS_OPTIONS), "noise": ("k", "noise_sigma"), "blur": ("k", "blur_sigma")}
+_EXTRA_COLOURS = ("tab:gray", "darkblue", "darkgreen", "gold", "black", "teal", "indigo", "salmon", "lime", "navy",
+                  "maroon", "orchid", "peru", "slategray")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a comparison: a base arm of :data:`ARMS` with option overrides.
+
+    ``sine`` is the plain arm; ``sine:k=600:lens_lr=2e-4`` a variant of it, an arm of its own."""
+
+    base: str
+    overrides: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Canonical spelling, as ``--arms`` takes it."""
+        return ":".join([self.base, *(f"{k}={_format(v)}" for k, v in self.overrides)])
+
+    @property
+    def folder(self) -> str:
+        """Run-folder stem: the name with ``+`` for ``:`` (``noise+noise_sigma=0.5``)."""
+        return self.name.replace(":", "+")
+
+    @property
+    def label(self) -> str:
+        extra = ", ".join(f"{k} = {_format(v)}" for k, v in self.overrides)
+        return ARM_LABELS[self.base] + (f" ({extra})" if extra else "")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _format(value) -> str:
+    return "true" if value is True else "false" if value is False else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def parse_arm(spec: str) -> Arm:
+    """``base[:option=value]…`` → :class:`Arm`. Option names take dashes or underscores;
+    values are parsed by the option's type. One clear error for anything else."""
+    base, *parts = spec.strip().split(":")
+    if base not in ARMS:
+        raise UserError(f"unknown arm {base!r} in --arms {spec!r}; choose from: {', '.join(ARMS)}")
+    options = {"tempering": "lens", **ARMS[base]}
+    allowed = () if options["lens"] == "none" else VARIANT_OPTIONS[options["tempering"]]
+    allowed = tuple(a for a in allowed if a not in options and not (a == "k" and options["lens"] != "sine"))
+    if options["lens"] == "constant":
+        allowed += ("lambda_value",)
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    overrides = {}
+    for part in parts:
+        key, eq, text = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key or not text.strip():
+            raise UserError(f"arm {spec!r}: write each option as name=value after a colon, e.g. sine:k=600")
+        if key not in types:
+            raise UserError(f"arm {spec!r}: unknown option {key!r}")
+        if key not in allowed:
+            raise UserError(f"arm {spec!r}: {key} does not apply to the {base} arm"
+                            + (f" (it takes {', '.join(allowed)})" if allowed else " (it has no tempering options)"))
+        if key in overrides:
+            raise UserError(f"arm {spec!r}: {key} is given twice")
+        overrides[key] = _parse_value(spec, key, text.strip(), types[key])
+    return Arm(base, tuple(sorted(overrides.items())))
+
+
+def _parse_value(spec: str, key: str, text: str, kind: str):
+    try:
+        if kind.startswith("bool"):
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+    except ValueError:
+        need = {"b": "true or false", "i": "a whole number", "f": "a finite number"}[kind[0]]
+        raise UserError(f"arm {spec!r}: {key} must be {need}, got {text!r}") from None
+    return text
+
+
+def parse_arms(text: str) -> list[Arm]:
+    """``--arms``: comma-separated arm specs; a repeated arm is refused."""
+    arms = [parse_arm(s) for s in text.split(",") if s.strip()]
+    if not arms:
+        raise UserError("--arms names no arm")
+    seen = set()
+    for arm in arms:
+        if arm.name in seen:
+            raise UserError(f"--arms names the arm {arm.name!r} twice")
+        seen.add(arm.name)
+    return arms
+
+
+def arm_colours(arms: list[Arm]) -> dict[str, str]:
+    """The first arm of each base gets that base's colour; further variants the next free colours."""
+    colours, extra = {}, iter(_EXTRA_COLOURS)
+    for arm in arms:
+        own = ARM_COLOURS[arm.base]
+        colours[arm.name] = own if own not in colours.values() else next(extra, "tab:gray")
+    return colours
+
+
+def arm_config(base: TrainConfig, arm: "Arm | str", seed: int) -> TrainConfig:
+    """The arm's configuration for one seed. Options of the other kinds of tempering
+    are reset: the lens arms take no σ₀, the noise and blur arms no lens-exit options
+    (they end at K), and each σ₀ goes to its own arm only. A variant's overrides come last."""
+    arm = parse_arm(arm) if isinstance(arm, str) else arm
+    options = {"tempering": "lens", **ARMS[arm.base]}
+    kind = options["tempering"]
+    reset = {"noise_sigma": None, "blur_sigma": None}
+    if kind != "lens":
+        reset = {**reset, f"{kind}_sigma": getattr(base, f"{kind}_sigma"), "lens_exit": None, "keep_lens": False,
+                 "lens_zero_init": False}
+    try:
+        return resolve(dataclasses.replace(base, seed=seed, **{**reset, **options, **dict(arm.overrides)}))
+    except UserError as exc:
+        if not arm.overrides:
+            raise
+        raise UserError(f"arm {arm.name!r}: {exc}") from None

@@ -1,0 +1,357 @@
+"""The report of a comparison: ``OUT/report.md`` and its figures, read from the run folders.
+
+For each arm: best and final FID over seeds, failures with a Wilson interval,
+convergence, mode coverage. Then every arm against the reference arm seed by
+seed (:mod:`tempered_gan.paired`): per-seed differences of final and best FID
+(and of modes and KL where the data set defines modes), their mean with a 95 %
+interval, wins and losses and a verdict. When not every run of two arms had
+stopped improving, their comparison is labelled a comparison at equal steps.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .arms import Arm, arm_colours, parse_arm
+from .checkpoint import atomic_write_bytes
+from .config import TrainConfig
+from .paired import CONFIDENCE, CONVERGED_TOLERANCE, CONVERGED_WINDOW, Paired, converged, format_interval, format_rate, paired
+
+
+@dataclass
+class RunResult:
+    arm: str
+    seed: int
+    run_dir: Path
+    evals: list[dict] = field(default_factory=list)     # metrics.jsonl lines with "fid"
+    logs: list[dict] = field(default_factory=list)      # metrics.jsonl lines with losses
+    failure: str | None = None                          # why the run stopped early, if it did
+
+    @property
+    def fids(self) -> list[tuple[int, float]]:
+        return [(e["step"], e["fid"]) for e in self.evals if e.get("fid") is not None and math.isfinite(e["fid"])]
+
+    @property
+    def best_fid(self) -> float | None:
+        return min((f for _, f in self.fids), default=None)
+
+    @property
+    def final_fid(self) -> float | None:
+        return self.fids[-1][1] if self.fids and not self.failure else None
+
+    def final(self, key: str) -> float | None:
+        """``key`` (modes, kl, high_quality) at the last evaluation; None for a run stopped on NaN/Inf."""
+        value = self.evals[-1].get(key) if self.evals and not self.failure else None
+        return float(value) if value is not None else None
+
+    @property
+    def converged(self) -> bool:
+        """FID has stopped improving (:func:`tempered_gan.paired.converged`)."""
+        return not self.failure and converged([f for _, f in self.fids])
+
+
+def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResult:
+    from .runlog import METRICS, read_metrics
+    result = RunResult(arm, seed, run_dir, failure=failure)
+    for record in read_metrics(run_dir / METRICS) if (run_dir / METRICS).exists() else []:
+        (result.evals if "fid" in record else result.logs).append(record)
+    return result
+
+
+def _arms(arms: "list[Arm | str]") -> list[Arm]:
+    return [parse_arm(a) if isinstance(a, str) else a for a in arms]
+
+
+def _baseline_lines(arm_configs: dict[str, TrainConfig], labels: dict[str, str]) -> list[str]:
+    """How the baseline arms temper: σ(t) = σ₀·λ(t) with their σ₀, ending at K."""
+    parts = []
+    for arm, cfg in arm_configs.items():
+        if cfg.tempering == "noise":
+            parts.append(f"{labels[arm]}: N(0, σ(t)²) added to both of D's inputs, σ₀ = {cfg.noise_sigma:g}")
+        elif cfg.tempering == "blur":
+            parts.append(f"{labels[arm]}: real images blurred by a Gaussian of σ(t) pixels, σ₀ = {cfg.blur_sigma:g} px")
+    if not parts:
+        return []
+    ks = sorted({cfg.k for cfg in arm_configs.values() if cfg.tempering != "lens"})
+    return [f"Baselines, σ(t) = σ₀·λ(t) on the sine schedule, gone after K = {', '.join(map(str, ks))}: "
+            + "; ".join(parts) + "."]
+
+
+def _mean_std(values: list[float], digits: str = ".3g") -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:{digits}}"
+    spread = ".0f" if digits == ".0f" else ".2g"
+    return f"{statistics.mean(values):{digits}} ± {statistics.stdev(values):{spread}}"
+
+
+def failure_threshold(results: list[RunResult], fail_factor: float, fail_fid: float | None) -> float:
+    """Final FID above which a run counts as failed: ``fail_fid`` when given, else
+    ``fail_factor`` × the best FID that any run of the comparison reached."""
+    if fail_fid is not None:
+        return fail_fid
+    bests = [r.best_fid for r in results if r.best_fid is not None]
+    return fail_factor * min(bests) if bests else math.inf
+
+
+def is_failed(r: RunResult, threshold: float, fail_modes: int | None = None) -> bool:
+    """Stopped on NaN/Inf, no final FID, final FID above ``threshold``, or (with
+    ``fail_modes``) fewer modes than that at the last evaluation."""
+    if r.failure or r.final_fid is None or r.final_fid > threshold:
+        return True
+    modes = r.final("modes")
+    return fail_modes is not None and modes is not None and modes < fail_modes
+
+
+def summarise(results: list[RunResult], arms: "list[Arm | str]", fail_factor: float,
+              fail_fid: float | None = None, fail_modes: int | None = None,
+              reference: str | None = None) -> tuple[list[dict], float, float | None]:
+    """One row per arm: best/final FID, steps to the reference arm's best, failures,
+    convergence, coverage. The reference is the arm without tempering unless given."""
+    names = [a.name for a in _arms(arms)]
+    reference = reference or ("none" if "none" in names else names[0])
+    threshold = failure_threshold(results, fail_factor, fail_fid)
+    baseline = [r.best_fid for r in results if r.arm == reference and r.best_fid is not None]
+    target = statistics.mean(baseline) if baseline else None
+    rows = []
+    for arm in names:
+        runs = [r for r in results if r.arm == arm]
+        failed = [r for r in runs if is_failed(r, threshold, fail_modes)]
+        reach = []
+        for r in runs:
+            hit = next((step for step, fid in r.fids if target is not None and fid <= target), None)
+            if hit is not None:
+                reach.append(hit)
+        row = {
+            "arm": arm, "seeds": len(runs),
+            "best_fid": _mean_std([r.best_fid for r in runs if r.best_fid is not None]),
+            "final_fid": _mean_std([r.final_fid for r in runs if r.final_fid is not None]),
+            "reached": (f"{_mean_std([float(s) for s in reach], '.0f')} ({len(reach)}/{len(runs)} seeds)"
+                        if target is not None else "–"),
+            "failed": format_rate(len(failed), len(runs)),
+            "converged": f"{sum(r.converged for r in runs)}/{len(runs)}",
+        }
+        for key in ("modes", "kl", "high_quality"):
+            values = [r.final(key) for r in runs if r.final(key) is not None]
+            if values:
+                row[key] = _mean_std(values)
+        rows.append(row)
+    return rows, threshold, target
+
+
+# Metrics compared seed by seed: key, label, lower is better.
+PAIRED_METRICS = (("final_fid", "final FID", True), ("best_fid", "best FID", True), ("modes", "modes", False),
+                  ("kl", "KL of the mode histogram", True))
+
+
+def _per_seed(runs: list[RunResult], key: str) -> dict[int, float]:
+    values = {r.seed: (getattr(r, key) if key.endswith("_fid") else r.final(key)) for r in runs}
+    return {s: v for s, v in values.items() if v is not None}
+
+
+def paired_rows(results: list[RunResult], arms: "list[Arm | str]", reference: str) -> list[dict]:
+    """For each arm but the reference: {metric key: :class:`Paired`} against the reference,
+    seed by seed, plus whether every run of both arms converged (else: at equal steps)."""
+    names = [a.name for a in _arms(arms)]
+    ref_runs = [r for r in results if r.arm == reference]
+    rows = []
+    for arm in names:
+        if arm == reference:
+            continue
+        runs = [r for r in results if r.arm == arm]
+        row = {"arm": arm, "converged": all(r.converged for r in runs + ref_runs)}
+        for key, _, lower in PAIRED_METRICS:
+            ref, mine = _per_seed(ref_runs, key), _per_seed(runs, key)
+            if ref and mine:
+                row[key] = paired(ref, mine, lower_is_better=lower)
+        rows.append(row)
+    return rows
+
+
+def _paired_cell(p: Paired | None) -> list[str]:
+    if p is None:
+        return ["–", "–", "–"]
+    return [format_interval(p), f"{p.wins}/{p.losses}" + (f" ({p.ties} tied)" if p.ties else ""), p.verdict]
+
+
+def _figures(results: list[RunResult], arms: list[Arm], out: Path, labels: dict, colours: dict) -> tuple[str, bool, bool]:
+    """fid.png, lens.png, samples.png and (where modes are defined) modes.png; returns the
+    feature description and whether samples.png and modes.png were written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first_seed = {a.name: min((r.seed for r in results if r.arm == a.name), default=None) for a in arms}
+
+    # FID against step, one line per seed, arms in their colours.
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        if r.fids:
+            steps, fids = zip(*r.fids)
+            ax.plot(steps, fids, color=colours[r.arm], alpha=0.8, marker=".",
+                    label=labels[r.arm] if r.seed == first_seed[r.arm] else None)
+    feature = next((e.get("features") for r in results for e in r.evals), "?")
+    ax.set(xlabel="step", ylabel="FID")
+    ax.set_title("FID against step\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "fid.png", dpi=100)
+    plt.close(fig)
+
+    # Modes covered (and the KL of the mode histogram) against step.
+    keys = [k for k in ("modes", "kl") if any(e.get(k) is not None for r in results for e in r.evals)]
+    if keys:
+        fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 3.5), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            for r in results:
+                points = [(e["step"], e[key]) for e in r.evals if e.get(key) is not None]
+                if points:
+                    ax.plot(*zip(*points), color=colours[r.arm], alpha=0.8, marker=".",
+                            label=labels[r.arm] if r.seed == first_seed[r.arm] else None)
+            ax.set(xlabel="step", ylabel=key, title={"modes": "modes covered", "kl": "KL(mode histogram ‖ uniform)"}[key])
+        axes[0][0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "modes.png", dpi=100)
+        plt.close(fig)
+
+    # λ and the lens reconstruction error against step.
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for r in results:
+        logs = [x for x in r.logs if x.get("lambda") is not None]
+        if logs:
+            ax1.plot([x["step"] for x in logs], [x["lambda"] for x in logs], color=colours[r.arm])
+            ax2.plot([x["step"] for x in logs], [max(x["loss_lens_rec"], 1e-12) for x in logs], color=colours[r.arm])
+    ax1.set(xlabel="step", ylabel="λ", title="λ(t) (noise and blur: σ(t) = σ₀·λ(t))")
+    ax2.set(xlabel="step", ylabel="‖X − T(X)‖² (mean)", title="D's real input T(X) against X\n"
+            "(T = L, noise or blur; the lens's reconstruction error)", yscale="log")
+    fig.tight_layout()
+    fig.savefig(out / "lens.png", dpi=100)
+    plt.close(fig)
+
+    # Sample strips (first seed of each arm) at up to four stages.
+    strips = []
+    for arm in arms:
+        runs = [x for x in results if x.arm == arm.name]
+        if not runs:
+            continue
+        r = min(runs, key=lambda x: x.seed)
+        grids = sorted((r.run_dir / "samples").glob("step_*.png")) if (r.run_dir / "samples").exists() else []
+        if grids:
+            picks = sorted({grids[round(i * (len(grids) - 1) / 3)] for i in range(4)})
+            strips.append((arm.name, picks))
+    if strips:
+        cols = max(len(p) for _, p in strips)
+        fig, axes = plt.subplots(len(strips), cols, figsize=(4.5 * cols, 2.2 * len(strips)), squeeze=False)
+        for row, (arm, picks) in enumerate(strips):
+            for col in range(cols):
+                ax = axes[row][col]
+                ax.axis("off")
+                if col < len(picks):
+                    ax.imshow(plt.imread(picks[col]))
+                    ax.set_title(f"{labels[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
+        fig.suptitle("samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X")
+        fig.tight_layout()
+        fig.savefig(out / "samples.png", dpi=100)
+        plt.close(fig)
+    return feature, bool(strips), bool(keys)
+
+
+def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *, command: str, base: TrainConfig,
+                 fail_factor: float, fail_fid: float | None = None, fail_modes: int | None = None,
+                 reference: str | None = None, arm_configs: dict[str, TrainConfig] | None = None) -> Path:
+    arms = _arms(arms)
+    names = [a.name for a in arms]
+    reference = reference or ("none" if "none" in names else names[0])
+    labels = {a.name: a.label for a in arms}
+    colours = arm_colours(arms)
+    feature, strips, modes_figure = _figures(results, arms, out, labels, colours)
+
+    rows, threshold, target = summarise(results, arms, fail_factor, fail_fid, fail_modes, reference)
+    extra = [k for k in ("modes", "kl", "high_quality") if any(k in row for row in rows)]
+    header = ["arm", "seeds", "best FID", "final FID", "step reaching reference best", "failed (95 % CI)",
+              "converged", *extra]
+    seeds = sorted({r.seed for r in results})
+    lines = [
+        f"# Comparison: {base.dataset}, {base.loss}",
+        "",
+        f"Arms: {', '.join(labels[a] for a in names)}; seeds: {', '.join(str(s) for s in seeds)}. "
+        "For each seed all arms start from the same G and D weights, data order and noise.",
+        f"FID: {feature}, {base.fid_samples} generated samples against the real data X, every {base.eval_every} steps.",
+        *_baseline_lines(arm_configs or {}, labels),
+    ]
+    variants = [a for a in arms if a.overrides]
+    if variants:
+        lines.append("Arm variants (options that differ from the arm's defaults): "
+                     + "; ".join(f"`{a.name}`: " + ", ".join(f"{k} = {v}" for k, v in a.overrides) for a in variants)
+                     + ".")
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [labels[row["arm"]], str(row["seeds"]), row["best_fid"], row["final_fid"], row["reached"],
+                 row["failed"], row["converged"]]
+        lines.append("| " + " | ".join(cells + [row.get(k, "–") for k in extra]) + " |")
+    failure_rule = ("a run counts as failed when it stopped on a NaN/Inf loss or its final FID exceeds "
+                    + (f"{threshold:.3g} (--fail-fid)" if fail_fid is not None else
+                       f"{fail_factor:g} × the best FID of any run here ({threshold:.3g}; --fail-factor, or set --fail-fid)")
+                    + (f", or it covers fewer than {fail_modes} modes at the end (--fail-modes)" if fail_modes else ""))
+    lines += [
+        "",
+        "Best and final FID, modes, KL, high-quality share: mean ± standard deviation over seeds, at the last "
+        "evaluation. "
+        + (f"'Step reaching reference best': first evaluation at which a run's FID was at most the mean best FID of "
+           f"{labels[reference]} ({target:.3g}), mean over the seeds that reached it. " if target is not None else "")
+        + f"Failed: {failure_rule}; the interval is Wilson's. Converged: the FID of the last {CONVERGED_WINDOW} "
+        f"evaluations did not improve on the best earlier one by more than {100 * CONVERGED_TOLERANCE:g} %.",
+        "",
+    ]
+    for r in results:
+        if r.failure:
+            lines.append(f"- {labels[r.arm]}, seed {r.seed}: {r.failure}")
+    lines += _paired_section(results, arms, reference, labels)
+    lines += ["![FID against step](fid.png)", ""]
+    if modes_figure:
+        lines += ["![modes against step](modes.png)", ""]
+    lines += ["![λ and lens reconstruction](lens.png)", ""]
+    if strips:
+        lines += ["![samples](samples.png)", ""]
+    lines += ["## How this was produced", "", "```", command, "```", "", "Configuration of the first run "
+              "(other runs differ only in `seed` and their arm's tempering options: `lens`, `lambda_value`, "
+              "`lens_exit`, `lens_zero_init`, `tempering`, `noise_sigma`, `blur_sigma`, and a variant's overrides):",
+              "", "```json", base.to_json(), "```", ""]
+    report = out / "report.md"
+    atomic_write_bytes(report, "\n".join(lines).encode())
+    return report
+
+
+def _paired_section(results: list[RunResult], arms: list[Arm], reference: str, labels: dict) -> list[str]:
+    """One table per metric: each arm against the reference, seed by seed."""
+    rows = paired_rows(results, arms, reference)
+    if not rows:
+        return []
+    lines = [
+        f"## Seed by seed against {labels[reference]}",
+        "",
+        f"Δ = arm − {labels[reference]} on the same seed (same initial weights, batches and noise), over the seeds "
+        f"where both runs have the value; mean with a {100 * CONFIDENCE:g} % Student-t interval. Wins/losses: seeds "
+        "on which the arm was better/worse (lower FID and KL, more modes). The verdict says better or worse only when "
+        "the whole interval lies on one side of 0. 'At convergence' when every run of both arms had converged, else "
+        "'at equal steps': the runs were still changing, so the comparison holds at this step count only.",
+        "",
+    ]
+    for key, name, _ in PAIRED_METRICS:
+        if not any(key in row for row in rows):
+            continue
+        lines += [f"**{name}**", "", "| arm | compared | seeds | mean Δ [95 % CI] | wins/losses | verdict | Δ per seed |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in rows:
+            p = row.get(key)
+            if p is None:
+                continue
+            per_seed = ", ".join(f"s{s} {d:+.3g}" for s, d in zip(p.seeds, p.differences))
+            lines.append("| " + " | ".join([labels[row["arm"]], "at convergence" if row["converged"] else "at equal steps",
+                                            str(p.n), *_paired_cell(p), per_seed]) + " |")
+        lines.append("")
+    return lines
