@@ -10,7 +10,6 @@ import dataclasses
 import json
 import re
 import shlex
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
 from .config import CONFIG, RESUME_OPTIONS, TrainConfig, resolve
 from .errors import UserError
+from . import runlock
 
 HELP = {
     "dataset": "mnist, fashion-mnist, color-mnist, color-fashion-mnist, cifar10, celeba, folder, "
@@ -153,17 +153,44 @@ def _new_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> Path:
     return root / f"{max(taken, default=-1) + 1:05d}-{cfg.dataset}-{cfg.loss}-{cfg.lens}{kind}-s{cfg.seed}"
 
 
-def _check_run_dir(path: Path, overwrite: bool) -> bool:
-    """May a new run go into ``path``? Returns whether an old run must be removed."""
+def _check_run_dir(path: Path, overwrite: bool, probe: bool = True) -> bool:
+    """May a new run go into ``path``? Returns whether an old run must be removed.
+    With ``probe``, a folder another process holds is refused first (naming it)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a folder")
-    if path.exists() and any(path.iterdir()):
+    if probe:
+        runlock.check_free(path)
+    if path.exists() and runlock.entries(path):
         if not overwrite:
             raise UserError(f"{path} already holds a run; pass --overwrite to replace it or --resume {path} to continue it")
         if not (path / CONFIG).exists():
             raise UserError(f"{path} is not a tempered-gan run folder (no {CONFIG}); refusing to overwrite it")
         return True
     return False
+
+
+def _on_main(dist, action) -> None:
+    """Run ``action`` on rank 0 alone (e.g. take the run folder's lock: one holder
+    per run, whatever the number of processes); when it fails, every process
+    raises its error, so none waits at a collective for a rank that has left."""
+    error = None
+    if dist.main:
+        try:
+            action()
+        except UserError as exc:
+            error = str(exc)
+    if dist.active:
+        import torch.distributed
+        box = [error]
+        torch.distributed.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise UserError(error if dist.main else f"process 0 stopped: {error}")
+
+
+def _take_new_run_dir(path: Path, overwrite: bool) -> None:
+    runlock.acquire(path)
+    _check_run_dir(path, overwrite)      # again, now that no other process can start a run here
 
 
 def _barrier(dist) -> None:
@@ -191,11 +218,12 @@ def cmd_train(args) -> int:
     data = load_data(cfg)               # bad input fails before any folder is touched
     preflight(cfg, data, dist)
     run_dir = args.run_dir = Path(args.out) if args.out else _new_run_dir(cfg)
-    remove_old = _check_run_dir(run_dir, args.overwrite)
+    remove_old = _check_run_dir(run_dir, args.overwrite, probe=dist.main)
+    _on_main(dist, lambda: _take_new_run_dir(run_dir, args.overwrite))   # held until this process ends
     _barrier(dist)                      # every process has checked before rank 0 changes anything
     if dist.main:
         if remove_old:
-            shutil.rmtree(run_dir)
+            runlock.clear(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
         print(f"run folder: {run_dir}" + (f" ({dist.world} processes)" if dist.active else ""), file=sys.stderr)
@@ -239,6 +267,7 @@ def _resume(args) -> int:
         print(f"{run_dir} is already at step {state['step']} (asked for {cfg.steps}); nothing to do", file=sys.stderr)
         return 0
     dist = init_from_env()
+    _on_main(dist, lambda: runlock.acquire(run_dir))   # one process per run; held until this process ends
     data = load_data(cfg)
     preflight(cfg, data, dist)
     _barrier(dist)                      # every process has read the folder before rank 0 rewrites its config
@@ -349,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(timeout {collective_timeout():g} s, {TIMEOUT_ENV}); the last checkpoint is kept", file=sys.stderr)
         return 1
     finally:
+        runlock.release_all()           # this command's folders (the process may be a test running many)
         import torch.distributed
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

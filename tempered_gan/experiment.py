@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import statistics
 import sys
 import textwrap
@@ -110,6 +109,14 @@ def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
 def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
     """Train one run to ``cfg.steps``: skip it when finished, resume it when
     interrupted. Returns why it failed (a NaN/Inf loss), or None."""
+    from . import runlock
+
+    with runlock.acquire(run_dir):      # one process per run, also across shards and machines
+        return _run_arm_locked(cfg, run_dir, data, progress)
+
+
+def _run_arm_locked(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
+    from . import runlock
     from .train import NonFiniteLoss, train
 
     if (run_dir / FAILED).exists():
@@ -123,8 +130,7 @@ def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str
                 return None
             resume = True
     if not resume:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True)
+        runlock.clear(run_dir)          # a run that never saved a checkpoint: start afresh (the lock file stays)
     atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
     try:
         train(cfg, data, run_dir, resume=resume, progress=progress)
@@ -260,6 +266,8 @@ def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, 
     data = load_dataset(first.dataset, first.data_dir)
     for cfg in configs.values():
         preflight(cfg, data)
+    from . import runlock
+    runlock.acquire(out, "comparison")  # held until the command ends; creates out
     out.mkdir(parents=True, exist_ok=True)
     run_dirs = {key: out / "runs" / f"{key[0]}-s{key[1]}" for key in configs}
     if jobs > 1:
