@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
 from .config import CONFIG, RESUME_OPTIONS, TrainConfig, resolve
-from .errors import UserError
+from .errors import UserError, WriteError
 from . import runlock
 
 HELP = {
@@ -272,7 +272,11 @@ def _resume(args) -> int:
     preflight(cfg, data, dist)
     _barrier(dist)                      # every process has read the folder before rank 0 rewrites its config
     if dist.main:
-        atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
+        try:
+            atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
+        except WriteError as exc:
+            raise UserError(f"{exc}; nothing changed, the last good checkpoint, step {state['step']}, is kept in "
+                            f"{run_dir / CHECKPOINT}") from None
         print(f"resuming {run_dir} at step {state['step']} of {cfg.steps}", file=sys.stderr)
     record = train(cfg, data, run_dir, resume=True, progress=args.progress, dist=dist)
     if dist.main:
@@ -366,6 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tempered-gan: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except OSError as exc:
+        import errno
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):   # a full disk anywhere not yet named more precisely
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"tempered-gan: error: {exc.strerror or exc}{where}; files written before are kept", file=sys.stderr)
+        return 2
     except RuntimeError as exc:
         from .distributed import TIMEOUT_ENV, collective_timeout, is_collective_failure
         if not is_collective_failure(exc):

@@ -167,6 +167,15 @@ def _run_arm_process(cfg_json: str, run_dir: str, log_path: str, threads: int) -
         sys.exit(2)
 
 
+def _last_error(log_path: Path) -> str:
+    """': <message>' of the worker's last ``error:`` line (e.g. a full disk), or ''."""
+    try:
+        lines = [x for x in log_path.read_text(errors="replace").splitlines() if x.startswith("error: ")]
+    except OSError:
+        return ""
+    return f": {lines[-1][len('error: '):]}" if lines else ""
+
+
 def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jobs: int) -> dict:
     """Train ``runs`` ({key: (config, run folder, log file)}), ``jobs`` at a time,
     each in a fresh process (spawned: no state shared with this one). On the CPU
@@ -214,7 +223,8 @@ def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jo
                 if proc.exitcode >= 128 or proc.exitcode < 0:
                     stopped.append(key)
                 elif proc.exitcode != 0:
-                    raise UserError(f"run {key[0]}, seed {key[1]} failed (exit {proc.exitcode}); see {runs[key][2]}")
+                    raise UserError(f"run {key[0]}, seed {key[1]} failed (exit {proc.exitcode}){_last_error(runs[key][2])}; "
+                                    f"see {runs[key][2]}")
                 else:
                     print(f"finished {key[0]}, seed {key[1]}", file=sys.stderr)
             time.sleep(0.2)
@@ -353,6 +363,8 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .runlog import save_figure
+
     # FID against step, one line per seed, arms in their colours.
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
@@ -365,7 +377,7 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
     ax.set_title("FID against step\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "fid.png", dpi=100)
+    save_figure(fig, out / "fid.png", dpi=100)
     plt.close(fig)
 
     # λ and the lens reconstruction error against step.
@@ -379,7 +391,7 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
     ax2.set(xlabel="step", ylabel="‖X − T(X)‖² (mean)", title="D's real input T(X) against X\n"
             "(T = L, noise or blur; the lens's reconstruction error)", yscale="log")
     fig.tight_layout()
-    fig.savefig(out / "lens.png", dpi=100)
+    save_figure(fig, out / "lens.png", dpi=100)
     plt.close(fig)
 
     # Sample strips (first seed of each arm) at up to four stages.
@@ -402,7 +414,7 @@ def write_report(results: list[RunResult], arms: list[str], out: Path, *, comman
                     ax.set_title(f"{ARM_LABELS[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
         fig.suptitle("samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X")
         fig.tight_layout()
-        fig.savefig(out / "samples.png", dpi=100)
+        save_figure(fig, out / "samples.png", dpi=100)
         plt.close(fig)
 
     rows, threshold, target = summarise(results, arms, fail_factor, fail_fid)
