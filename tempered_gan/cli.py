@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--jobs", type=int, default=1,
                          help="runs trained at once, each in its own process with its own log under OUT/logs/ "
                               "(default 1); never changes what a run trains")
+    compare.add_argument("--shard", metavar="I/N", help="train only shard I of N (0 ≤ I < N) of the arm × seed runs, "
+                                                       "so that N processes, on N machines, share the grid")
+    compare.add_argument("--report-only", action="store_true",
+                         help="train nothing: write OUT/report.md from the finished runs and list the others")
 
     for name, text in (("eval", "FID (and coverage) of a run's checkpoint, printed as one JSON object"),
                        ("sample", "write a sample grid G(Z) | L(X) | X from a run's checkpoint")):
@@ -305,11 +309,17 @@ def cmd_compare(args) -> int:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
     if {"lens", "lambda_value", "tempering"} & set(given):
         raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur")
+    from .grid import parse_shard
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if shard is not None and args.report_only:
+        raise UserError("--report-only reports the whole grid; it takes no --shard")
     base = TrainConfig(**{**preset, **given})
     command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
     report = compare(base, arms, list(range(seeds)), Path(args.out), command=command,
-                     fail_factor=args.fail_factor, fail_fid=fail_fid, progress=args.progress, jobs=args.jobs)
-    print(f"report: {report}", file=sys.stderr)
+                     fail_factor=args.fail_factor, fail_fid=fail_fid, progress=args.progress, jobs=args.jobs,
+                     shard=shard, report_only=args.report_only)
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
     return 0
 
 

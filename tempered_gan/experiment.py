@@ -19,6 +19,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import grid, runlock
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
 from .config import CONFIG, RESUME_OPTIONS, TrainConfig, check_number, resolve
 from .errors import UserError
@@ -109,14 +110,11 @@ def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
 def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
     """Train one run to ``cfg.steps``: skip it when finished, resume it when
     interrupted. Returns why it failed (a NaN/Inf loss), or None."""
-    from . import runlock
-
     with runlock.acquire(run_dir):      # one process per run, also across shards and machines
         return _run_arm_locked(cfg, run_dir, data, progress)
 
 
 def _run_arm_locked(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
-    from . import runlock
     from .train import NonFiniteLoss, train
 
     if (run_dir / FAILED).exists():
@@ -251,8 +249,12 @@ def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResu
 
 def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, command: str,
             fail_factor: float = 2.0, fail_fid: float | None = None, progress: bool | None = None,
-            jobs: int = 1) -> Path:
+            jobs: int = 1, shard: "grid.Shard | None" = None, report_only: bool = False) -> Path | None:
     """Run (or finish) every arm × seed, then write ``out/report.md``.
+
+    ``shard`` (I of N): train only that share of the runs; the report is written
+    once every run of the grid has finished (else None is returned).
+    ``report_only``: train nothing; report the finished runs and list the others.
 
     With ``jobs`` > 1 that many runs train at once, each in a process of its
     own writing to ``out/logs/<arm>-s<seed>.log`` (see :func:`run_parallel`).
@@ -272,22 +274,38 @@ def compare(base: TrainConfig, arms: list[str], seeds: list[int], out: Path, *, 
         if getattr(base, f"{kind}_sigma") is not None and kind not in arms:
             raise UserError(f"--{kind}-sigma is σ₀ of the {kind} arm, which --arms does not include")
     configs = {(arm, seed): arm_config(base, arm, seed) for seed in seeds for arm in arms}
-    first = configs[arms[0], seeds[0]]
-    data = load_dataset(first.dataset, first.data_dir)
-    for cfg in configs.values():
-        preflight(cfg, data)
-    from . import runlock
-    runlock.acquire(out, "comparison")  # held until the command ends; creates out
-    out.mkdir(parents=True, exist_ok=True)
     run_dirs = {key: out / "runs" / f"{key[0]}-s{key[1]}" for key in configs}
+    if not report_only:
+        first = configs[arms[0], seeds[0]]
+        data = load_dataset(first.dataset, first.data_dir)
+        for cfg in configs.values():
+            preflight(cfg, data)
+    # Lock out, check the grid manifest, pick this shard's runs (tempered_gan/grid.py).
+    mine = grid.open_grid(out, configs, run_dirs, shard, report_only=report_only)
+    todo = {key: configs[key] for key in mine}
     if jobs > 1:
         failures = run_parallel({key: (cfg, run_dirs[key], out / "logs" / f"{key[0]}-s{key[1]}.log")
-                                 for key, cfg in configs.items()}, jobs)
+                                 for key, cfg in todo.items()}, jobs)
     else:
-        failures = {key: run_arm(cfg, run_dirs[key], data, progress) for key, cfg in configs.items()}
-    results = [read_run(arm, seed, run_dirs[arm, seed], failures[arm, seed]) for arm, seed in configs]
-    return write_report(results, arms, out, command=command, base=configs[arms[0], seeds[0]], fail_factor=fail_factor,
-                        fail_fid=fail_fid, arm_configs={arm: configs[arm, seeds[0]] for arm in arms})
+        failures = {key: run_arm(cfg, run_dirs[key], data, progress) for key, cfg in todo.items()}
+    others: list[str] = []
+    if shard is not None or report_only:   # the other shards' runs: finished, running, unfinished or missing
+        failures, others = grid.survey(configs, run_dirs)
+        if others and not report_only:
+            print(f"compare: shard {shard} is done; {len(failures)} of {len(configs)} runs of the grid are finished. "
+                  "The last shard to finish writes the report (or run the command with --report-only)", file=sys.stderr)
+            return None
+        if not failures:
+            raise UserError(f"no run of the grid in {out} has finished yet; nothing to report")
+    shown = [arm for arm in arms if any(key[0] == arm for key in failures)]
+    results = [read_run(arm, seed, run_dirs[arm, seed], failures[arm, seed]) for arm, seed in configs
+               if (arm, seed) in failures]
+    with runlock.waiting(out / ".report.lock"):   # shards finishing together: one report at a time
+        report = write_report(results, shown, out, command=command, base=configs[arms[0], seeds[0]],
+                              fail_factor=fail_factor, fail_fid=fail_fid,
+                              arm_configs={arm: configs[arm, seeds[0]] for arm in shown})
+        grid.note_unfinished(report, others, len(configs))
+    return report
 
 
 # --- the report ------------------------------------------------------------------

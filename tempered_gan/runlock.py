@@ -27,6 +27,7 @@ The locks of this process are kept in ``_HELD`` until :func:`release_all`
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -156,6 +157,23 @@ def clear(folder: Path) -> None:
             shutil.rmtree(p)
         else:
             p.unlink()
+
+
+@contextlib.contextmanager
+def waiting(path: Path):
+    """Hold the lock file ``path`` exclusively for a short critical section,
+    waiting for it if another process has it (e.g. shards writing one manifest)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def release_all() -> None:
