@@ -130,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--report-only", action="store_true",
                          help="train nothing: write OUT/report.md from the finished runs and list the others")
 
+    from .reproduce import ROWS
+    reproduce = commands.add_parser("reproduce", help="the paper's table: each of its settings as a compare grid, "
+                                                      "then OUT/report.md beside the paper's FIDs")
+    _add_config_flags(reproduce)
+    reproduce.add_argument("--out", required=True, help="folder of the reproduction (a compare folder per row)")
+    reproduce.add_argument("--rows", help=f"comma-separated, from {', '.join(ROWS)} (default: all)")
+    reproduce.add_argument("--scale", type=float, default=1.0,
+                           help="multiply steps, K and the FID interval by this, in (0, 1], for a trial run (default 1)")
+    reproduce.add_argument("--seeds", type=int, default=3, help="seeds 0 … N−1 per row (default 3, as the paper)")
+    reproduce.add_argument("--arms", help="comma-separated compare arms (default: none,sine; baselines on request)")
+    reproduce.add_argument("--jobs", type=int, default=1, help="runs trained at once (as compare --jobs)")
+    reproduce.add_argument("--shard", metavar="I/N", help="train only shard I of N (0 ≤ I < N) of every row's grid")
+    reproduce.add_argument("--report-only", action="store_true",
+                           help="train nothing: write OUT/report.md from the finished runs")
+    next(a for a in reproduce._actions if a.dest == "fid_features").help = \
+        "inception (default: the paper's features; needs the weights file) or classifier (offline, not comparable)"
+
     for name, text in (("eval", "FID (and coverage) of a run's checkpoint, printed as one JSON object"),
                        ("sample", "write a sample grid G(Z) | L(X) | X from a run's checkpoint")):
         sub = commands.add_parser(name, help=text)
@@ -323,6 +340,30 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .grid import parse_shard
+    from .reproduce import config_overrides, parse_rows, reproduce
+
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if shard is not None and args.report_only:
+        raise UserError("--report-only reports the whole table; it takes no --shard")
+    overrides = config_overrides(args)
+    features = overrides.pop("fid_features", "inception")
+    if features not in ("inception", "classifier"):
+        raise UserError(f"reproduce measures FID with inception (the paper's) or classifier features, not {features!r}")
+    weights = overrides.pop("inception_weights", None)
+    command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
+    report = reproduce(parse_rows(args.rows), Path(args.out), scale=args.scale, seeds=args.seeds,
+                       arms=args.arms.split(",") if args.arms else None, shard=shard, report_only=args.report_only,
+                       fid_features=features, inception_weights=weights, overrides=overrides, jobs=args.jobs,
+                       progress=args.progress, command=command)
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .train import evaluate_run, load_run
 
@@ -361,12 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a malformed option (already printed as one line)
         return exc.code
     try:
-        return {"train": cmd_train, "compare": cmd_compare, "eval": cmd_eval, "sample": cmd_sample}[args.command](args)
+        return {"train": cmd_train, "compare": cmd_compare, "reproduce": cmd_reproduce, "eval": cmd_eval,
+                "sample": cmd_sample}[args.command](args)
     except NonFiniteLoss as exc:
         print(f"tempered-gan: error: {exc}", file=sys.stderr)
         return 3
     except UserError as exc:
-        print(f"tempered-gan: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():   # one line per problem (reproduce: one per missing data set)
+            print(f"tempered-gan: error: {line}", file=sys.stderr)
         return 2
     except Interrupted as exc:
         if args.command == "compare":
