@@ -14,10 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
+from . import runlock
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
 from .config import CONFIG, RESUME_OPTIONS, TrainConfig, resolve
 from .errors import UserError, WriteError
-from . import runlock
 
 HELP = {
     "dataset": "mnist, fashion-mnist, color-mnist, color-fashion-mnist, cifar10, celeba, folder, "
