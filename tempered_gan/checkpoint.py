@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, writing
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 2   # 2: per-process random states and replica fingerprints
@@ -18,22 +18,25 @@ FORMAT_VERSION = 2   # 2: per-process random states and replica fingerprints
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, fsync it, then rename over
-    ``path``: readers see either the old file or the new one, never a mix."""
+    ``path``: readers see either the old file or the new one, never a mix.
+    A failed write (a full disk) raises one :class:`WriteError` naming ``path``
+    and leaves the old file as it was."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)   # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    with writing(path):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)   # make the rename itself durable
+        finally:
+            os.close(dir_fd)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

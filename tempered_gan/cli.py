@@ -10,14 +10,14 @@ import dataclasses
 import json
 import re
 import shlex
-import shutil
 import signal
 import sys
 from pathlib import Path
 
+from . import runlock
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
 from .config import CONFIG, RESUME_OPTIONS, TrainConfig, resolve
-from .errors import UserError
+from .errors import UserError, WriteError
 
 HELP = {
     "dataset": "mnist, fashion-mnist, color-mnist, color-fashion-mnist, cifar10, celeba, folder, "
@@ -132,6 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--jobs", type=int, default=1,
                          help="runs trained at once, each in its own process with its own log under OUT/logs/ "
                               "(default 1); never changes what a run trains")
+    compare.add_argument("--shard", metavar="I/N", help="train only shard I of N (0 ≤ I < N) of the arm × seed runs, "
+                                                       "so that N processes, on N machines, share the grid")
+    compare.add_argument("--report-only", action="store_true",
+                         help="train nothing: write OUT/report.md from the finished runs and list the others")
+
+    from .reproduce import ROWS
+    reproduce = commands.add_parser("reproduce", help="the paper's table: each of its settings as a compare grid, "
+                                                      "then OUT/report.md beside the paper's FIDs")
+    _add_config_flags(reproduce)
+    reproduce.add_argument("--out", required=True, help="folder of the reproduction (a compare folder per row)")
+    reproduce.add_argument("--rows", help=f"comma-separated, from {', '.join(ROWS)} (default: all)")
+    reproduce.add_argument("--scale", type=float, default=1.0,
+                           help="multiply steps, K and the FID interval by this, in (0, 1], for a trial run (default 1)")
+    reproduce.add_argument("--seeds", type=int, default=3, help="seeds 0 … N−1 per row (default 3, as the paper)")
+    reproduce.add_argument("--arms", help="comma-separated compare arms (default: none,sine; baselines on request)")
+    reproduce.add_argument("--jobs", type=int, default=1, help="runs trained at once (as compare --jobs)")
+    reproduce.add_argument("--shard", metavar="I/N", help="train only shard I of N (0 ≤ I < N) of every row's grid")
+    reproduce.add_argument("--report-only", action="store_true",
+                           help="train nothing: write OUT/report.md from the finished runs")
+    next(a for a in reproduce._actions if a.dest == "fid_features").help = \
+        "inception (default: the paper's features; needs the weights file) or classifier (offline, not comparable)"
 
     for name, text in (("eval", "FID (and coverage) of a run's checkpoint, printed as one JSON object"),
                        ("sample", "write a sample grid G(Z) | L(X) | X from a run's checkpoint")):
@@ -160,17 +181,44 @@ def _new_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> Path:
     return root / f"{max(taken, default=-1) + 1:05d}-{cfg.dataset}-{cfg.loss}-{cfg.lens}{kind}-s{cfg.seed}"
 
 
-def _check_run_dir(path: Path, overwrite: bool) -> bool:
-    """May a new run go into ``path``? Returns whether an old run must be removed."""
+def _check_run_dir(path: Path, overwrite: bool, probe: bool = True) -> bool:
+    """May a new run go into ``path``? Returns whether an old run must be removed.
+    With ``probe``, a folder another process holds is refused first (naming it)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a folder")
-    if path.exists() and any(path.iterdir()):
+    if probe:
+        runlock.check_free(path)
+    if path.exists() and runlock.entries(path):
         if not overwrite:
             raise UserError(f"{path} already holds a run; pass --overwrite to replace it or --resume {path} to continue it")
         if not (path / CONFIG).exists():
             raise UserError(f"{path} is not a tempered-gan run folder (no {CONFIG}); refusing to overwrite it")
         return True
     return False
+
+
+def _on_main(dist, action) -> None:
+    """Run ``action`` on rank 0 alone (e.g. take the run folder's lock: one holder
+    per run, whatever the number of processes); when it fails, every process
+    raises its error, so none waits at a collective for a rank that has left."""
+    error = None
+    if dist.main:
+        try:
+            action()
+        except UserError as exc:
+            error = str(exc)
+    if dist.active:
+        import torch.distributed
+        box = [error]
+        torch.distributed.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise UserError(error if dist.main else f"process 0 stopped: {error}")
+
+
+def _take_new_run_dir(path: Path, overwrite: bool) -> None:
+    runlock.acquire(path)
+    _check_run_dir(path, overwrite)      # again, now that no other process can start a run here
 
 
 def _barrier(dist) -> None:
@@ -198,11 +246,12 @@ def cmd_train(args) -> int:
     data = load_data(cfg)               # bad input fails before any folder is touched
     preflight(cfg, data, dist)
     run_dir = args.run_dir = Path(args.out) if args.out else _new_run_dir(cfg)
-    remove_old = _check_run_dir(run_dir, args.overwrite)
+    remove_old = _check_run_dir(run_dir, args.overwrite, probe=dist.main)
+    _on_main(dist, lambda: _take_new_run_dir(run_dir, args.overwrite))   # held until this process ends
     _barrier(dist)                      # every process has checked before rank 0 changes anything
     if dist.main:
         if remove_old:
-            shutil.rmtree(run_dir)
+            runlock.clear(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
         print(f"run folder: {run_dir}" + (f" ({dist.world} processes)" if dist.active else ""), file=sys.stderr)
@@ -246,11 +295,16 @@ def _resume(args) -> int:
         print(f"{run_dir} is already at step {state['step']} (asked for {cfg.steps}); nothing to do", file=sys.stderr)
         return 0
     dist = init_from_env()
+    _on_main(dist, lambda: runlock.acquire(run_dir))   # one process per run; held until this process ends
     data = load_data(cfg)
     preflight(cfg, data, dist)
     _barrier(dist)                      # every process has read the folder before rank 0 rewrites its config
     if dist.main:
-        atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
+        try:
+            atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
+        except WriteError as exc:
+            raise UserError(f"{exc}; nothing changed, the last good checkpoint, step {state['step']}, is kept in "
+                            f"{run_dir / CHECKPOINT}") from None
         print(f"resuming {run_dir} at step {state['step']} of {cfg.steps}", file=sys.stderr)
     record = train(cfg, data, run_dir, resume=True, progress=args.progress, dist=dist)
     if dist.main:
@@ -277,12 +331,41 @@ def cmd_compare(args) -> int:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
     if {"lens", "lambda_value", "tempering"} & set(given):
         raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur")
+    from .grid import parse_shard
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if shard is not None and args.report_only:
+        raise UserError("--report-only reports the whole grid; it takes no --shard")
     base = TrainConfig(**{**preset, **given})
     command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
     report = compare(base, arms, seeds, Path(args.out), command=command, fail_factor=args.fail_factor,
                      fail_fid=fail_fid, fail_modes=args.fail_modes, reference=args.reference,
-                     progress=args.progress, jobs=args.jobs)
-    print(f"report: {report}", file=sys.stderr)
+                     progress=args.progress, jobs=args.jobs, shard=shard, report_only=args.report_only)
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .grid import parse_shard
+    from .reproduce import config_overrides, parse_rows, reproduce
+
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if shard is not None and args.report_only:
+        raise UserError("--report-only reports the whole table; it takes no --shard")
+    overrides = config_overrides(args)
+    features = overrides.pop("fid_features", "inception")
+    if features not in ("inception", "classifier"):
+        raise UserError(f"reproduce measures FID with inception (the paper's) or classifier features, not {features!r}")
+    weights = overrides.pop("inception_weights", None)
+    command = "tempered-gan " + " ".join(shlex.quote(a) for a in args.argv)
+    report = reproduce(parse_rows(args.rows), Path(args.out), scale=args.scale, seeds=args.seeds,
+                       arms=args.arms.split(",") if args.arms else None, shard=shard, report_only=args.report_only,
+                       fid_features=features, inception_weights=weights, overrides=overrides, jobs=args.jobs,
+                       progress=args.progress, command=command)
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
     return 0
 
 
@@ -348,12 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a malformed option (already printed as one line)
         return exc.code
     try:
-        return {"train": cmd_train, "compare": cmd_compare, "eval": cmd_eval, "sample": cmd_sample}[args.command](args)
+        return {"train": cmd_train, "compare": cmd_compare, "reproduce": cmd_reproduce, "eval": cmd_eval,
+                "sample": cmd_sample}[args.command](args)
     except NonFiniteLoss as exc:
         print(f"tempered-gan: error: {exc}", file=sys.stderr)
         return 3
     except UserError as exc:
-        print(f"tempered-gan: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():   # one line per problem (reproduce: one per missing data set)
+            print(f"tempered-gan: error: {line}", file=sys.stderr)
         return 2
     except Interrupted as exc:
         if args.command == "compare":
@@ -367,6 +452,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tempered-gan: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except OSError as exc:
+        import errno
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):   # a full disk anywhere not yet named more precisely
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"tempered-gan: error: {exc.strerror or exc}{where}; files written before are kept", file=sys.stderr)
+        return 2
     except RuntimeError as exc:
         from .distributed import TIMEOUT_ENV, collective_timeout, is_collective_failure
         if not is_collective_failure(exc):
@@ -379,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(timeout {collective_timeout():g} s, {TIMEOUT_ENV}); the last checkpoint is kept", file=sys.stderr)
         return 1
     finally:
+        runlock.release_all()           # this command's folders (the process may be a test running many)
         import torch.distributed
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import pickle
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -371,20 +371,16 @@ def _decode_image(name: str, path: Path, crop: int | None) -> np.ndarray:
 
 
 def _write_atomic(path: Path, obj: dict) -> None:
-    """torch.save to ``path`` via a synced temp file; a failure only costs the cache."""
-    tmp = None
+    """torch.save to ``path`` via a synced temp file; a failure (a full disk)
+    only costs the cache: one warning, and the old file stays."""
+    from tempered_gan.checkpoint import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)   # in memory first: torch's writer reports a failed file write as a RuntimeError
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp",
-                                         delete=False) as f:
-            tmp = Path(f.name)
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError as e:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
         warnings.warn(f"could not write image cache {path}: {e}", stacklevel=3)
 
 

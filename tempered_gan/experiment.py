@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 
+from . import grid, runlock
 from .arms import ARMS, Arm, arm_config, parse_arm, parse_arms  # noqa: F401  (ARMS, parse_arms: the CLI's)
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
 from .config import CONFIG, RESUME_OPTIONS, TrainConfig, check_number, resolve
@@ -51,6 +51,11 @@ def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
 def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
     """Train one run to ``cfg.steps``: skip it when finished, resume it when
     interrupted. Returns why it failed (a NaN/Inf loss), or None."""
+    with runlock.acquire(run_dir):      # one process per run, also across shards and machines
+        return _run_arm_locked(cfg, run_dir, data, progress)
+
+
+def _run_arm_locked(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
     from .train import NonFiniteLoss, train
 
     if (run_dir / FAILED).exists():
@@ -64,8 +69,7 @@ def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str
                 return None
             resume = True
     if not resume:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True)
+        runlock.clear(run_dir)          # a run that never saved a checkpoint: start afresh (the lock file stays)
     atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
     try:
         train(cfg, data, run_dir, resume=resume, progress=progress)
@@ -100,6 +104,15 @@ def _run_arm_process(cfg_json: str, run_dir: str, log_path: str, threads: int) -
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def _last_error(log_path: Path) -> str:
+    """': <message>' of the worker's last ``error:`` line (e.g. a full disk), or ''."""
+    try:
+        lines = [x for x in log_path.read_text(errors="replace").splitlines() if x.startswith("error: ")]
+    except OSError:
+        return ""
+    return f": {lines[-1][len('error: '):]}" if lines else ""
 
 
 def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jobs: int) -> dict:
@@ -149,7 +162,8 @@ def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jo
                 if proc.exitcode >= 128 or proc.exitcode < 0:
                     stopped.append(key)
                 elif proc.exitcode != 0:
-                    raise UserError(f"run {key[0]}, seed {key[1]} failed (exit {proc.exitcode}); see {runs[key][2]}")
+                    raise UserError(f"run {key[0]}, seed {key[1]} failed (exit {proc.exitcode}){_last_error(runs[key][2])}; "
+                                    f"see {runs[key][2]}")
                 else:
                     print(f"finished {key[0]}, seed {key[1]}", file=sys.stderr)
             time.sleep(0.2)
@@ -168,14 +182,21 @@ def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jo
 
 def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: Path, *, command: str,
             fail_factor: float = 2.0, fail_fid: float | None = None, fail_modes: int | None = None,
-            reference: str | None = None, progress: bool | None = None, jobs: int = 1) -> Path:
+            reference: str | None = None, progress: bool | None = None, jobs: int = 1,
+            shard: "grid.Shard | None" = None, report_only: bool = False) -> Path | None:
     """Run (or finish) every arm × seed, then write ``out/report.md``.
 
-    ``arms`` are :class:`Arm` or their ``--arms`` spellings (``sine:k=600``). With ``jobs`` > 1
-    that many runs train at once, each in a process of its own writing to
-    ``out/logs/<arm>-s<seed>.log`` (see :func:`run_parallel`). How many run at once never
-    changes what each run trains. ``reference`` names the arm the others are compared with
-    seed by seed (default: the arm without tempering, else the first)."""
+    ``arms`` are :class:`Arm` or their ``--arms`` spellings (``sine:k=600``). ``reference``
+    names the arm the others are compared with seed by seed (default: the arm without
+    tempering, else the first).
+
+    ``shard`` (I of N): train only that share of the runs; the report is written
+    once every run of the grid has finished (else None is returned).
+    ``report_only``: train nothing; report the finished runs and list the others.
+
+    With ``jobs`` > 1 that many runs train at once, each in a process of its
+    own writing to ``out/logs/<arm>-s<seed>.log`` (see :func:`run_parallel`).
+    How many run at once never changes what each run trains."""
     from .data import load_dataset
     from .train import preflight
 
@@ -204,21 +225,40 @@ def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: P
             if configs[a.name, seeds[0]] == configs[b.name, seeds[0]]:
                 raise UserError(f"arms {b.name!r} and {a.name!r} are the same run; drop one")
     first = configs[arms[0].name, seeds[0]]
-    data = load_dataset(first.dataset, first.data_dir)
-    for cfg in configs.values():
-        preflight(cfg, data)
-    out.mkdir(parents=True, exist_ok=True)
     folders = {a.name: a.folder for a in arms}
     run_dirs = {key: out / "runs" / f"{folders[key[0]]}-s{key[1]}" for key in configs}
+    if not report_only:
+        data = load_dataset(first.dataset, first.data_dir)
+        for cfg in configs.values():
+            preflight(cfg, data)
+    # Lock out, check the grid manifest, pick this shard's runs (tempered_gan/grid.py).
+    mine = grid.open_grid(out, configs, run_dirs, shard, report_only=report_only)
+    todo = {key: configs[key] for key in mine}
     if jobs > 1:
         failures = run_parallel({key: (cfg, run_dirs[key], out / "logs" / f"{folders[key[0]]}-s{key[1]}.log")
-                                 for key, cfg in configs.items()}, jobs)
+                                 for key, cfg in todo.items()}, jobs)
     else:
-        failures = {key: run_arm(cfg, run_dirs[key], data, progress) for key, cfg in configs.items()}
-    results = [read_run(arm, seed, run_dirs[arm, seed], failures[arm, seed]) for arm, seed in configs]
-    return write_report(results, arms, out, command=command, base=first, fail_factor=fail_factor,
-                        fail_fid=fail_fid, fail_modes=fail_modes, reference=reference,
-                        arm_configs={arm.name: configs[arm.name, seeds[0]] for arm in arms})
+        failures = {key: run_arm(cfg, run_dirs[key], data, progress) for key, cfg in todo.items()}
+    others: list[str] = []
+    if shard is not None or report_only:   # the other shards' runs: finished, running, unfinished or missing
+        failures, others = grid.survey(configs, run_dirs)
+        if others and not report_only:
+            print(f"compare: shard {shard} is done; {len(failures)} of {len(configs)} runs of the grid are finished. "
+                  "The last shard to finish writes the report (or run the command with --report-only)", file=sys.stderr)
+            return None
+        if not failures:
+            raise UserError(f"no run of the grid in {out} has finished yet; nothing to report")
+    shown = [arm for arm in arms if any(key[0] == arm.name for key in failures)]
+    results = [read_run(arm, seed, run_dirs[arm, seed], failures[arm, seed]) for arm, seed in configs
+               if (arm, seed) in failures]
+    if reference not in {a.name for a in shown}:
+        reference = None if not shown else _reference_arm(shown, None)
+    with runlock.waiting(out / ".report.lock"):   # shards finishing together: one report at a time
+        report = write_report(results, shown, out, command=command, base=first, fail_factor=fail_factor,
+                              fail_fid=fail_fid, fail_modes=fail_modes, reference=reference,
+                              arm_configs={arm.name: configs[arm.name, seeds[0]] for arm in shown})
+        grid.note_unfinished(report, others, len(configs))
+    return report
 
 
 def _reference_arm(arms: list[Arm], reference: str | None) -> str:
@@ -228,5 +268,3 @@ def _reference_arm(arms: list[Arm], reference: str | None) -> str:
     if name not in {a.name for a in arms}:
         raise UserError(f"--reference {reference!r} is not one of the arms ({', '.join(a.name for a in arms)})")
     return name
-
-

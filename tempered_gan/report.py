@@ -185,6 +185,8 @@ def _figures(results: list[RunResult], arms: list[Arm], out: Path, labels: dict,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .runlog import save_figure
+
     first_seed = {a.name: min((r.seed for r in results if r.arm == a.name), default=None) for a in arms}
 
     # FID against step, one line per seed, arms in their colours.
@@ -199,7 +201,7 @@ def _figures(results: list[RunResult], arms: list[Arm], out: Path, labels: dict,
     ax.set_title("FID against step\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "fid.png", dpi=100)
+    save_figure(fig, out / "fid.png", dpi=100)
     plt.close(fig)
 
     # Modes covered (and the KL of the mode histogram) against step.
@@ -215,7 +217,7 @@ def _figures(results: list[RunResult], arms: list[Arm], out: Path, labels: dict,
             ax.set(xlabel="step", ylabel=key, title={"modes": "modes covered", "kl": "KL(mode histogram ‖ uniform)"}[key])
         axes[0][0].legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / "modes.png", dpi=100)
+        save_figure(fig, out / "modes.png", dpi=100)
         plt.close(fig)
 
     # λ and the lens reconstruction error against step.
@@ -229,7 +231,7 @@ def _figures(results: list[RunResult], arms: list[Arm], out: Path, labels: dict,
     ax2.set(xlabel="step", ylabel="‖X − T(X)‖² (mean)", title="D's real input T(X) against X\n"
             "(T = L, noise or blur; the lens's reconstruction error)", yscale="log")
     fig.tight_layout()
-    fig.savefig(out / "lens.png", dpi=100)
+    save_figure(fig, out / "lens.png", dpi=100)
     plt.close(fig)
 
     # Sample strips (first seed of each arm) at up to four stages.
@@ -255,7 +257,7 @@ def _figures(results: list[RunResult], arms: list[Arm], out: Path, labels: dict,
                     ax.set_title(f"{labels[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
         fig.suptitle("samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X")
         fig.tight_layout()
-        fig.savefig(out / "samples.png", dpi=100)
+        save_figure(fig, out / "samples.png", dpi=100)
         plt.close(fig)
     return feature, bool(strips), bool(keys)
 

@@ -2,6 +2,7 @@
 sample grids (generated | what D sees as real | real, at fixed noise and fixed data)."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -12,7 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from .checkpoint import atomic_write_bytes
-from .errors import UserError
+from .errors import UserError, WriteError, writing
 
 METRICS = "metrics.jsonl"
 
@@ -31,23 +32,32 @@ class RunLog:
         if resume_step and self.path.exists():
             lines = read_metric_lines(self.path)
             kept = [line for line, record in lines if record["step"] <= resume_step]
-            try:
-                atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
-            except OSError as exc:   # the old file is untouched (atomic)
-                raise UserError(f"cannot rewrite {self.path} for the resume: {exc.strerror or exc}") from None
+            atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())   # the old file or the new
         elif not resume_step:
-            self.path.write_text("")
-        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+            with writing(self.path):
+                self.path.write_text("")
+        with writing(self.run_dir / "tb"):
+            self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
 
     def write(self, record: dict) -> None:
-        with open(self.path, "a") as f:
+        """Append one line. A full disk may leave a torn last line, which
+        :func:`read_metric_lines` drops; the lines before it stay."""
+        with writing(self.path), open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                self.tb.add_scalar(key, value, record["step"])
+        with writing(self.run_dir / "tb"):
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self.tb.add_scalar(key, value, record["step"])
 
-    def close(self) -> None:
-        self.tb.close()
+    def close(self, quiet: bool = False) -> None:
+        """Flush TensorBoard; ``quiet``: when the run already stopped on an error
+        (e.g. a full disk), a failed flush must not hide it."""
+        try:
+            with writing(self.run_dir / "tb"):
+                self.tb.close()
+        except WriteError:
+            if not quiet:
+                raise
 
 
 def read_metric_lines(path: Path, *, warn: bool = True) -> list[tuple[str, dict]]:
@@ -107,8 +117,17 @@ def image_panel(fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Ten
 
 def save_image_panel(path: Path, fake, lensed, real) -> torch.Tensor:
     panel = image_panel(fake, lensed, real)
-    save_image(panel, str(path))
+    buffer = io.BytesIO()
+    save_image(panel, buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())   # never a half-written PNG on a full disk
     return panel
+
+
+def save_figure(fig, path: Path, **options) -> None:
+    """``fig.savefig(path)``, written atomically: a full disk leaves the old file (one WriteError)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **options)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_point_panel(path: Path, fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor, title: str = "",
@@ -132,5 +151,7 @@ def save_point_panel(path: Path, fake: torch.Tensor, lensed: torch.Tensor | None
         ax.set_aspect("equal")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=80)
+    finally:
+        plt.close(fig)

@@ -39,7 +39,7 @@ from .config import CONFIG, TrainConfig
 from .cuda_graphs import make_runner, uses_cuda_graphs
 from .data import Data
 from .distributed import SINGLE_PROCESS, Dist, any_process, average_gradients, fingerprint, gather
-from .errors import UserError
+from .errors import UserError, WriteError, writing
 from .lens import LambdaSchedule, make_lens, zero_last_layer
 from .losses import OBJECTIVES, gradient_penalty, reconstruction
 from .nets import make_nets, xavier_init_
@@ -510,7 +510,8 @@ def evaluate_run(trainer: Trainer) -> dict:
 def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
     fake, lensed, real = trainer.samples(POINT_SAMPLES if trainer.data.kind == "points" else GRID_SAMPLES)
     folder = run_dir / "samples"
-    folder.mkdir(exist_ok=True)
+    with writing(folder):
+        folder.mkdir(exist_ok=True)
     path = folder / f"step_{trainer.step_count:07d}.png"
     if trainer.data.kind == "points":
         lam = trainer.lam(trainer.step_count)
@@ -518,7 +519,8 @@ def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
         save_point_panel(path, fake, lensed, real, title, trainer.tempering.label if trainer.tempering else "L(X)")
     else:
         panel = save_image_panel(path, fake, lensed, real)
-        log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
+        with writing(run_dir / "tb"):
+            log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
 
 
 def _window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -> dict:
@@ -567,8 +569,19 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
     trainer = Trainer.create(cfg, data, device, dist)
     if resume:
         trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))
-    log = RunLog(run_dir, resume_step=trainer.step_count) if dist.main else None
     ckpt_path = run_dir / CHECKPOINT
+    saved = {"step": trainer.step_count if resume else None}   # the last good checkpoint
+
+    def write_failed(exc: WriteError) -> UserError:
+        """A full disk (or another failed write): one line naming the file and the checkpoint that is kept."""
+        kept = (f"the last good checkpoint, step {saved['step']}, is kept in {ckpt_path}" if saved["step"] is not None
+                else "no checkpoint had been written yet")
+        return UserError(f"{exc}; stopped at step {trainer.step_count}, {kept}")
+
+    try:
+        log = RunLog(run_dir, resume_step=trainer.step_count) if dist.main else None
+    except WriteError as exc:
+        raise write_failed(exc) from None
 
     sums = trainer.loss_sums
     counted = 0
@@ -590,9 +603,11 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
             raise RuntimeError(f"the {dist.world} replicas' weights differ at step {trainer.step_count}")
         if dist.main:
             save_checkpoint(ckpt_path, state)
+            saved["step"] = trainer.step_count
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not (show and dist.main), dynamic_ncols=True, unit="step")
+    failed = True
     try:
         with _StopFlag() as stop:
             while trainer.step_count < cfg.steps:
@@ -637,8 +652,14 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                     if t % cfg.checkpoint_every and t != cfg.steps:
                         checkpoint()
                     raise Interrupted(stop.signum or signal.SIGTERM, t)
+        failed = False
+    except WriteError as exc:
+        raise write_failed(exc) from None
     finally:
         bar.close()
         if log:
-            log.close()
+            try:
+                log.close(quiet=failed)
+            except WriteError as exc:
+                raise write_failed(exc) from None
     return record

@@ -1,0 +1,200 @@
+"""A comparison's grid (arm × seed runs) split over independent processes.
+
+``compare … --shard I/N`` trains only shard I of N (0 ≤ I < N): the grid's runs
+in their fixed order (seed by seed, arms in the order given), cut into N
+contiguous slices whose sizes differ by at most one. The N processes share
+nothing but the file system, so they can run on N machines (a SLURM array, a
+Kubernetes indexed job, a loop over ssh). Each run is exactly the run one
+process would make: its configuration depends only on (arm, seed), and a
+shard changes only which runs this process trains.
+
+The grid manifest ``OUT/grid.json`` (written atomically, under a short lock)
+names the grid: arms, seeds, each run's folder and configuration (less the
+options a run may change when continued: steps, device, logging and
+evaluation). A shard of another grid, or one that splits it into another
+number of shards, is refused in one line. A whole comparison (no ``--shard``)
+may change the grid of its folder, as ``compare`` always could (runs whose
+configuration changed are refused by the run itself), and then forgets the
+split. ``--report-only`` writes the report from the runs that have finished and
+lists the others (missing, unfinished, running).
+
+Locks (:mod:`tempered_gan.runlock`): shards and ``--report-only`` hold the
+comparison folder's lock shared, a whole comparison exclusive; each shard holds
+``OUT/shards/I-of-N`` so one shard cannot run twice at once, and each run
+folder is locked by whoever trains it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import runlock
+from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
+from .config import CONFIG, RESUME_OPTIONS, TrainConfig
+from .errors import UserError
+
+MANIFEST = "grid.json"
+FORMAT = 1
+FAILED = "FAILED"   # as experiment.FAILED (not imported: experiment imports this module)
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``I/N`` with 0 ≤ I < N (the numbering of SLURM ``--array=0-(N-1)`` and Kubernetes indexed jobs)."""
+    found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not found:
+        raise UserError(f"--shard takes I/N (shard I of N, 0 ≤ I < N), got {text!r}")
+    index, count = int(found.group(1)), int(found.group(2))
+    if count < 1 or index >= count:
+        raise UserError(f"--shard {text}: I must be 0 … N−1 (here 0 … {count - 1})" if count >= 1 else
+                        f"--shard {text}: N must be at least 1")
+    return Shard(index, count)
+
+
+def share(keys: list, shard: Shard | None) -> list:
+    """Shard ``shard``'s runs of ``keys`` (in grid order): slice I of N contiguous, near-equal slices."""
+    if shard is None:
+        return list(keys)
+    n = len(keys)
+    return keys[shard.index * n // shard.count:(shard.index + 1) * n // shard.count]
+
+
+def _identity(cfg: TrainConfig) -> dict:
+    """What makes a run that run: every option but those a continued run may change."""
+    return {k: v for k, v in sorted(dataclasses.asdict(cfg).items()) if k not in RESUME_OPTIONS}
+
+
+def manifest_for(configs: dict, run_dirs: dict, out: Path) -> dict:
+    runs = [{"arm": arm, "seed": seed, "folder": str(run_dirs[arm, seed].relative_to(out)),
+             "config": _identity(cfg)} for (arm, seed), cfg in configs.items()]
+    arms = list(dict.fromkeys(arm for arm, _ in configs))
+    seeds = list(dict.fromkeys(seed for _, seed in configs))
+    digest = hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()
+    return {"format": FORMAT, "grid": digest, "arms": arms, "seeds": seeds, "shards": None, "runs": runs}
+
+
+def _summary(manifest: dict) -> str:
+    first = (manifest.get("runs") or [{}])[0].get("config", {})
+    seeds = manifest.get("seeds") or []
+    return (f"{first.get('dataset', '?')}, {first.get('loss', '?')}, arms {','.join(map(str, manifest.get('arms', [])))}, "
+            f"seeds {','.join(map(str, seeds))}")
+
+
+def _difference(old: dict, new: dict) -> str:
+    """How two manifests' grids differ, in a few words."""
+    for key in ("arms", "seeds"):
+        if old.get(key) != new.get(key):
+            return f"{key} {','.join(map(str, old.get(key) or []))} there, {','.join(map(str, new[key]))} here"
+    before = {(r.get("arm"), r.get("seed")): r for r in old.get("runs", [])}
+    for run in new["runs"]:
+        was = before.get((run["arm"], run["seed"]), {})
+        if was.get("folder") != run["folder"]:
+            return f"run folder {was.get('folder')} there, {run['folder']} here"
+        changed = sorted(k for k in set(run["config"]) | set(was.get("config", {}))
+                         if run["config"].get(k) != was.get("config", {}).get(k))
+        if changed:
+            return ", ".join(f"{k} {was.get('config', {}).get(k)!r} there, {run['config'].get(k)!r} here"
+                             for k in changed[:3])
+    return "another configuration"
+
+
+def _read_manifest(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable grid manifest ({exc}); remove it to start the grid afresh") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path} is not a tempered-gan grid manifest of format {FORMAT}")
+    return manifest
+
+
+def open_grid(out: Path, configs: dict, run_dirs: dict, shard: Shard | None, *, report_only: bool = False) -> list:
+    """Lock ``out`` for this process (shared for a shard or ``report_only``),
+    check or write the manifest, and return the keys this process trains."""
+    runlock.acquire(out, "comparison", shared=shard is not None or report_only)
+    if shard is not None:
+        runlock.acquire(out / "shards" / f"{shard.index}-of-{shard.count}", f"shard {shard}")
+    mine = manifest_for(configs, run_dirs, out)
+    path = out / MANIFEST
+    with runlock.waiting(out / ".grid.lock"):      # shards started together: one writes, the others read
+        old = _read_manifest(path)
+        if old is not None and old.get("grid") != mine["grid"]:
+            if shard is not None or report_only:
+                raise UserError(f"{out} holds another grid ({_summary(old)}; {_difference(old, mine)}); "
+                                "give every shard the same options, or choose another --out")
+            old = None                             # a whole comparison redefines its folder's grid
+        if shard is not None and old is not None and old.get("shards") not in (None, shard.count):
+            raise UserError(f"{out} is split into {old['shards']} shards, not {shard.count}: use --shard I/{old['shards']} "
+                            f"(or set \"shards\" to null in {path} to split it anew; finished runs are kept)")
+        if old is None or (shard is not None and old.get("shards") is None):
+            mine["shards"] = shard.count if shard is not None else None
+            atomic_write_bytes(path, (json.dumps(mine, indent=2) + "\n").encode())
+    if report_only:
+        return []
+    keys = share(list(configs), shard)
+    if shard is not None:
+        names = ", ".join(f"{a}-s{s}" for a, s in keys) or "none (the grid has fewer runs than shards)"
+        print(f"compare: shard {shard} of {len(configs)} runs: {names}", file=sys.stderr, flush=True)
+    return keys
+
+
+def status(cfg: TrainConfig, run_dir: Path) -> tuple[str, str | None]:
+    """(state, detail) of one run: ``finished`` (detail: the failure, if it
+    stopped on a NaN), ``running`` (detail: who), ``unfinished`` (detail: its
+    step) or ``missing``."""
+    if (run_dir / FAILED).exists():
+        return "finished", (run_dir / FAILED).read_text().strip()
+    try:
+        runlock.check_free(run_dir)
+    except UserError as exc:
+        return "running", str(exc).split(" is in use by ")[-1].split(":")[0]
+    if not (run_dir / CONFIG).exists():
+        return "missing", None
+    if not (run_dir / CHECKPOINT).exists():
+        return "unfinished", "no checkpoint yet"
+    try:
+        step = load_checkpoint(run_dir / CHECKPOINT)["step"]
+    except UserError as exc:
+        return "unfinished", str(exc)
+    return ("finished", None) if step >= cfg.steps else ("unfinished", f"step {step} of {cfg.steps}")
+
+
+def survey(configs: dict, run_dirs: dict) -> tuple[dict, list[str]]:
+    """The finished runs ({key: failure or None}) and a line for each other run."""
+    finished, others = {}, []
+    for key, cfg in configs.items():
+        state, detail = status(cfg, run_dirs[key])
+        if state == "finished":
+            finished[key] = detail
+        else:
+            others.append(f"- {key[0]}, seed {key[1]} (`{run_dirs[key].name}`): {state}" + (f", {detail}" if detail else ""))
+    return finished, others
+
+
+def note_unfinished(report: Path, others: list[str], total: int) -> None:
+    """Add the list of runs that are not in the report's numbers (atomically)."""
+    if not others:
+        return
+    text = report.read_text()
+    note = [f"## Not finished: {len(others)} of {total} runs", "",
+            "The table and figures above use only the finished runs. Run the shards (or the command) again to "
+            "finish these, then `--report-only` for the full report.", "", *others, ""]
+    marker = "## How this was produced"
+    at = text.find(marker)
+    text = text[:at] + "\n".join(note) + "\n" + text[at:] if at >= 0 else text + "\n" + "\n".join(note)
+    atomic_write_bytes(report, text.encode())

@@ -1,0 +1,160 @@
+"""One owner per run folder: a second process is refused with nothing changed; a dead holder never blocks."""
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tempered_gan import runlock
+from tempered_gan.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
+        "--no-progress"]
+HOLD = ("import sys; from tempered_gan import runlock; runlock.acquire(sys.argv[1], shared=sys.argv[2] == 'shared'); "
+        "print('held', flush=True); sys.stdin.read()")
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its content hash and modification time."""
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+class Holder:
+    """Another process that holds ``folder``'s lock until stopped (or killed)."""
+
+    def __init__(self, folder: Path, shared: bool = False):
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), "shared" if shared else "exclusive"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env())
+        assert self.proc.stdout.readline().strip() == "held"
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def refused(capsys, code):
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture()
+def trained(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 4, "--k", 2, "--out", out, *TINY) == 0
+    return out
+
+
+def test_a_running_train_refuses_resume_overwrite_and_a_second_train(tmp_path, capsys):
+    """A real `train` is stopped (SIGSTOP) once it has a checkpoint, holding its folder: every second process
+    is refused in one line naming it, and not a byte of the folder changes."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "tempered_gan", "train", "--out", str(out), "--steps", "100000",
+                             "--k", "2", "--checkpoint-every", "2", *TINY], stderr=subprocess.DEVNULL, env=env())
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "checkpoint.pt").exists():
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)                      # let a write in flight land before the snapshot
+        before = snapshot(out)
+        assert "checkpoint.pt" in before
+        for argv in (["train", "--resume", out, "--steps", 200000],
+                     ["train", "--out", out, "--overwrite", "--steps", 4, *TINY],
+                     ["train", "--out", out, "--steps", 4, *TINY]):
+            err = refused(capsys, run(*argv))
+            assert f"{out} is in use by pid {proc.pid} on {socket.gethostname()} since " in err, err
+        assert snapshot(out) == before
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_dead_holder_never_blocks(trained, capsys):
+    holder = Holder(trained)
+    assert "in use by" in refused(capsys, run("train", "--resume", trained, "--steps", 6))
+    holder.kill()                            # SIGKILL: no clean-up ran; the lock file is still there
+    assert (trained / runlock.LOCK_NAME).exists()
+    assert run("train", "--resume", trained, "--steps", 6) == 0
+    assert run("train", "--out", trained, "--overwrite", "--steps", 2, *TINY) == 0
+
+
+def test_compare_on_a_held_folder_is_refused_with_nothing_written(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--out", out, "--seeds", 1, "--arms", "none", "--steps", 2, "--k", 1, "--eval-every", 2,
+            "--fid-samples", 256, "--dataset", "mixture-ring8", *TINY]
+    holder = Holder(out)
+    try:
+        before = snapshot(out)
+        err = refused(capsys, run(*argv))
+        assert f"{out} is in use by pid {holder.proc.pid}" in err and "comparison" in err
+        assert snapshot(out) == before and not (out / "runs").exists()
+    finally:
+        holder.stop()
+    assert run(*argv) == 0 and (out / "report.md").exists()   # released: the same command now runs
+
+
+def test_compare_refuses_a_run_folder_that_another_process_trains(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--out", out, "--seeds", 1, "--arms", "none", "--steps", 2, "--k", 1, "--eval-every", 2,
+            "--fid-samples", 256, "--dataset", "mixture-ring8", *TINY]
+    holder = Holder(out / "runs" / "none-s0")
+    try:
+        err = refused(capsys, run(*argv))
+        assert f"{out / 'runs' / 'none-s0'} is in use by pid {holder.proc.pid}" in err
+        assert not (out / "runs" / "none-s0" / "config.json").exists()
+    finally:
+        holder.stop()
+
+
+def test_a_held_folder_is_left_alone_by_overwrite_even_when_it_holds_no_run(tmp_path, capsys):
+    out = tmp_path / "fresh"
+    holder = Holder(out)                     # e.g. a run that has not written its config yet
+    try:
+        assert "in use by" in refused(capsys, run("train", "--out", out, "--overwrite", "--steps", 2, *TINY))
+        assert runlock.entries(out) == []
+    finally:
+        holder.stop()
+
+
+def test_locks_in_one_process_nest_and_release():
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        a = runlock.acquire(Path(d) / "x")
+        b = runlock.acquire(Path(d) / "x")
+        assert a is b and runlock.held(Path(d) / "x")
+        b.release()
+        assert runlock.held(Path(d) / "x")
+        a.release()
+        assert not runlock.held(Path(d) / "x")
+
+
+def test_shared_holders_coexist_and_exclude_an_exclusive_one(tmp_path):
+    first, second = Holder(tmp_path / "c", shared=True), Holder(tmp_path / "c", shared=True)
+    try:
+        with pytest.raises(runlock.UserError, match="in use by"):
+            runlock.acquire(tmp_path / "c")
+    finally:
+        first.stop()
+        second.stop()
+    runlock.acquire(tmp_path / "c").release()
