@@ -53,8 +53,8 @@ SPEED_OPTIONS = {
 }
 
 
-def config(args, **options) -> TrainConfig:
-    base = dict(dataset=args.dataset, data_dir=args.data_dir, device="cuda", k=10 ** 6, steps=10 ** 7, seed=0)
+def config(args, device: str = "cuda", **options) -> TrainConfig:
+    base = dict(dataset=args.dataset, data_dir=args.data_dir, device=device, k=10 ** 6, steps=10 ** 7, seed=0)
     return resolve(TrainConfig(**{**base, **options}))
 
 
@@ -186,7 +186,7 @@ def ceilings() -> dict:
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--data-dir")
@@ -202,7 +202,11 @@ def main() -> None:
     parser.add_argument("--json", help="write every result to this file")
     parser.add_argument("--single", choices=sorted(ARMS), help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.single:
         return single(args)
 
