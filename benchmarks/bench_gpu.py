@@ -1,5 +1,6 @@
 """The CUDA fast path (``--cuda-graphs``) against the eager path, side by side
 in one process. Not yet run: written in a session without a GPU (issue 10).
+Without CUDA it says so in one line and exits with status 2.
 
 Fashion-MNIST (or --dataset), the paper's nets at batch 64: DCGAN (C = 64),
 LSGAN (C = 64) and WGAN-GP (C = 128), each with and without the paper's lens
@@ -205,8 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
+def main() -> int:
     args = build_parser().parse_args()
+    if not torch.cuda.is_available():
+        print(f"bench_gpu.py: needs a CUDA GPU; this machine has none that torch {torch.__version__} can use",
+              file=sys.stderr)
+        return 2
     if args.single:
         return single(args)
 
@@ -243,4 +248,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

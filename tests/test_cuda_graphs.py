@@ -345,3 +345,18 @@ def test_nan_stops_the_fast_path_and_keeps_the_last_good_checkpoint(tmp_path, mn
         train_run(cfg, mnist, tmp_path / "run")
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 8
+
+
+# --- the GPU benchmark and session script without a GPU ------------------------
+
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_bench_gpu_without_cuda_says_so_in_one_line():
+    import subprocess
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_gpu.py"), "--parts", "speed"],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert result.returncode == 2
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr
