@@ -22,7 +22,7 @@
 # the scale of docs/RESULTS.md's CPU runs; without it the GPU trains its own in the first seconds:
 #   TEMPERED_GAN_CACHE=data/cache PYTHONPATH=. python -c "from tempered_gan.metrics import feature_extractor; \
 #       feature_extractor('classifier', 'fashion-mnist', 'data/fashion-mnist')"
-#   and carry data/cache/metrics (only the classifier-*.pt file is needed).
+#   and carry data/cache/metrics only (data/cache also gets the decoded images, too large to travel).
 #
 # Settings (environment): COMPARE_STEPS (part 2 steps per run, default 12000; set it from part 1's
 # aggregate steps/s), COMPARE_JOBS (default 9), BUDGET (seconds for the part; default 285 and 345),
