@@ -1,5 +1,7 @@
 """The CUDA fast path (``--cuda-graphs``) against the eager path, side by side
-in one process. Not yet run: written in a session without a GPU (issue 10).
+in one process. Not yet run: written in a session without a GPU (issue 10);
+benchmarks/gpu_session.sh runs it on the lent GPU (issue 17). Without CUDA it
+says so in one line and exits with status 2.
 
 Fashion-MNIST (or --dataset), the paper's nets at batch 64: DCGAN (C = 64),
 LSGAN (C = 64) and WGAN-GP (C = 128), each with and without the paper's lens
@@ -12,7 +14,7 @@ end; the table gives medians. Then:
 * agreement: losses of the fast path and the eager path over ``--agree-steps``
   steps from the same initial state, next to two eager runs of the same state
   (the run-to-run spread of the eager path itself);
-* concurrent runs: one run alone, then ``--jobs`` runs as separate processes
+* concurrent runs: ``--jobs`` (default 1, 3 and 6) runs as separate processes
   started together, each timed over the same wall-clock window;
 * the device's measured matrix-product ceilings, for the floor of the lens.
 
@@ -53,8 +55,8 @@ SPEED_OPTIONS = {
 }
 
 
-def config(args, **options) -> TrainConfig:
-    base = dict(dataset=args.dataset, data_dir=args.data_dir, device="cuda", k=10 ** 6, steps=10 ** 7, seed=0)
+def config(args, device: str = "cuda", **options) -> TrainConfig:
+    base = dict(dataset=args.dataset, data_dir=args.data_dir, device=device, k=10 ** 6, steps=10 ** 7, seed=0)
     return resolve(TrainConfig(**{**base, **options}))
 
 
@@ -118,7 +120,7 @@ def speed(args, data) -> list[dict]:
 def agreement(args, data) -> list[dict]:
     """Per-step losses from one initial state: fast vs eager, and eager vs eager."""
     rows = []
-    for arm in ("gan+lens", "lsgan+lens", "wgan-gp+lens"):
+    for arm in args.agree_arms.split(","):
         losses = {}
         for name, eager in (("eager", True), ("eager again", True), ("graph", False)):   # same optimisers
             tr = make(args, data, eager=eager, **ARMS[arm])
@@ -142,6 +144,7 @@ def single(args) -> None:
     for _ in range(20):
         tr.step()
     torch.cuda.synchronize()
+    late = time.time() - args.start_at      # > 0: this process was not ready at the common start
     while time.time() < args.start_at:
         time.sleep(0.01)
     n, start = 0, time.perf_counter()
@@ -150,19 +153,22 @@ def single(args) -> None:
             tr.step()
         n += 10
     torch.cuda.synchronize()
-    print(json.dumps({"steps_per_s": n / (time.perf_counter() - start)}), flush=True)
+    print(json.dumps({"steps_per_s": n / (time.perf_counter() - start), "late_s": max(0.0, late)}), flush=True)
 
 
 def concurrent(args) -> list[dict]:
     rows = []
     for arm in args.concurrent_arms.split(","):
-        for jobs in (1, args.jobs):
-            start_at = time.time() + 30 + 3 * jobs      # time enough for every process to start and warm up
+        for jobs in [int(j) for j in args.jobs.split(",")]:
+            # time enough for every process to start and warm up (a late one is reported: its window shifts)
+            start_at = time.time() + args.start_delay + jobs
             cmd = [sys.executable, __file__, "--single", arm, "--start-at", str(start_at), "--seconds",
                    str(args.window), "--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
             procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
-            rates = [json.loads(p.communicate()[0].strip().splitlines()[-1])["steps_per_s"] for p in procs]
-            rows.append({"arm": arm, "processes": jobs, "each": statistics.mean(rates), "aggregate": sum(rates)})
+            results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+            rates = [r["steps_per_s"] for r in results]
+            rows.append({"arm": arm, "processes": jobs, "each": statistics.mean(rates), "aggregate": sum(rates),
+                         "late_s": max(r["late_s"] for r in results)})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -186,7 +192,7 @@ def ceilings() -> dict:
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--data-dir")
@@ -194,7 +200,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.5, help="seconds per arm per round")
     parser.add_argument("--agree-steps", type=int, default=200)
     parser.add_argument("--deterministic", action="store_true", help="deterministic cuDNN for the agreement check")
-    parser.add_argument("--jobs", type=int, default=6)
+    parser.add_argument("--agree-arms", default="gan+lens,lsgan+lens,wgan-gp+lens")
+    parser.add_argument("--jobs", default="1,3,6", help="numbers of concurrent processes to time, e.g. 1,3,6")
+    parser.add_argument("--start-delay", type=float, default=30.0,
+                        help="seconds the concurrent processes get to start and warm up (plus one per process)")
     parser.add_argument("--window", type=float, default=20.0, help="seconds timed in the concurrency test")
     parser.add_argument("--concurrent-arms", default="gan+lens,gan")
     parser.add_argument("--all-options", action="store_true", help="speed options for every lens arm, eager too")
@@ -202,7 +211,15 @@ def main() -> None:
     parser.add_argument("--json", help="write every result to this file")
     parser.add_argument("--single", choices=sorted(ARMS), help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    if not torch.cuda.is_available():
+        print(f"bench_gpu.py: needs a CUDA GPU; this machine has none that torch {torch.__version__} can use",
+              file=sys.stderr)
+        return 2
     if args.single:
         return single(args)
 
@@ -234,9 +251,9 @@ def main() -> None:
               [[r["arm"], r["vs eager"], r["max_abs"], r["max_rel"], r["first_step_differing"]]
                for r in results["agreement"]])
     if "concurrent" in results:
-        table(["arm", "processes", "steps/s each", "aggregate"],
-              [[r["arm"], r["processes"], r["each"], r["aggregate"]] for r in results["concurrent"]])
+        table(["arm", "processes", "steps/s each", "aggregate", "latest start (s)"],
+              [[r["arm"], r["processes"], r["each"], r["aggregate"], r["late_s"]] for r in results["concurrent"]])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

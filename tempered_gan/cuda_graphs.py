@@ -3,9 +3,11 @@
 (``CudaGraphRunner``, ``--cuda-graphs`` on one GPU).
 
 Status: **experimental, not yet run on a GPU.** It was written in a session
-without one; its tests (tests/test_cuda_graphs.py) and benchmark
-(benchmarks/bench_gpu.py) skip or cannot run on the CPU. It stays opt-in until
-a GPU session has measured it (issue 10).
+without one; its GPU tests (tests/test_cuda_graphs.py) skip on the CPU, where
+the same file checks what needs no GPU (the tests' set-up, the device packet,
+resuming across the option, eval and sample of such a run); the benchmark
+(benchmarks/bench_gpu.py) and benchmarks/gpu_session.sh need a GPU. It stays
+opt-in until a GPU session has measured it (issues 10 and 17).
 
 An eager GPU step of the paper's nets is bound by the host: about 670 kernel
 launches per lens step, each costing more host time than the GPU spends on it.
@@ -88,25 +90,35 @@ class EagerRunner:
 class DevicePacket:
     """t, λ(t), α(t) and the batch indices of one step in one static device buffer,
     filled from a ring of pinned host buffers (no sync unless the host gets
-    ``HOST_SLOTS`` steps ahead of the GPU)."""
+    ``HOST_SLOTS`` steps ahead of the GPU).
+
+    ``waits`` counts the steps at which the host did wait for the GPU (the copy
+    that last read the slot had not finished): the one host synchronisation a
+    step may make, and one that ``torch.cuda.set_sync_debug_mode`` does not see.
+    On the CPU (tests) the same packet works without pinning or events."""
 
     def __init__(self, trainer):
         self.critic_steps, self.batch_size = trainer.cfg.critic_steps, trainer.cfg.batch_size
         n = 3 + self.critic_steps * self.batch_size
         self.device = trainer.device
+        cuda = self.device.type == "cuda"
         self.buffer = torch.zeros(n, dtype=torch.long, device=self.device)
-        self.host = [torch.zeros(n, dtype=torch.long).pin_memory() for _ in range(HOST_SLOTS)]
-        self.done = [torch.cuda.Event() for _ in range(HOST_SLOTS)]
+        self.host = [torch.zeros(n, dtype=torch.long, pin_memory=cuda) for _ in range(HOST_SLOTS)]
+        self.done = [torch.cuda.Event() if cuda else None for _ in range(HOST_SLOTS)]
         self.slot = 0
+        self.waits = 0
 
     def upload(self, t: int, idx: torch.Tensor, lam: float, alpha: float) -> None:
         host, done = self.host[self.slot], self.done[self.slot]
-        done.synchronize()   # the copy that last read this slot has finished
+        if done is not None and not done.query():   # the copy that last read this slot is still pending
+            self.waits += 1
+            done.synchronize()
         host[0] = t
         host[1:3] = torch.tensor([float(lam), float(alpha)], dtype=torch.float64).view(torch.long)
         host[3:] = idx.reshape(-1)
         self.buffer.copy_(host, non_blocking=True)
-        done.record()
+        if done is not None:
+            done.record()
         self.slot = (self.slot + 1) % HOST_SLOTS
 
     def views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -122,6 +122,27 @@ def make_optimizer(cfg: TrainConfig, params, capturable: bool = False) -> torch.
                             **({"fused": True} if capturable else {}))
 
 
+OPTIMIZER_IMPLEMENTATION = ("capturable", "fused", "foreach")   # how an optimiser steps, not what it computes
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """``opt.load_state_dict(state)``, keeping how ``opt`` steps as this run made it
+    (capturable and fused for CUDA graphs, plain for eager): PyTorch restores those
+    flags from the checkpoint, so an eager run resumed with ``--cuda-graphs`` got
+    optimisers that cannot be captured, and a graphs run resumed eagerly on the CPU
+    ones that cannot step there. The step counters follow the flags: float32 on
+    the parameters' device when capturable or fused, on the CPU otherwise."""
+    own = [{k: group[k] for k in OPTIMIZER_IMPLEMENTATION if k in group} for group in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, flags in zip(opt.param_groups, own):
+        group.update(flags)
+        on_device = bool(group.get("capturable") or group.get("fused"))
+        for p in group["params"]:
+            step = opt.state.get(p, {}).get("step")
+            if torch.is_tensor(step):
+                opt.state[p]["step"] = step.to(device=p.device if on_device else "cpu", dtype=torch.float32)
+
+
 def make_tempering(cfg: TrainConfig, lens: nn.Module | None, device: torch.device, dist: Dist,
                    autocast: Callable[[], contextlib.AbstractContextManager], capturable: bool) -> BaseTempering | None:
     """The run's tempering (None: ``--lens none``), the one place that picks its kind."""
@@ -389,14 +410,14 @@ class Trainer:
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
+            load_optimizer_state(self.opt_g, state["opt_g"])
+            load_optimizer_state(self.opt_d, state["opt_d"])
             self.lens_retired_at = state.get("lens_retired_at")
             if self.lens_retired_at is not None:
                 self.tempering = None
             if self.lens is not None:
                 self.lens.load_state_dict(state["lens"])
-                self.tempering.optimizer.load_state_dict(state["opt_lens"])
+                load_optimizer_state(self.tempering.optimizer, state["opt_lens"])
             self.below_tolerance.fill_(int(state.get("below_tolerance", 0)))
             self.sampler.load_state_dict(state["sampler"])
             if len(state["rng"]) != self.dist.world:
@@ -458,8 +479,8 @@ def load_run(run_dir: Path, device: str | None = None) -> Trainer:
 
     cfg = TrainConfig.load(Path(run_dir) / CONFIG)
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
-    if device:
-        cfg = dataclasses.replace(cfg, device=device)
+    # --cuda-graphs is how a run trained, not what it is: eval and sample never step, and run anywhere.
+    cfg = dataclasses.replace(cfg, device=device or cfg.device, cuda_graphs=False)
     data = load_dataset(cfg.dataset, cfg.data_dir)
     trainer = Trainer.create(cfg, data, preflight(cfg, data))
     trainer.load_state_dict(state)
