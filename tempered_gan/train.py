@@ -539,6 +539,13 @@ def _window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -
     return {k: (v / n if n > 0 else None) for k, v, n in zip(LOSS_NAMES, sums, counts)}
 
 
+def log_line(record: dict) -> str:
+    """A metrics record as one line for people: ``key=value``, leaving out the values
+    that do not exist at this step (null in metrics.jsonl: λ and the lens terms once
+    the lens has left, or without one)."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if v is not None)
+
+
 def _exit_message(cfg: TrainConfig) -> str:
     if cfg.tempering != "lens":
         return f"{cfg.tempering} tempering ended at K = {cfg.k} (σ = 0)"
@@ -613,8 +620,7 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                         log.write(record)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step" and v is not None})
                     if progress is None and not show and dist.main:   # no terminal: one line per log step
-                        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
-                              file=sys.stderr, flush=True)
+                        print(log_line(record), file=sys.stderr, flush=True)
                     sums.zero_()
                     counted, last_time, last_step = 0, now, t
                 if t % min(RETIRE_CHECK_EVERY, cfg.retire_patience) == 0 and trainer.should_retire():

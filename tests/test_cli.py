@@ -376,3 +376,22 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, ca
         assert path.read_bytes() == hostile                       # left as it was, for the user to inspect
         torch.save(state, path)                                   # the clean state loads again
     assert run("train", "--resume", out, "--steps", 4) == 0
+
+
+def test_log_lines_leave_out_the_values_that_do_not_exist(tmp_path, capsys):
+    """Issue 16: after the lens left, every line printed lambda=None … loss_lens_rec=None."""
+    runs = {"drop": ["--k", 2, "--steps", 4], "no lens": ["--lens", "none", "--steps", 4],
+            "converge": [*RETIRE, "--steps", 6]}                   # retires after step 4
+    for name, extra in runs.items():
+        assert run("train", "--out", tmp_path / name, *TINY, *extra) == 0, name
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("step")]
+        assert not any("None" in line or "null" in line for line in lines), err
+        lines = [line for line in lines if line.startswith("step=")]
+        assert [line.split()[0] for line in lines] == [f"step={t}" for t in range(2, extra[-1] + 1, 2)], err
+        assert all("loss_d=" in line and "loss_g=" in line for line in lines)
+        if name != "no lens":                                      # λ(K) = 0 and the lens terms while it is there
+            assert "lambda=0 " in lines[0] and "loss_lens_rec=" in lines[0], lines[0]
+        assert "lambda" not in lines[-1] and "loss_lens" not in lines[-1], lines[-1]   # it has left (or never was)
+    records = [json.loads(x) for x in (tmp_path / "drop" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["lambda"] is None and records[-1]["loss_lens_rec"] is None    # the file keeps its nulls
