@@ -291,20 +291,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .runlog import save_image_panel, save_point_panel
-    from .train import load_run
+    from .train import load_run, write_sample_panel
 
     if args.count < 1:
         raise UserError(f"--count must be at least 1, got {args.count}")
     trainer = load_run(Path(args.run_dir), device=args.device)
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples" / f"sample_{trainer.step_count:07d}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fake, lensed, real = trainer.samples(args.count)
-    if trainer.data.kind == "points":
-        save_point_panel(out, fake, lensed, real, f"step {trainer.step_count}",
-                         trainer.tempering.label if trainer.tempering else "L(X)")
-    else:
-        save_image_panel(out, fake, lensed, real)
+    write_sample_panel(trainer, out, args.count)
     print(out)
     return 0
 

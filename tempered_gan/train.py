@@ -507,18 +507,44 @@ def evaluate_run(trainer: Trainer) -> dict:
     return run_evaluator(trainer.cfg, trainer.device)(trainer.generate)
 
 
-def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
-    fake, lensed, real = trainer.samples(POINT_SAMPLES if trainer.data.kind == "points" else GRID_SAMPLES)
+def tempering_name(cfg: TrainConfig) -> str:
+    """What tempers the real data, in a word for people: lens, noise or blur."""
+    return "lens" if cfg.tempering == "lens" else cfg.tempering
+
+
+def sample_captions(trainer: Trainer) -> tuple[str, str]:
+    """The title of a sample panel at the trainer's step and the name of its middle
+    panel, which always shows what D sees as real at that step."""
+    t = trainer.step_count
+    if trainer.tempering is not None:
+        return f"step {t}, λ = {trainer.tempering.schedule(t):.3f}", trainer.tempering.label
+    if trainer.lens_retired_at is not None:
+        return (f"step {t}, {tempering_name(trainer.cfg)} left after step {trainer.lens_retired_at}",
+                "X: what D sees now")
+    return f"step {t}, no lens", "X: what D sees (no lens)"
+
+
+def write_sample_panel(trainer: Trainer, path: Path, count: int) -> torch.Tensor | None:
+    """G(Z) | what D sees as real | X at the trainer's step, titled: a scatter plot
+    for 2-D data, else image grids (returned, for TensorBoard). Once the tempering
+    has left (or without one) D sees X, and the middle panel shows it."""
+    fake, shown, real = trainer.samples(count)
+    title, name = sample_captions(trainer)
+    shown = real if shown is None else shown
+    if trainer.data.kind == "points":
+        save_point_panel(path, fake, shown, real, title, name)
+        return None
+    return save_image_panel(path, fake, shown, real, title, ("G(Z)", name, "X"))
+
+
+def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> Path:
     folder = run_dir / "samples"
     folder.mkdir(exist_ok=True)
     path = folder / f"step_{trainer.step_count:07d}.png"
-    if trainer.data.kind == "points":
-        lam = trainer.lam(trainer.step_count)
-        title = f"step {trainer.step_count}" + (f", λ = {lam:.3f}" if lam is not None else ", no lens")
-        save_point_panel(path, fake, lensed, real, title, trainer.tempering.label if trainer.tempering else "L(X)")
-    else:
-        panel = save_image_panel(path, fake, lensed, real)
+    panel = write_sample_panel(trainer, path, POINT_SAMPLES if trainer.data.kind == "points" else GRID_SAMPLES)
+    if panel is not None:
         log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
+    return path
 
 
 def _window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -> dict:

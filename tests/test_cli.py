@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -395,3 +396,58 @@ def test_log_lines_leave_out_the_values_that_do_not_exist(tmp_path, capsys):
         assert "lambda" not in lines[-1] and "loss_lens" not in lines[-1], lines[-1]   # it has left (or never was)
     records = [json.loads(x) for x in (tmp_path / "drop" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["lambda"] is None and records[-1]["loss_lens_rec"] is None    # the file keeps its nulls
+
+
+def test_point_samples_after_the_lens_left_say_so_and_show_x_in_the_middle(tmp_path, monkeypatch):
+    """Issue 16: the last grid of a lens run was titled "no lens" with an empty middle panel."""
+    from tempered_gan import train as train_module
+    drawn = {}
+
+    def record(path, fake, shown, real, title, name):
+        drawn[Path(path).name] = (shown.clone(), real.clone(), title, name)
+
+    monkeypatch.setattr(train_module, "save_point_panel", record)
+    out = tmp_path / "run"
+    assert run("train", "--steps", 4, "--k", 2, "--sample-every", 1, "--out", out, *TINY) == 0
+    shown, real, title, name = drawn["step_0000001.png"]
+    assert not torch.equal(shown, real) and name == "L(X)" and title == "step 1, λ = 0.293"
+    for step in (2, 3, 4):                                   # the lens is dropped right after step K = 2
+        shown, real, title, name = drawn[f"step_{step:07d}.png"]
+        assert torch.equal(shown, real), step
+        assert title == f"step {step}, lens left after step 2" and name.startswith("X") and "L(X)" not in name
+    assert run("sample", out, "--out", tmp_path / "again.png") == 0   # the sample command draws the same panel
+    shown, real, title, name = drawn["again.png"]
+    assert torch.equal(shown, real) and title == "step 4, lens left after step 2"
+
+
+def test_image_samples_after_the_lens_left_show_x_in_the_middle(tmp_path, mnist_dir, monkeypatch):
+    import numpy as np
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from tempered_gan import train as train_module
+    titles = {}
+    original = train_module.save_image_panel
+
+    def record(path, fake, shown, real, title, names):
+        titles[Path(path).name] = (title, names)
+        return original(path, fake, shown, real, title, names)
+
+    monkeypatch.setattr(train_module, "save_image_panel", record)
+    out = tmp_path / "run"
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 3, "--k", 2, "--sample-every", 1,
+               "--out", out) == 0
+    _, height, width = make_grid(torch.zeros(40, 1, 32, 32), nrow=8, padding=2).shape   # 40 images in the fixture
+
+    def middle_and_right(step):
+        image = np.asarray(Image.open(out / "samples" / f"step_{step:07d}.png").convert("RGB"))[-height:]
+        image = torch.from_numpy(image.copy()).permute(2, 0, 1)
+        return image[:, :, width + 8:2 * width + 8], image[:, :, 2 * width + 16:]
+
+    middle, right = middle_and_right(1)
+    assert not torch.equal(middle, right) and titles["step_0000001.png"][1] == ("G(Z)", "L(X)", "X")
+    for step in (2, 3):
+        middle, right = middle_and_right(step)
+        assert right.shape == middle.shape and torch.equal(middle, right), step
+        title, names = titles[f"step_{step:07d}.png"]
+        assert title == f"step {step}, lens left after step 2" and names[1].startswith("X")
