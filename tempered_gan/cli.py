@@ -179,7 +179,7 @@ def load_data(cfg: TrainConfig):
 
 def cmd_train(args) -> int:
     from .distributed import init_from_env
-    from .train import preflight, train
+    from .train import preflight
 
     if args.resume:
         return _resume(args)
@@ -200,16 +200,14 @@ def cmd_train(args) -> int:
         atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
         print(f"run folder: {run_dir}" + (f" ({dist.world} processes)" if dist.active else ""), file=sys.stderr)
     _barrier(dist)
-    record = train(cfg, data, run_dir, progress=args.progress, dist=dist)
-    if dist.main:
-        print(f"done: {cfg.steps} steps; {json.dumps(record)}", file=sys.stderr)
+    _train_and_summarise(cfg, data, run_dir, None, args.progress, dist)
     return 0
 
 
 def _resume(args) -> int:
     from .distributed import init_from_env
     from .runlog import METRICS, read_metric_lines
-    from .train import preflight, train
+    from .train import preflight
 
     run_dir = Path(args.resume)
     if not run_dir.is_dir():
@@ -245,10 +243,23 @@ def _resume(args) -> int:
     if dist.main:
         atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
         print(f"resuming {run_dir} at step {state['step']} of {cfg.steps}", file=sys.stderr)
-    record = train(cfg, data, run_dir, resume=True, progress=args.progress, dist=dist)
-    if dist.main:
-        print(f"done: {cfg.steps} steps; {json.dumps(record)}", file=sys.stderr)
+    _train_and_summarise(cfg, data, run_dir, state["step"], args.progress, dist)
     return 0
+
+
+def _train_and_summarise(cfg: TrainConfig, data, run_dir: Path, resume_step: int | None, progress, dist) -> None:
+    """Train (a new run, or resume at ``resume_step``), then end with one line
+    for people (:func:`~tempered_gan.summary.run_summary`); metrics.jsonl holds the numbers."""
+    import time
+
+    from .summary import run_summary
+    from .train import train
+
+    start = time.perf_counter()
+    train(cfg, data, run_dir, resume=resume_step is not None, progress=progress, dist=dist)
+    if dist.main:
+        print(run_summary(run_dir, cfg, first_step=resume_step or 0, seconds=time.perf_counter() - start),
+              file=sys.stderr)
 
 
 def cmd_compare(args) -> int:

@@ -494,17 +494,18 @@ class _StopFlag:
             signal.signal(s, handler)
 
 
-def run_evaluator(cfg: TrainConfig, device: torch.device):
+def run_evaluator(cfg: TrainConfig, device: torch.device, kid: bool = True):
     """The evaluator of a run's FID settings (built once per process)."""
     from .metrics import evaluator_for
 
     return evaluator_for(cfg.dataset, cfg.data_dir, cfg.fid_features, cfg.fid_samples, None, str(device),
-                         cfg.inception_weights)
+                         cfg.inception_weights, kid=kid)
 
 
-def evaluate_run(trainer: Trainer) -> dict:
-    """FID (and mode coverage where defined) of G against the real data X."""
-    return run_evaluator(trainer.cfg, trainer.device)(trainer.generate)
+def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
+    """FID (and mode coverage where defined) of G against the real data X; ``kid=False``
+    skips KID, the costly part on 2-D data (FID and coverage are the same either way)."""
+    return run_evaluator(trainer.cfg, trainer.device, kid)(trainer.generate)
 
 
 def tempering_name(cfg: TrainConfig) -> str:

@@ -1,6 +1,7 @@
 """The command line as users run it: runs, resume, interruption and bad input."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -396,6 +397,45 @@ def test_log_lines_leave_out_the_values_that_do_not_exist(tmp_path, capsys):
         assert "lambda" not in lines[-1] and "loss_lens" not in lines[-1], lines[-1]   # it has left (or never was)
     records = [json.loads(x) for x in (tmp_path / "drop" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["lambda"] is None and records[-1]["loss_lens_rec"] is None    # the file keeps its nulls
+
+
+def _summary(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("done: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("extra", [[], ["--eval-every", 3, "--fid-samples", 256]], ids=["2-D, no eval", "eval-every"])
+def test_the_summary_line_gives_what_eval_reports_for_the_checkpoint(tmp_path, capsys, extra):
+    """Issue 16: the run ended with a raw dict; now one line for people, whose FID and modes are eval's."""
+    out = tmp_path / "run"
+    assert run("train", "--steps", 6, "--k", 2, "--out", out, *TINY, *extra) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert run("eval", out) == 0
+    scores = json.loads(capsys.readouterr().out)
+    found = re.fullmatch(r"done: 6 steps in \d+ s; lens left after step 2; final FID ([^,]+), (\d+) of (\d+) modes; "
+                         r"last samples: (.+)", summary)
+    assert found, summary
+    assert float(found[1]) == float(f"{scores['fid']:.3g}")
+    assert (int(found[2]), int(found[3])) == (scores["modes"], scores["modes_total"]) == (scores["modes"], 8)
+    assert found[4] == str(out / "samples" / "step_0000006.png") and Path(found[4]).is_file()
+    assert "None" not in summary and "null" not in summary and "{" not in summary
+
+    assert run("train", "--resume", out, "--steps", 8) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert run("eval", out) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert summary.startswith("done: steps 6 → 8 in ") and "lens left after step 2;" in summary
+    assert f"final FID {scores['fid']:.3g}, {scores['modes']} of 8 modes;" in summary
+
+
+def test_the_summary_of_an_image_run_says_how_to_measure_fid(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "run"
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 3, "--lens", "none", "--out", out) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert summary == (f"done: 3 steps in {summary.split(' in ')[1].split(';')[0]}; no lens; "
+                       f"FID not measured (tempered-gan eval {out}, or --eval-every N during training); "
+                       f"last samples: {out / 'samples' / 'step_0000003.png'}")
 
 
 def test_point_samples_after_the_lens_left_say_so_and_show_x_in_the_middle(tmp_path, monkeypatch):
