@@ -462,6 +462,9 @@ def load_run(run_dir: Path, device: str | None = None) -> Trainer:
         cfg = dataclasses.replace(cfg, device=device)
     data = load_dataset(cfg.dataset, cfg.data_dir)
     trainer = Trainer.create(cfg, data, preflight(cfg, data))
+    if isinstance(state.get("rng"), list) and len(state["rng"]) > 1:
+        # A run of several processes: eval and sample train nothing, so process 0's random states stand for all.
+        state = {**state, "rng": state["rng"][:1]}
     trainer.load_state_dict(state)
     return trainer
 
