@@ -21,7 +21,7 @@ from .errors import UserError
 
 HELP = {
     "dataset": "mnist, fashion-mnist, color-mnist, color-fashion-mnist, cifar10, celeba, folder, "
-               "mixture-ring8, mixture-grid25 (default: mixture-ring8, a one-minute CPU demo; the paper's are mnist, "
+               "mixture-ring8, mixture-grid25 (default: mixture-ring8, a CPU demo of about two minutes; the paper's are mnist, "
                "color-mnist, celeba and cifar10)",
     "data_dir": "folder holding the data set's files (default: the data set's usual place)",
     "loss": "gan, lsgan or wgan-gp (default: gan)",
@@ -99,7 +99,7 @@ COMPARE_SETS = ("seed", "lens", "lambda_value", "tempering")
 
 EPILOG = ("Defaults follow the paper (§4) for images; where a default differs from the paper, or the paper gives "
           "none, the option says so (docs/DECISIONS.md has the reasons). The 2-D mixtures use a setting that "
-          "trains in about a minute on a CPU.")
+          "trains in about two minutes on two CPU cores.")
 
 
 class _Parser(argparse.ArgumentParser):
