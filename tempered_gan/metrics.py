@@ -525,13 +525,13 @@ class Evaluator:
 
     def __init__(self, dataset: str, data_dir: str | None = None, *, features: str = "auto",
                  n_samples: int = DEFAULT_FID_SAMPLES, cache_dir: str | None = None,
-                 device: str | torch.device = "cpu", inception_weights: str | None = None):
+                 device: str | torch.device = "cpu", inception_weights: str | None = None, kid: bool = True):
         self.dataset = dataset
         self.n_samples = n_samples
         self.extractor = feature_extractor(features, dataset, data_dir, cache_dir=cache_dir,
                                            inception_weights=inception_weights, device=device)
         real = load_dataset(dataset, data_dir, split="train", cache_dir=cache_dir)
-        self.fid = FIDEvaluator(self.extractor, real, n_samples, cache_dir)
+        self.fid = FIDEvaluator(self.extractor, real, n_samples, cache_dir, kid=kid)
         self.classifier = None
         if dataset.startswith("color-"):  # the mode counter needs the digit classifier even for Inception FID
             self.classifier = (self.extractor if isinstance(self.extractor, ClassifierFeatures) else
@@ -548,10 +548,11 @@ class Evaluator:
 
 
 @functools.lru_cache(maxsize=8)
-def evaluator_for(dataset, data_dir, features, n_samples, cache_dir, device, inception_weights) -> Evaluator:
+def evaluator_for(dataset, data_dir, features, n_samples, cache_dir, device, inception_weights,
+                  kid: bool = True) -> Evaluator:
     """The process's Evaluator for these arguments (built once: classifier, real features)."""
     return Evaluator(dataset, data_dir, features=features, n_samples=n_samples, cache_dir=cache_dir,
-                     device=device, inception_weights=inception_weights)
+                     device=device, inception_weights=inception_weights, kid=kid)
 
 
 def evaluate(generate: Callable[[int], torch.Tensor], dataset_name: str, data_dir: str | None = None, *,

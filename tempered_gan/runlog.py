@@ -103,20 +103,48 @@ def _record(line: str) -> dict | None:
     return record if isinstance(step, int) and not isinstance(step, bool) else None
 
 
-def image_panel(fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
-    """One (3, H, W) image in [0, 1]: G(Z) | L(X) | X (G(Z) | X without a lens),
-    each an 8-wide grid."""
+def image_panel(fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor, title: str = "",
+                names: tuple[str, ...] = ()) -> torch.Tensor:
+    """One (3, H, W) image in [0, 1]: G(Z) | L(X) | X (G(Z) | X without a middle
+    batch), each an 8-wide grid; with ``title`` or ``names``, a white header
+    holding the title and each grid's name above it."""
     grids = [make_grid(t.float().cpu().clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1), pad_value=1)
              for t in (fake, lensed, real) if t is not None]
     height = max(g.shape[1] for g in grids)
     parts = []
     for g in grids:
         parts += [torch.nn.functional.pad(g, (0, 0, 0, height - g.shape[1]), value=1.0), torch.ones(3, height, 8)]
-    return torch.cat(parts[:-1], dim=2)
+    panel = torch.cat(parts[:-1], dim=2)
+    if not (title or names):
+        return panel
+    from PIL import Image, ImageDraw
+    from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+
+    font, line = _font()
+    canvas = Image.new("RGB", (panel.shape[2], panel.shape[1] + 2 * line + 4), "white")
+    canvas.paste(to_pil_image(panel), (0, 2 * line + 4))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, 1), title, fill="black", font=font)
+    left = 0
+    for g, name in zip(grids, names):
+        draw.text((left + 2, line + 2), name, fill="black", font=font)
+        left += g.shape[2] + 8
+    return pil_to_tensor(canvas).float() / 255
 
 
-def save_image_panel(path: Path, fake, lensed, real) -> torch.Tensor:
-    panel = image_panel(fake, lensed, real)
+def _font():
+    """A font with Greek letters (λ, σ) and its line height: matplotlib's DejaVu Sans, which
+    the scatter plots use too; PIL's built-in bitmap font (no Greek) if it is missing."""
+    from PIL import ImageFont
+    try:
+        import matplotlib
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 12), 15
+    except (ImportError, OSError):
+        return ImageFont.load_default(), 14
+
+
+def save_image_panel(path: Path, fake, lensed, real, title: str = "", names: tuple[str, ...] = ()) -> torch.Tensor:
+    panel = image_panel(fake, lensed, real, title, names)
     buffer = io.BytesIO()
     save_image(panel, buffer, format="png")
     atomic_write_bytes(path, buffer.getvalue())   # never a half-written PNG on a full disk
@@ -133,7 +161,7 @@ def save_figure(fig, path: Path, **options) -> None:
 def save_point_panel(path: Path, fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Tensor, title: str = "",
                      lensed_name: str = "L(X)") -> None:
     """Scatter plots of G(Z), what D sees as real (``lensed_name``: L(X) for the
-    lens, noisy X for instance noise) and X for 2-D data."""
+    lens, noisy X for instance noise, X once the tempering has left) and X for 2-D data."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -483,6 +483,9 @@ def load_run(run_dir: Path, device: str | None = None) -> Trainer:
     cfg = dataclasses.replace(cfg, device=device or cfg.device, cuda_graphs=False)
     data = load_dataset(cfg.dataset, cfg.data_dir)
     trainer = Trainer.create(cfg, data, preflight(cfg, data))
+    if isinstance(state.get("rng"), list) and len(state["rng"]) > 1:
+        # A run of several processes: eval and sample train nothing, so process 0's random states stand for all.
+        state = {**state, "rng": state["rng"][:1]}
     trainer.load_state_dict(state)
     return trainer
 
@@ -515,33 +518,60 @@ class _StopFlag:
             signal.signal(s, handler)
 
 
-def run_evaluator(cfg: TrainConfig, device: torch.device):
+def run_evaluator(cfg: TrainConfig, device: torch.device, kid: bool = True):
     """The evaluator of a run's FID settings (built once per process)."""
     from .metrics import evaluator_for
 
     return evaluator_for(cfg.dataset, cfg.data_dir, cfg.fid_features, cfg.fid_samples, None, str(device),
-                         cfg.inception_weights)
+                         cfg.inception_weights, kid=kid)
 
 
-def evaluate_run(trainer: Trainer) -> dict:
-    """FID (and mode coverage where defined) of G against the real data X."""
-    return run_evaluator(trainer.cfg, trainer.device)(trainer.generate)
+def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
+    """FID (and mode coverage where defined) of G against the real data X; ``kid=False``
+    skips KID, the costly part on 2-D data (FID and coverage are the same either way)."""
+    return run_evaluator(trainer.cfg, trainer.device, kid)(trainer.generate)
 
 
-def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> None:
-    fake, lensed, real = trainer.samples(POINT_SAMPLES if trainer.data.kind == "points" else GRID_SAMPLES)
+def tempering_name(cfg: TrainConfig) -> str:
+    """What tempers the real data, in a word for people: lens, noise or blur."""
+    return "lens" if cfg.tempering == "lens" else cfg.tempering
+
+
+def sample_captions(trainer: Trainer) -> tuple[str, str]:
+    """The title of a sample panel at the trainer's step and the name of its middle
+    panel, which always shows what D sees as real at that step."""
+    t = trainer.step_count
+    if trainer.tempering is not None:
+        return f"step {t}, λ = {trainer.tempering.schedule(t):.3f}", trainer.tempering.label
+    if trainer.lens_retired_at is not None:
+        return (f"step {t}, {tempering_name(trainer.cfg)} left after step {trainer.lens_retired_at}",
+                "X: what D sees now")
+    return f"step {t}, no lens", "X: what D sees (no lens)"
+
+
+def write_sample_panel(trainer: Trainer, path: Path, count: int) -> torch.Tensor | None:
+    """G(Z) | what D sees as real | X at the trainer's step, titled: a scatter plot
+    for 2-D data, else image grids (returned, for TensorBoard). Once the tempering
+    has left (or without one) D sees X, and the middle panel shows it."""
+    fake, shown, real = trainer.samples(count)
+    title, name = sample_captions(trainer)
+    shown = real if shown is None else shown
+    if trainer.data.kind == "points":
+        save_point_panel(path, fake, shown, real, title, name)
+        return None
+    return save_image_panel(path, fake, shown, real, title, ("G(Z)", name, "X"))
+
+
+def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> Path:
     folder = run_dir / "samples"
     with writing(folder):
         folder.mkdir(exist_ok=True)
     path = folder / f"step_{trainer.step_count:07d}.png"
-    if trainer.data.kind == "points":
-        lam = trainer.lam(trainer.step_count)
-        title = f"step {trainer.step_count}" + (f", λ = {lam:.3f}" if lam is not None else ", no lens")
-        save_point_panel(path, fake, lensed, real, title, trainer.tempering.label if trainer.tempering else "L(X)")
-    else:
-        panel = save_image_panel(path, fake, lensed, real)
+    panel = write_sample_panel(trainer, path, POINT_SAMPLES if trainer.data.kind == "points" else GRID_SAMPLES)
+    if panel is not None:
         with writing(run_dir / "tb"):
             log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
+    return path
 
 
 def _window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -> dict:
@@ -560,6 +590,13 @@ def _window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -
         adv_until = lens_until if cfg.lens != "sine" else min(lens_until, cfg.k)
     counts = [t - last_step, t - last_step, adv_until - last_step, lens_until - last_step]
     return {k: (v / n if n > 0 else None) for k, v, n in zip(LOSS_NAMES, sums, counts)}
+
+
+def log_line(record: dict) -> str:
+    """A metrics record as one line for people: ``key=value``, leaving out the values
+    that do not exist at this step (null in metrics.jsonl: λ and the lens terms once
+    the lens has left, or without one)."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if v is not None)
 
 
 def _exit_message(cfg: TrainConfig) -> str:
@@ -649,8 +686,7 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False,
                         log.write(record)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step" and v is not None})
                     if progress is None and not show and dist.main:   # no terminal: one line per log step
-                        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
-                              file=sys.stderr, flush=True)
+                        print(log_line(record), file=sys.stderr, flush=True)
                     sums.zero_()
                     counted, last_time, last_step = 0, now, t
                 if t % min(RETIRE_CHECK_EVERY, cfg.retire_patience) == 0 and trainer.should_retire():

@@ -1,10 +1,12 @@
 """The command line as users run it: runs, resume, interruption and bad input."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -376,3 +378,116 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, ca
         assert path.read_bytes() == hostile                       # left as it was, for the user to inspect
         torch.save(state, path)                                   # the clean state loads again
     assert run("train", "--resume", out, "--steps", 4) == 0
+
+
+def test_log_lines_leave_out_the_values_that_do_not_exist(tmp_path, capsys):
+    """Issue 16: after the lens left, every line printed lambda=None … loss_lens_rec=None."""
+    runs = {"drop": ["--k", 2, "--steps", 4], "no lens": ["--lens", "none", "--steps", 4],
+            "converge": [*RETIRE, "--steps", 6]}                   # retires after step 4
+    for name, extra in runs.items():
+        assert run("train", "--out", tmp_path / name, *TINY, *extra) == 0, name
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("step")]
+        assert not any("None" in line or "null" in line for line in lines), err
+        lines = [line for line in lines if line.startswith("step=")]
+        assert [line.split()[0] for line in lines] == [f"step={t}" for t in range(2, extra[-1] + 1, 2)], err
+        assert all("loss_d=" in line and "loss_g=" in line for line in lines)
+        if name != "no lens":                                      # λ(K) = 0 and the lens terms while it is there
+            assert "lambda=0 " in lines[0] and "loss_lens_rec=" in lines[0], lines[0]
+        assert "lambda" not in lines[-1] and "loss_lens" not in lines[-1], lines[-1]   # it has left (or never was)
+    records = [json.loads(x) for x in (tmp_path / "drop" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["lambda"] is None and records[-1]["loss_lens_rec"] is None    # the file keeps its nulls
+
+
+def _summary(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("done: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("extra", [[], ["--eval-every", 3, "--fid-samples", 256]], ids=["2-D, no eval", "eval-every"])
+def test_the_summary_line_gives_what_eval_reports_for_the_checkpoint(tmp_path, capsys, extra):
+    """Issue 16: the run ended with a raw dict; now one line for people, whose FID and modes are eval's."""
+    out = tmp_path / "run"
+    assert run("train", "--steps", 6, "--k", 2, "--out", out, *TINY, *extra) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert run("eval", out) == 0
+    scores = json.loads(capsys.readouterr().out)
+    found = re.fullmatch(r"done: 6 steps in \d+ s; lens left after step 2; final FID ([^,]+), (\d+) of (\d+) modes; "
+                         r"last samples: (.+)", summary)
+    assert found, summary
+    assert float(found[1]) == float(f"{scores['fid']:.3g}")
+    assert (int(found[2]), int(found[3])) == (scores["modes"], scores["modes_total"]) == (scores["modes"], 8)
+    assert found[4] == str(out / "samples" / "step_0000006.png") and Path(found[4]).is_file()
+    assert "None" not in summary and "null" not in summary and "{" not in summary
+
+    assert run("train", "--resume", out, "--steps", 8) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert run("eval", out) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert summary.startswith("done: steps 6 → 8 in ") and "lens left after step 2;" in summary
+    assert f"final FID {scores['fid']:.3g}, {scores['modes']} of 8 modes;" in summary
+
+
+def test_the_summary_of_an_image_run_says_how_to_measure_fid(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "run"
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 3, "--lens", "none", "--out", out) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert summary == (f"done: 3 steps in {summary.split(' in ')[1].split(';')[0]}; no lens; "
+                       f"FID not measured (tempered-gan eval {out}, or --eval-every N during training); "
+                       f"last samples: {out / 'samples' / 'step_0000003.png'}")
+
+
+def test_point_samples_after_the_lens_left_say_so_and_show_x_in_the_middle(tmp_path, monkeypatch):
+    """Issue 16: the last grid of a lens run was titled "no lens" with an empty middle panel."""
+    from tempered_gan import train as train_module
+    drawn = {}
+
+    def record(path, fake, shown, real, title, name):
+        drawn[Path(path).name] = (shown.clone(), real.clone(), title, name)
+
+    monkeypatch.setattr(train_module, "save_point_panel", record)
+    out = tmp_path / "run"
+    assert run("train", "--steps", 4, "--k", 2, "--sample-every", 1, "--out", out, *TINY) == 0
+    shown, real, title, name = drawn["step_0000001.png"]
+    assert not torch.equal(shown, real) and name == "L(X)" and title == "step 1, λ = 0.293"
+    for step in (2, 3, 4):                                   # the lens is dropped right after step K = 2
+        shown, real, title, name = drawn[f"step_{step:07d}.png"]
+        assert torch.equal(shown, real), step
+        assert title == f"step {step}, lens left after step 2" and name.startswith("X") and "L(X)" not in name
+    assert run("sample", out, "--out", tmp_path / "again.png") == 0   # the sample command draws the same panel
+    shown, real, title, name = drawn["again.png"]
+    assert torch.equal(shown, real) and title == "step 4, lens left after step 2"
+
+
+def test_image_samples_after_the_lens_left_show_x_in_the_middle(tmp_path, mnist_dir, monkeypatch):
+    import numpy as np
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from tempered_gan import train as train_module
+    titles = {}
+    original = train_module.save_image_panel
+
+    def record(path, fake, shown, real, title, names):
+        titles[Path(path).name] = (title, names)
+        return original(path, fake, shown, real, title, names)
+
+    monkeypatch.setattr(train_module, "save_image_panel", record)
+    out = tmp_path / "run"
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 3, "--k", 2, "--sample-every", 1,
+               "--out", out) == 0
+    _, height, width = make_grid(torch.zeros(40, 1, 32, 32), nrow=8, padding=2).shape   # 40 images in the fixture
+
+    def middle_and_right(step):
+        image = np.asarray(Image.open(out / "samples" / f"step_{step:07d}.png").convert("RGB"))[-height:]
+        image = torch.from_numpy(image.copy()).permute(2, 0, 1)
+        return image[:, :, width + 8:2 * width + 8], image[:, :, 2 * width + 16:]
+
+    middle, right = middle_and_right(1)
+    assert not torch.equal(middle, right) and titles["step_0000001.png"][1] == ("G(Z)", "L(X)", "X")
+    for step in (2, 3):
+        middle, right = middle_and_right(step)
+        assert right.shape == middle.shape and torch.equal(middle, right), step
+        title, names = titles[f"step_{step:07d}.png"]
+        assert title == f"step {step}, lens left after step 2" and names[1].startswith("X")

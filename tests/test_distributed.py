@@ -38,7 +38,7 @@ def checkpoint(run_dir: Path) -> dict:
 def test_two_processes_keep_identical_replicas_and_resume_exactly(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     exit_window = ["--lens-exit", "blend", "--lens-exit-steps", 5]   # resumed at K, inside the exit window
-    torchrun("--steps", 6, "--k", 3, *exit_window, "--loss", "wgan-gp", "--out", straight, *TINY)
+    summary = torchrun("--steps", 6, "--k", 3, *exit_window, "--loss", "wgan-gp", "--out", straight, *TINY).stderr
     state = checkpoint(straight)
     assert state["step"] == 6
     assert len(state["replicas"]) == 2 and state["replicas"][0] == state["replicas"][1]
@@ -49,6 +49,14 @@ def test_two_processes_keep_identical_replicas_and_resume_exactly(tmp_path):
     resumed = checkpoint(split)
     for net in ("G", "D", "lens"):
         assert all(torch.equal(v, resumed[net][k]) for k, v in state[net].items()), net
+
+    # rank 0 ends with the summary line, whose FID is that of eval on the checkpoint of both processes
+    evaluated = subprocess.run([sys.executable, "-m", "tempered_gan", "eval", str(straight)], capture_output=True,
+                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert evaluated.returncode == 0, evaluated.stderr
+    fid = json.loads(evaluated.stdout)["fid"]
+    done = [line for line in summary.splitlines() if line.startswith("done: ")]
+    assert len(done) == 1 and done[0].startswith("done: 6 steps in ") and f"final FID {fid:.3g}, " in done[0], summary
 
 
 def test_processes_draw_disjoint_shards_of_one_permutation():

@@ -33,3 +33,17 @@ def test_readme_names_the_two_setup_commands_ci_runs():
     test_command = "bash setup.sh && .venv/bin/python -m pytest -q"
     assert test_command in text and test_command in ci
     assert "bash setup.sh && .venv/bin/tempered-gan train" in text
+
+
+def test_readme_opens_with_the_default_runs_summary_line_and_image():
+    """Issue 16: a newcomer sees what success looks like before anything else; the line is
+    the one `tempered-gan train` prints (format of tempered_gan/summary.py), the image is committed."""
+    text = README.read_text()
+    first_section = text.split("\n## ")[1]
+    assert first_section.startswith("What the default run shows")
+    line = re.search(r"^ {4}(done: .*)$", first_section, flags=re.M)
+    assert line, "no summary line in the first section"
+    assert re.fullmatch(r"done: 4000 steps in \d+ (s|min \d\d s); lens left after step 2000; "
+                        r"final FID [0-9.]+, [0-8] of 8 modes; last samples: \S+/samples/step_0004000\.png", line[1])
+    image = re.search(r"!\[[^\]]*\]\(([^)]+)\)", first_section)
+    assert image and (README.parent / image[1]).is_file()

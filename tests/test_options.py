@@ -1,0 +1,385 @@
+"""Every option that --help lists reaches what it controls, and --help is grouped by topic (issue 16).
+
+Each option gets a check that would fail if the option were parsed and then ignored:
+the object it configures (network, optimiser, schedule, tempering) is built through the
+command line's own path (parse → TrainConfig → resolve → Trainer) and compared with the
+default, or a run shows the file it controls. Options whose effect another test already
+pins are listed in PINNED_ELSEWHERE with that test; a test here checks the list is complete.
+"""
+import argparse
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from tempered_gan import train as train_module
+from tempered_gan.cli import COMPARE_SETS, GROUPS, HELP, _config_from_args, build_parser, main
+from tempered_gan.config import TrainConfig, resolve
+from tempered_gan.data import load_dataset
+from tempered_gan.tempering import GaussianBlur, InstanceNoise, Tempering
+from tempered_gan.train import Trainer
+
+TESTS = Path(__file__).resolve().parent
+TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2"]
+TINY_MNIST = ["--dataset", "mnist", "--batch-size", "8", "--width", "4", "--z-dim", "8", "--lens-width", "4",
+              "--lens-blocks", "1"]
+
+# Options whose effect an existing test pins: flag → (command, "file::test").
+PINNED_ELSEWHERE = {
+    ("train", "--out"): "test_cli.py::test_a_run_writes_config_metrics_samples_and_checkpoint",
+    ("train", "--overwrite"): "test_cli.py::test_existing_run_is_kept_without_overwrite",
+    ("train", "--dry-run"): "test_cli.py::test_dry_run_prints_resolved_config_and_writes_nothing",
+    ("train", "--resume"): "test_cli.py::test_resume_is_bit_identical_on_points",
+    ("train", "--cuda-graphs"): "test_cuda_graphs.py::test_graph_replays_the_eager_iteration",
+    ("compare", "--out"): "test_experiment.py::test_compare_writes_every_report_item",
+    ("compare", "--jobs"): "test_experiment.py::test_parallel_jobs_train_the_same_runs_with_a_log_each",
+    ("compare", "--fail-factor"): "test_experiment.py::test_summary_table_by_hand",
+    ("compare", "--fail-fid"): "test_experiment.py::test_summary_table_by_hand",
+    ("compare", "--seeds"): "test_experiment.py::test_arms_of_a_seed_start_from_identical_weights",
+    ("compare", "--arms"): "test_experiment.py::test_compare_writes_every_report_item",
+}
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def listed_options(command: str) -> list[str]:
+    """The long options that ``tempered-gan COMMAND --help`` shows."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return [s for a in sub._actions if a.help != argparse.SUPPRESS for s in a.option_strings
+            if s.startswith("--") and s not in ("--help", "--no-progress")]
+
+
+def help_sections(command: str, capsys) -> dict[str, str]:
+    assert run(command, "--help") == 0
+    text = capsys.readouterr().out
+    sections, title = {}, None
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            title = line[:-1]
+            sections[title] = ""
+        elif title:
+            sections[title] += line + "\n"
+    return sections
+
+
+# --- --help grouped by topic ------------------------------------------------------
+
+TRAIN_TOPICS = ["options", "data", "run", "method: the GAN and what tempers the real data",
+                "how the lens leaves after K", "networks", "optimiser", "logging, samples and checkpoints",
+                "evaluation", "speed and device"]
+
+
+def test_train_help_is_grouped_by_topic(capsys):
+    sections = help_sections("train", capsys)
+    assert list(sections) == TRAIN_TOPICS
+    where = {"--dataset": "data", "--steps": "run", "--seed": "run", "--out": "run", "--resume": "run",
+             "--lens": "method", "--k": "method", "--tempering": "method", "--lens-exit": "how the lens leaves",
+             "--retire-patience": "how the lens leaves", "--width": "networks", "--lens-blocks": "networks",
+             "--lr": "optimiser", "--beta2": "optimiser", "--critic-steps": "optimiser", "--log-every": "logging",
+             "--progress": "logging", "--eval-every": "evaluation", "--fid-features": "evaluation",
+             "--device": "speed", "--amp": "speed"}
+    for flag, topic in where.items():
+        holding = [t for t, body in sections.items() if re.search(rf"^  {flag}(?=[ ,]|$)", body, flags=re.M)]
+        assert len(holding) == 1 and holding[0].startswith(topic), (flag, holding)
+    assert re.findall(r"--[a-z-]+", sections["options"]) == ["--help"]
+
+
+def test_every_configuration_option_is_in_exactly_one_group_and_names_its_default():
+    grouped = [name for names in GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+    assert len(grouped) == len(set(grouped))
+    for name in grouped:
+        assert "default" in HELP[name], name
+
+
+def test_help_names_the_papers_value_where_the_default_differs():
+    assert "converge (the paper's" in HELP["lens_exit"] and "drop (default" in HELP["lens_exit"]
+    assert "RMSProp" in HELP["optimizer"] and "adam (default)" in HELP["optimizer"]
+    assert "inception (the paper's" in HELP["fid_features"] and "classifier" in HELP["fid_features"]
+    assert "the paper: 32 or 64" in HELP["batch_size"]
+    assert "the paper's" in HELP["k"] and "the paper gives no number" in HELP["width"]
+
+
+def test_compare_eval_and_sample_help_are_grouped(capsys):
+    compare = help_sections("compare", capsys)
+    assert list(compare) == ["options", "comparison", *TRAIN_TOPICS[1:]]
+    for flag in ("--preset", "--seeds", "--arms", "--jobs", "--fail-fid"):
+        assert re.search(rf"^  {flag}(?=[ ,]|$)", compare["comparison"], flags=re.M), flag
+    shown = "".join(compare.values())
+    for name in COMPARE_SETS:                       # compare sets (and refuses) these: not listed
+        assert not re.search(rf"^  --{name.replace('_', '-')}(?=[ ,]|$)", shown, flags=re.M), name
+    assert list(help_sections("eval", capsys)) == ["positional arguments", "options", "evaluation",
+                                                   "speed and device"]
+    assert list(help_sections("sample", capsys)) == ["positional arguments", "options", "output", "speed and device"]
+
+
+# --- every listed option reaches what it controls --------------------------------------
+
+@pytest.fixture(scope="module")
+def ring():
+    return load_dataset("mixture-ring8")
+
+
+@pytest.fixture()
+def mnist_dir(tmp_path):
+    from test_data import write_mnist
+    return write_mnist(tmp_path / "mnist", n=40)
+
+
+def trainer(*argv, data=None) -> Trainer:
+    """A trainer built as `tempered-gan train ARGV` builds it."""
+    cfg = resolve(_config_from_args(build_parser().parse_args(["train", *map(str, argv)])))
+    data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir)
+    return Trainer.create(cfg, data, train_module.pick_device(cfg.device))
+
+
+def linears(net: nn.Module) -> list[nn.Linear]:
+    return [m for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def first_losses(*argv, data=None) -> torch.Tensor:
+    return trainer(*argv, data=data).step().clone()
+
+
+def lr(opt) -> float:
+    return opt.param_groups[0]["lr"]
+
+
+def _lens_exit(ring):
+    k = 4
+    exits = {e: trainer(*TINY, "--k", k, "--lens-exit", e, data=ring) for e in ("drop", "blend", "converge", "keep")}
+    assert exits["drop"].exit_step == k and exits["blend"].exit_step == k + k // 2 - 1
+    assert exits["converge"].phase(k + 1) == ("converge", True) and exits["keep"].phase(k + 1) == ("converge", False)
+    assert exits["blend"].phase(k + 1) == ("blend",) and exits["converge"].exit_step is None
+
+
+def _retirement(ring, *argv):
+    t = trainer(*TINY, "--k", 1, "--lens-exit", "converge", *argv, data=ring)
+    for _ in range(4):
+        t.step()
+    return int(t.below_tolerance), t.should_retire()
+
+
+def _checks(ring, mnist_dir):
+    """flag → a check that fails if the flag is ignored."""
+    mnist = ["--data-dir", mnist_dir, *TINY_MNIST]
+    base = trainer(*TINY, data=ring)
+    return {
+        "--dataset": lambda: trainer(*TINY, "--dataset", "mixture-grid25").data.name == "mixture-grid25",
+        "--data-dir": lambda: len(trainer(*mnist).data) == 40,     # the 40 images written there
+        "--loss": lambda: not torch.equal(first_losses(*TINY, "--loss", "lsgan", data=ring)[0],
+                                          first_losses(*TINY, data=ring)[0]),
+        "--lens": lambda: (trainer(*TINY, "--lens", "none", data=ring).tempering is None
+                           and trainer(*TINY, "--lens", "constant", "--k", 4, data=ring).tempering.schedule(4) == 1.0
+                           and base.tempering.schedule(base.cfg.k) == 0.0),
+        "--tempering": lambda: (isinstance(base.tempering, Tempering)
+                                and isinstance(trainer(*TINY, "--tempering", "noise", data=ring).tempering,
+                                               InstanceNoise)
+                                and isinstance(trainer(*mnist, "--tempering", "blur").tempering, GaussianBlur)),
+        "--noise-sigma": lambda: trainer(*TINY, "--tempering", "noise", "--noise-sigma", 0.25,
+                                         data=ring).tempering.sigma(0) == 0.25,
+        "--blur-sigma": lambda: trainer(*mnist, "--tempering", "blur", "--blur-sigma", 0.5).tempering.sigma(0) == 0.5,
+        "--k": lambda: (lambda s: s(7) == 0.0 and s(6) > 0.0)(trainer(*TINY, "--k", 7, data=ring).tempering.schedule),
+        "--lambda-value": lambda: trainer(*TINY, "--lens", "constant", "--lambda-value", 0.25,
+                                          data=ring).tempering.schedule(1) == 0.25,
+        # ‖X − L(X)‖² summed over a point's 2 coordinates is twice the mean, on the same first batch
+        "--reconstruction": lambda: torch.allclose(first_losses(*TINY, "--reconstruction", "sum", data=ring)[3],
+                                                   2 * first_losses(*TINY, data=ring)[3]),
+        "--lens-exit": lambda: _lens_exit(ring) is None,
+        "--lens-exit-steps": lambda: (lambda t: t.exit_step == 4 + 2 and t.alpha(5) == pytest.approx(2 / 3))(
+            trainer(*TINY, "--k", 4, "--lens-exit", "blend", "--lens-exit-steps", 3, data=ring)),
+        "--keep-lens": lambda: (lambda t: t.exit_step is None and t.phase(5) == ("converge", False))(
+            trainer(*TINY, "--k", 4, "--keep-lens", data=ring)),
+        "--retire-tolerance": lambda: (_retirement(ring, "--retire-tolerance", 1e9, "--retire-patience", 3) == (3, True)
+                                       and _retirement(ring, "--retire-tolerance", 1e-30,
+                                                       "--retire-patience", 3) == (0, False)),
+        "--retire-patience": lambda: _retirement(ring, "--retire-tolerance", 1e9, "--retire-patience", 4) == (3, False),
+        "--arch": lambda: (any(isinstance(m, nn.BatchNorm2d) for m in trainer(*mnist).D.modules())
+                           and not any(isinstance(m, nn.BatchNorm2d)
+                                       for m in trainer(*mnist, "--arch", "lsgan").D.modules())),
+        "--width": lambda: linears(trainer(*TINY, "--width", 12, data=ring).G)[0].out_features == 12,
+        "--z-dim": lambda: linears(trainer(*TINY, "--z-dim", 5, data=ring).G)[0].in_features == 5,
+        "--lens-width": lambda: linears(trainer(*TINY, "--lens-width", 6, data=ring).lens)[0].out_features == 6,
+        "--lens-blocks": lambda: len(trainer(*TINY, "--lens-blocks", 3, data=ring).lens.f) == 3 + 3,
+        "--lens-zero-init": lambda: (lambda x: torch.equal(trainer(*TINY, "--lens-zero-init", data=ring).lens(x), x)
+                                     and not torch.equal(base.lens(x), x))(ring.batch(torch.arange(8))),
+        "--optimizer": lambda: isinstance(trainer(*TINY, "--optimizer", "rmsprop", data=ring).opt_g,
+                                          torch.optim.RMSprop) and isinstance(base.opt_g, torch.optim.Adam),
+        "--lr": lambda: (lambda t: lr(t.opt_g) == lr(t.opt_d) == lr(t.tempering.optimizer) == 0.003)(
+            trainer(*TINY, "--lr", 0.003, data=ring)),
+        "--lens-lr": lambda: (lambda t: lr(t.tempering.optimizer) == 0.002 and lr(t.opt_g) == lr(base.opt_g))(
+            trainer(*TINY, "--lens-lr", 0.002, data=ring)),
+        "--beta1": lambda: trainer(*TINY, "--beta1", 0.3, data=ring).opt_d.param_groups[0]["betas"] == (0.3, 0.999),
+        "--beta2": lambda: trainer(*TINY, "--beta2", 0.8, data=ring).opt_g.param_groups[0]["betas"] == (0.5, 0.8),
+        "--critic-steps": lambda: (lambda t: t.step() is not None and t.sampler.position == 3 * 32)(
+            trainer(*TINY, "--critic-steps", 3, data=ring)),
+        "--gp-weight": lambda: not torch.equal(first_losses(*TINY, "--gp-weight", 5, data=ring)[0],
+                                               first_losses(*TINY, data=ring)[0]),
+        "--batch-size": lambda: (lambda t: t.step() is not None and t.sampler.position == 16)(
+            trainer(*TINY, "--batch-size", 16, data=ring)),
+        "--seed": lambda: not torch.equal(linears(trainer(*TINY, "--seed", 1, data=ring).G)[0].weight,
+                                          linears(base.G)[0].weight),
+        "--amp": lambda: (lambda t: _autocast_on(t) and not _autocast_on(base))(trainer(*TINY, "--amp", "bf16",
+                                                                                        data=ring)),
+        "--channels-last": lambda: _channels_last(trainer(*mnist, "--channels-last")) and not _channels_last(
+            trainer(*mnist)),
+    }
+
+
+def _channels_last(t: Trainer) -> bool:
+    weight = [p for p in t.D.parameters() if p.dim() == 4][1]      # a convolution with several input channels
+    return weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def _autocast_on(t: Trainer) -> bool:
+    with t.autocast():
+        return torch.is_autocast_enabled(t.device.type)
+
+
+TRAINER_FLAGS = ["--dataset", "--data-dir", "--loss", "--lens", "--tempering", "--noise-sigma", "--blur-sigma", "--k",
+                 "--lambda-value", "--reconstruction", "--lens-exit", "--lens-exit-steps", "--keep-lens",
+                 "--retire-tolerance", "--retire-patience", "--arch", "--width", "--z-dim", "--lens-width",
+                 "--lens-blocks", "--lens-zero-init", "--optimizer", "--lr", "--lens-lr", "--beta1", "--beta2",
+                 "--critic-steps", "--gp-weight", "--batch-size", "--seed", "--amp", "--channels-last"]
+
+
+@pytest.mark.parametrize("flag", TRAINER_FLAGS)
+def test_a_training_option_reaches_the_object_it_configures(flag, ring, mnist_dir):
+    assert _checks(ring, mnist_dir)[flag](), flag
+
+
+def test_the_run_options_reach_the_files_they_control(tmp_path, capsys, monkeypatch):
+    """--steps, --log-every, --sample-every, --checkpoint-every, --eval-every, --fid-samples, --fid-features."""
+    saved = []
+    original = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda path, state: (saved.append(state["step"]),
+                                                                               original(path, state)))
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--steps", 6, "--log-every", 3, "--sample-every", 2, "--checkpoint-every", 4,
+               "--eval-every", 3, "--fid-samples", 128, "--fid-features", "points", "--out", out) == 0
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss_d" in r] == [3, 6]
+    evals = [r for r in records if "fid" in r]
+    assert [r["step"] for r in evals] == [3, 6] and all(r["samples"] == 128 for r in evals)
+    assert all(r["features"].startswith("raw 2-d coordinates") for r in evals)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [f"step_{s:07d}.png" for s in (2, 4, 6)]
+    assert saved == [4, 6] and torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 6
+
+
+def test_inception_weights_reach_the_evaluator(tmp_path, mnist_dir, capsys):
+    missing = tmp_path / "my-inception.pth"
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--eval-every", 2, "--fid-features", "inception",
+               "--inception-weights", missing, "--out", tmp_path / "run") == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_device_reaches_the_trainer(ring, monkeypatch):
+    asked = []
+    original = train_module.pick_device
+    monkeypatch.setattr(train_module, "pick_device", lambda name: asked.append(name) or original(name))
+    assert trainer(*TINY, "--device", "cpu", data=ring).device == torch.device("cpu") and asked == ["cpu"]
+    trainer(*TINY, data=ring)
+    assert asked == ["cpu", "auto"]
+
+
+def test_progress_chooses_between_a_bar_and_lines(tmp_path, capsys):
+    for choice, bar, lines in (("--progress", True, False), ("--no-progress", False, False), (None, False, True)):
+        argv = ["train", *TINY, "--steps", 4, "--log-every", 2, "--out", tmp_path / str(choice)]
+        assert run(*argv, *([choice] if choice else [])) == 0
+        err = capsys.readouterr().err
+        assert ("4/4" in err) == bar and ("\nstep=2 " in err) == lines, (choice, err)
+
+
+COMPARE_VALUES = {
+    "--dataset": "mixture-grid25", "--k": 3, "--steps": 9, "--batch-size": 16, "--width": 8, "--z-dim": 3,
+    "--lens-width": 4, "--lens-blocks": 1, "--reconstruction": "sum", "--lens-exit": "blend", "--lens-exit-steps": 2,
+    "--retire-tolerance": 0.5, "--retire-patience": 7, "--optimizer": "rmsprop", "--lr": 0.01, "--lens-lr": 0.02,
+    "--beta1": 0.1, "--beta2": 0.2, "--critic-steps": 2, "--gp-weight": 1.5, "--log-every": 3, "--sample-every": 4,
+    "--checkpoint-every": 5, "--eval-every": 6, "--fid-samples": 64, "--fid-features": "points",
+    "--inception-weights": "w.pth", "--device": "cpu", "--amp": "bf16", "--arch": "mlp", "--data-dir": "d",
+    "--loss": "lsgan", "--noise-sigma": 0.3}
+COMPARE_SWITCHES = ["--lens-zero-init", "--channels-last", "--cuda-graphs"]
+# compare's own options, and those tested in a call of their own below
+COMPARE_OWN = {"--out", "--preset", "--seeds", "--arms", "--fail-factor", "--fail-fid", "--jobs", "--progress",
+               "--keep-lens", "--blur-sigma"}
+
+
+def test_compare_passes_every_listed_option_on(tmp_path, monkeypatch):
+    """compare's configuration options go into every run's configuration (what a run does with
+    them is pinned for train above), and its own options reach compare()."""
+    from tempered_gan import experiment
+    seen = {}
+    monkeypatch.setattr(experiment, "compare", lambda base, arms, seeds, out, **kw: seen.update(
+        base=base, arms=arms, seeds=seeds, out=out, **kw) or out / "report.md")
+    field = lambda flag: getattr(seen["base"], flag[2:].replace("-", "_"))   # noqa: E731
+    assert run("compare", "--out", tmp_path, "--preset", "cpu-ring8", "--seeds", 2, "--arms", "none,noise",
+               "--fail-factor", 3, "--jobs", 2, "--progress", *[x for kv in COMPARE_VALUES.items() for x in kv],
+               *COMPARE_SWITCHES) == 0
+    for flag, value in COMPARE_VALUES.items():
+        assert field(flag) == value, flag
+    assert all(field(flag) is True for flag in COMPARE_SWITCHES)
+    assert (seen["arms"], seen["seeds"], seen["fail_factor"], seen["jobs"]) == (["none", "noise"], [0, 1], 3.0, 2)
+    assert seen["out"] == tmp_path and seen["progress"] is True and seen["fail_fid"] == 0.1    # the preset's fail-fid
+    assert run("compare", "--out", tmp_path, "--preset", "cpu-ring8", "--fail-fid", 0.5) == 0
+    assert seen["fail_fid"] == 0.5 and seen["base"].steps == 3000 and seen["seeds"] == [0, 1, 2]  # the preset's rest
+    assert run("compare", "--out", tmp_path, "--keep-lens", "--arms", "sine") == 0 and field("--keep-lens") is True
+    assert run("compare", "--out", tmp_path, "--dataset", "mnist", "--blur-sigma", 0.7, "--arms", "blur") == 0
+    assert field("--blur-sigma") == 0.7
+    assert set(listed_options("compare")) == set(COMPARE_VALUES) | set(COMPARE_SWITCHES) | COMPARE_OWN
+
+
+def test_eval_options_reach_the_evaluation(tmp_path, mnist_dir, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--steps", 2, "--out", out) == 0
+    asked = []
+    original = train_module.pick_device
+    monkeypatch.setattr(train_module, "pick_device", lambda name: asked.append(name) or original(name))
+    capsys.readouterr()
+    assert run("eval", out, "--fid-samples", 100, "--fid-features", "points", "--device", "cpu") == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["samples"] == 100 and scores["features"].startswith("raw 2-d") and "cpu" in asked
+    images = tmp_path / "images"
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 2, "--out", images) == 0
+    capsys.readouterr()
+    missing = tmp_path / "my-inception.pth"
+    assert run("eval", images, "--fid-features", "inception", "--inception-weights", missing) == 2
+    assert str(missing) in capsys.readouterr().err           # the file asked for is the one looked for
+
+
+def test_sample_options_reach_the_panel(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--steps", 2, "--out", out) == 0
+    drawn = {}
+    monkeypatch.setattr(train_module, "save_point_panel", lambda path, fake, *rest: drawn.update(path=path, n=len(fake)))
+    asked = []
+    original = train_module.pick_device
+    monkeypatch.setattr(train_module, "pick_device", lambda name: asked.append(name) or original(name))
+    assert run("sample", out, "--out", tmp_path / "grid.png", "--count", 5, "--device", "cpu") == 0
+    assert drawn == {"path": tmp_path / "grid.png", "n": 5} and "cpu" in asked
+
+
+# --- the inventory: nothing listed is left unchecked -----------------------------------
+
+CHECKED_HERE = {
+    "train": set(TRAINER_FLAGS) | {"--steps", "--log-every", "--sample-every", "--checkpoint-every", "--eval-every",
+                                   "--fid-samples", "--fid-features", "--inception-weights", "--device", "--progress"},
+    "compare": set(COMPARE_VALUES) | set(COMPARE_SWITCHES) | COMPARE_OWN,
+    "eval": {"--fid-samples", "--fid-features", "--inception-weights", "--device"},
+    "sample": {"--out", "--count", "--device"},
+}
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "eval", "sample"])
+def test_every_listed_option_has_a_test_that_pins_its_effect(command):
+    listed, here = set(listed_options(command)), CHECKED_HERE[command]
+    elsewhere = {f: t for (c, f), t in PINNED_ELSEWHERE.items() if c == command}
+    assert listed <= here | set(elsewhere), sorted(listed - here - set(elsewhere))
+    for flag, where in elsewhere.items():
+        path, name = where.split("::")
+        assert re.search(rf"^def {name}\(", (TESTS / path).read_text(), flags=re.M), (flag, where)
