@@ -41,6 +41,11 @@ PINNED_ELSEWHERE = {
     ("compare", "--fail-fid"): "test_experiment.py::test_summary_table_by_hand",
     ("compare", "--seeds"): "test_experiment.py::test_arms_of_a_seed_start_from_identical_weights",
     ("compare", "--arms"): "test_experiment.py::test_compare_writes_every_report_item",
+    ("reproduce", "--out"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
+    ("reproduce", "--rows"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
+    ("reproduce", "--scale"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
+    ("reproduce", "--report-only"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
+    ("reproduce", "--inception-weights"): "test_reproduce.py::test_missing_inception_weights_is_one_line_before_anything",
 }
 
 
@@ -307,7 +312,7 @@ COMPARE_VALUES = {
 COMPARE_SWITCHES = ["--lens-zero-init", "--channels-last", "--cuda-graphs"]
 # compare's own options, and those tested in a call of their own below
 COMPARE_OWN = {"--out", "--preset", "--seeds", "--arms", "--fail-factor", "--fail-fid", "--jobs", "--progress",
-               "--keep-lens", "--blur-sigma"}
+               "--keep-lens", "--blur-sigma", "--reference", "--fail-modes", "--shard", "--report-only"}
 
 
 def test_compare_passes_every_listed_option_on(tmp_path, monkeypatch):
@@ -319,18 +324,21 @@ def test_compare_passes_every_listed_option_on(tmp_path, monkeypatch):
         base=base, arms=arms, seeds=seeds, out=out, **kw) or out / "report.md")
     field = lambda flag: getattr(seen["base"], flag[2:].replace("-", "_"))   # noqa: E731
     assert run("compare", "--out", tmp_path, "--preset", "cpu-ring8", "--seeds", 2, "--arms", "none,noise",
-               "--fail-factor", 3, "--jobs", 2, "--progress", *[x for kv in COMPARE_VALUES.items() for x in kv],
-               *COMPARE_SWITCHES) == 0
+               "--fail-factor", 3, "--jobs", 2, "--progress", "--reference", "noise", "--fail-modes", 7,
+               "--shard", "1/2", *[x for kv in COMPARE_VALUES.items() for x in kv], *COMPARE_SWITCHES) == 0
+    assert (seen["reference"], seen["fail_modes"], str(seen["shard"]), seen["report_only"]) == ("noise", 7, "1/2", False)
     for flag, value in COMPARE_VALUES.items():
         assert field(flag) == value, flag
     assert all(field(flag) is True for flag in COMPARE_SWITCHES)
-    assert (seen["arms"], seen["seeds"], seen["fail_factor"], seen["jobs"]) == (["none", "noise"], [0, 1], 3.0, 2)
+    assert ([a.name for a in seen["arms"]], seen["seeds"], seen["fail_factor"], seen["jobs"]) == (["none", "noise"], [0, 1],
+                                                                                                 3.0, 2)
     assert seen["out"] == tmp_path and seen["progress"] is True and seen["fail_fid"] == 0.1    # the preset's fail-fid
     assert run("compare", "--out", tmp_path, "--preset", "cpu-ring8", "--fail-fid", 0.5) == 0
     assert seen["fail_fid"] == 0.5 and seen["base"].steps == 3000 and seen["seeds"] == [0, 1, 2]  # the preset's rest
     assert run("compare", "--out", tmp_path, "--keep-lens", "--arms", "sine") == 0 and field("--keep-lens") is True
     assert run("compare", "--out", tmp_path, "--dataset", "mnist", "--blur-sigma", 0.7, "--arms", "blur") == 0
     assert field("--blur-sigma") == 0.7
+    assert run("compare", "--out", tmp_path, "--report-only") == 0 and seen["report_only"] is True
     assert set(listed_options("compare")) == set(COMPARE_VALUES) | set(COMPARE_SWITCHES) | COMPARE_OWN
 
 
@@ -364,6 +372,31 @@ def test_sample_options_reach_the_panel(tmp_path, monkeypatch, capsys):
     assert drawn == {"path": tmp_path / "grid.png", "n": 5} and "cpu" in asked
 
 
+def test_reproduce_passes_every_listed_option_on(tmp_path, monkeypatch):
+    """reproduce's configuration options become every row's overrides, and its own options reach reproduce()."""
+    from tempered_gan import reproduce
+    seen = {}
+    monkeypatch.setattr(reproduce, "reproduce", lambda rows, out, **kw: seen.update(rows=rows, out=out, **kw) or None)
+    values = {**REPRODUCE_VALUES, "--blur-sigma": 0.7}
+    assert run("reproduce", "--out", tmp_path, "--rows", "lsgan-mnist", "--scale", 0.5, "--seeds", 2, "--arms",
+               "none,noise", "--jobs", 2, "--shard", "1/3", "--progress", "--fid-features", "classifier",
+               *[x for kv in values.items() for x in kv], *COMPARE_SWITCHES, "--keep-lens") == 0
+    assert (seen["rows"], seen["out"], seen["scale"], seen["seeds"], seen["arms"], seen["jobs"], str(seen["shard"])) == \
+        (["lsgan-mnist"], tmp_path, 0.5, 2, ["none", "noise"], 2, "1/3")
+    assert seen["progress"] is True and seen["fid_features"] == "classifier"
+    for flag, value in values.items():
+        assert seen["overrides"][flag[2:].replace("-", "_")] == value, flag
+    assert all(seen["overrides"][flag[2:].replace("-", "_")] is True for flag in (*COMPARE_SWITCHES, "--keep-lens"))
+
+
+# reproduce takes compare's configuration options but those each row sets itself (hidden, refused)
+REPRODUCE_VALUES = {flag: value for flag, value in COMPARE_VALUES.items()
+                    if flag[2:].replace("-", "_") not in ("dataset", "loss", "steps", "k", "eval_every", "data_dir",
+                                                          "fid_features", "inception_weights")}
+REPRODUCE_OWN = {"--rows", "--scale", "--seeds", "--arms", "--jobs", "--shard", "--progress", "--fid-features",
+                 "--keep-lens", "--blur-sigma"}
+
+
 # --- the inventory: nothing listed is left unchecked -----------------------------------
 
 CHECKED_HERE = {
@@ -372,10 +405,11 @@ CHECKED_HERE = {
     "compare": set(COMPARE_VALUES) | set(COMPARE_SWITCHES) | COMPARE_OWN,
     "eval": {"--fid-samples", "--fid-features", "--inception-weights", "--device"},
     "sample": {"--out", "--count", "--device"},
+    "reproduce": set(REPRODUCE_VALUES) | set(COMPARE_SWITCHES) | REPRODUCE_OWN,
 }
 
 
-@pytest.mark.parametrize("command", ["train", "compare", "eval", "sample"])
+@pytest.mark.parametrize("command", ["train", "compare", "eval", "sample", "reproduce"])
 def test_every_listed_option_has_a_test_that_pins_its_effect(command):
     listed, here = set(listed_options(command)), CHECKED_HERE[command]
     elsewhere = {f: t for (c, f), t in PINNED_ELSEWHERE.items() if c == command}
