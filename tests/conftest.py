@@ -24,3 +24,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def ring():
+    """The 2-D ring of 8 Gaussians (generated, read-only)."""
+    from tempered_gan.data import load_dataset
+    return load_dataset("mixture-ring8")
+
+
+@pytest.fixture()
+def mnist_dir(tmp_path):
+    """A folder with a small MNIST written in the idx format (40 images)."""
+    from test_data import write_mnist
+    return write_mnist(tmp_path / "mnist", n=40)

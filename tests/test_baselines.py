@@ -21,11 +21,6 @@ TINY = ["--batch-size", "8", "--width", "4", "--z-dim", "8", "--lens-width", "4"
 
 
 @pytest.fixture(scope="module")
-def ring():
-    return load_dataset("mixture-ring8")
-
-
-@pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
     from test_data import write_mnist
     return write_mnist(tmp_path_factory.mktemp("mnist"), n=40)

@@ -19,12 +19,6 @@ TINY_MNIST = ["--dataset", "mnist", "--batch-size", "8", "--width", "4", "--z-di
               "--lens-width", "4", "--lens-blocks", "1", "--log-every", "2"]
 
 
-@pytest.fixture()
-def mnist_dir(tmp_path):
-    from test_data import write_mnist
-    return write_mnist(tmp_path / "mnist", n=40)
-
-
 def run(*argv):
     return main([str(a) for a in argv])
 

@@ -293,16 +293,21 @@ def test_phases_get_graphs_of_their_own_and_retirement_works(tmp_path, determini
 @pytest.mark.parametrize("device", DEVICES)
 def test_resume_on_the_fast_path_continues_the_same_run(tmp_path, mnist, deterministic, device):
     options = dict(TINY_IMAGES, steps=16, log_every=4, sample_every=16, checkpoint_every=8, **on(device))
+    _straight_and_split_agree(tmp_path, mnist, options, {}, {}, rtol=1e-5, atol=1e-6)
+
+
+def _straight_and_split_agree(tmp_path, mnist, options, first_half, second_half, rtol, atol):
+    """16 steps straight against 8 + resume + 8 (each half with its own extra options): same weights."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_run(resolve(TrainConfig(**options)), mnist, straight)
-    train_run(resolve(TrainConfig(**dict(options, steps=8))), mnist, split)
-    train_run(resolve(TrainConfig(**options)), mnist, split, resume=True)
+    train_run(resolve(TrainConfig(**dict(options, steps=8, **first_half))), mnist, split)
+    train_run(resolve(TrainConfig(**dict(options, **second_half))), mnist, split, resume=True)
     a = torch.load(straight / "checkpoint.pt", weights_only=False)
     b = torch.load(split / "checkpoint.pt", weights_only=False)
     assert a["step"] == b["step"] == 16
     for net in ("G", "D", "lens"):
         for k, v in a[net].items():
-            torch.testing.assert_close(b[net][k], v, rtol=1e-5, atol=1e-6, msg=f"{net}.{k}")
+            torch.testing.assert_close(b[net][k], v, rtol=rtol, atol=atol, msg=f"{net}.{k}")
 
 
 @needs_cuda
@@ -312,16 +317,8 @@ def test_resume_adds_or_drops_the_fast_path(tmp_path, mnist, deterministic, befo
     eagerly), close to the run trained one way throughout (the optimisers differ
     in implementation only: fused against foreach Adam)."""
     options = dict(TINY_IMAGES, steps=16, log_every=4, sample_every=16, checkpoint_every=8, device="cuda")
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train_run(resolve(TrainConfig(**options)), mnist, straight)
-    train_run(resolve(TrainConfig(**dict(options, steps=8, cuda_graphs=before))), mnist, split)
-    train_run(resolve(TrainConfig(**dict(options, cuda_graphs=after))), mnist, split, resume=True)
-    a = torch.load(straight / "checkpoint.pt", weights_only=False)
-    b = torch.load(split / "checkpoint.pt", weights_only=False)
-    assert a["step"] == b["step"] == 16
-    for net in ("G", "D", "lens"):
-        for k, v in a[net].items():
-            torch.testing.assert_close(b[net][k], v, rtol=1e-3, atol=1e-5, msg=f"{net}.{k}")
+    _straight_and_split_agree(tmp_path, mnist, options, {"cuda_graphs": before}, {"cuda_graphs": after},
+                              rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -6,18 +6,12 @@ import torch
 
 from tempered_gan.cli import main
 from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
 from tempered_gan.tempering import blend_alpha
 from tempered_gan.train import Trainer
 
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
         "--no-progress"]
 TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)
-
-
-@pytest.fixture(scope="module")
-def ring():
-    return load_dataset("mixture-ring8")
 
 
 def run(*argv):

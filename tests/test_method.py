@@ -242,11 +242,6 @@ def mnist(tmp_path_factory):
     return load_dataset("mnist", str(write_mnist(tmp_path_factory.mktemp("mnist"), n=40)))
 
 
-@pytest.fixture(scope="module")
-def ring():
-    return load_dataset("mixture-ring8")
-
-
 def test_original_gan_with_the_sine_schedule(mnist):
     """DCGAN nets (batch norm in G, D and the lens); K = 2, so λ(1) = 1 − sin(π/4) ≈ 0.29, λ(2) = λ(3) = 0."""
     trainer = make_trainer(mnist, loss="gan", lens="sine", k=2, lens_exit="keep", steps=10, **TINY_IMAGES)

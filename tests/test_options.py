@@ -126,17 +126,6 @@ def test_compare_eval_and_sample_help_are_grouped(capsys):
 
 # --- every listed option reaches what it controls --------------------------------------
 
-@pytest.fixture(scope="module")
-def ring():
-    return load_dataset("mixture-ring8")
-
-
-@pytest.fixture()
-def mnist_dir(tmp_path):
-    from test_data import write_mnist
-    return write_mnist(tmp_path / "mnist", n=40)
-
-
 def trainer(*argv, data=None) -> Trainer:
     """A trainer built as `tempered-gan train ARGV` builds it."""
     cfg = resolve(_config_from_args(build_parser().parse_args(["train", *map(str, argv)])))

@@ -13,17 +13,6 @@ TINY_POINTS = dict(dataset="mixture-ring8", steps=10, batch_size=32, width=16, l
 TINY_IMAGES = dict(steps=10, batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
 
 
-@pytest.fixture(scope="module")
-def ring():
-    return load_dataset("mixture-ring8")
-
-
-@pytest.fixture()
-def mnist_dir(tmp_path):
-    from test_data import write_mnist
-    return write_mnist(tmp_path / "mnist", n=40)
-
-
 def make_trainer(data, **options):
     return Trainer.create(resolve(TrainConfig(**options)), data, torch.device("cpu"))
 
