@@ -58,7 +58,7 @@ class Arm:
     @property
     def name(self) -> str:
         """Canonical spelling, as ``--arms`` takes it."""
-        return ":".join([self.base, *(f"{k}={_format(v)}" for k, v in self.overrides)])
+        return ":".join([self.base, *(f"{k}={format_value(v)}" for k, v in self.overrides)])
 
     @property
     def folder(self) -> str:
@@ -67,14 +67,15 @@ class Arm:
 
     @property
     def label(self) -> str:
-        extra = ", ".join(f"{k} = {_format(v)}" for k, v in self.overrides)
+        extra = ", ".join(f"{k} = {format_value(v)}" for k, v in self.overrides)
         return ARM_LABELS[self.base] + (f" ({extra})" if extra else "")
 
     def __str__(self) -> str:
         return self.name
 
 
-def _format(value) -> str:
+def format_value(value) -> str:
+    """An override as --arms spells it: 0.5, 600, true."""
     return "true" if value is True else "false" if value is False else f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -15,7 +15,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arms import Arm, arm_colours, parse_arm
+from .arms import Arm, arm_colours, format_value, parse_arm
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
 from .paired import CONFIDENCE, CONVERGED_TOLERANCE, CONVERGED_WINDOW, Paired, converged, format_interval, format_rate, paired
@@ -287,9 +287,8 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
     ]
     variants = [a for a in arms if a.overrides]
     if variants:
-        lines.append("Arm variants (options that differ from the arm's defaults): "
-                     + "; ".join(f"`{a.name}`: " + ", ".join(f"{k} = {v}" for k, v in a.overrides) for a in variants)
-                     + ".")
+        described = [f"`{a.name}`: " + ", ".join(f"{k} = {format_value(v)}" for k, v in a.overrides) for a in variants]
+        lines.append("Arm variants (options that differ from the arm's defaults): " + "; ".join(described) + ".")
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [labels[row["arm"]], str(row["seeds"]), row["best_fid"], row["final_fid"], row["reached"],
