@@ -142,12 +142,15 @@ def parse_arms(text: str) -> list[Arm]:
 
 
 def arm_colours(arms: list[Arm]) -> dict[str, str]:
-    """The first arm of each base gets that base's colour; further variants the next free colours."""
-    colours, extra = {}, iter(_EXTRA_COLOURS)
+    """A plain arm gets its base's colour (so ``sine`` is blue in every report); a variant gets its
+    base's colour when the plain arm is absent, else the next free colour."""
+    colours = {a.name: ARM_COLOURS[a.base] for a in arms if not a.overrides}
+    extra = iter(c for c in _EXTRA_COLOURS if c not in colours.values())
     for arm in arms:
-        own = ARM_COLOURS[arm.base]
-        colours[arm.name] = own if own not in colours.values() else next(extra, "tab:gray")
-    return colours
+        if arm.name not in colours:
+            own = ARM_COLOURS[arm.base]
+            colours[arm.name] = own if own not in colours.values() else next(extra, "tab:gray")
+    return {a.name: colours[a.name] for a in arms}
 
 
 def arm_config(base: TrainConfig, arm: "Arm | str", seed: int) -> TrainConfig:

@@ -277,3 +277,11 @@ def test_seeds_may_be_a_range_kept_apart_from_the_tuning_seeds(tmp_path):
     assert run("compare", "--out", tmp_path / "c", "--seeds", "5-6", "--arms", "none", "--steps", 2, *TINY) == 0
     assert sorted(p.name for p in (tmp_path / "c" / "runs").iterdir()) == ["none-s5", "none-s6"]
     assert "seeds: 5, 6." in (tmp_path / "c" / "report.md").read_text()
+
+
+def test_every_arm_has_its_own_colour_and_plain_arms_keep_theirs():
+    from tempered_gan.arms import ARM_COLOURS, arm_colours, parse_arms
+    colours = arm_colours(parse_arms("none,sine:k=10,sine,sine:k=30,noise:noise_sigma=0.5,noise,blur:blur_sigma=1"))
+    assert len(set(colours.values())) == len(colours)                       # one colour per arm
+    assert (colours["sine"], colours["noise"]) == (ARM_COLOURS["sine"], ARM_COLOURS["noise"])
+    assert colours["blur:blur_sigma=1"] == ARM_COLOURS["blur"]               # no plain blur arm: the variant has it
