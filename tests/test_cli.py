@@ -485,3 +485,22 @@ def test_image_samples_after_the_lens_left_show_x_in_the_middle(tmp_path, mnist_
         assert right.shape == middle.shape and torch.equal(middle, right), step
         title, names = titles[f"step_{step:07d}.png"]
         assert title == f"step {step}, lens left after step 2" and names[1].startswith("X")
+
+
+def test_the_mixtures_train_on_one_cpu_thread_unless_omp_num_threads_says(tmp_path, monkeypatch):
+    """Tiny MLP nets: several threads only spin on busy cores (the default demo ran 5× slower)."""
+    import torch
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(2)
+        assert main(["train", "--steps", "2", "--batch-size", "16", "--width", "8", "--no-progress",
+                     "--out", str(tmp_path / "a")]) == 0
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        torch.set_num_threads(2)
+        assert main(["train", "--steps", "2", "--batch-size", "16", "--width", "8", "--no-progress",
+                     "--out", str(tmp_path / "b")]) == 0
+        assert torch.get_num_threads() == 2                 # the user's choice stands
+    finally:
+        torch.set_num_threads(before)
