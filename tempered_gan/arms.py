@@ -170,3 +170,14 @@ def arm_config(base: TrainConfig, arm: "Arm | str", seed: int) -> TrainConfig:
         if not arm.overrides:
             raise
         raise UserError(f"arm {arm.name!r}: {exc}") from None
+
+
+def reference_arm(arms: list[Arm], reference: str | None = None) -> str:
+    """The arm the others are compared with seed by seed: ``reference`` (any spelling of one of
+    ``arms``), else the arm without tempering, else the first."""
+    if reference is None:
+        return next((a.name for a in arms if a.base == "none"), arms[0].name)
+    name = parse_arm(reference).name
+    if name not in {a.name for a in arms}:
+        raise UserError(f"--reference {reference!r} is not one of the arms ({', '.join(a.name for a in arms)})")
+    return name

@@ -39,6 +39,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
+
+def write_cache(path: Path, obj: dict, what: str) -> None:
+    """``torch.save(obj)`` to a cache file, atomically. A failure (a full disk) only costs
+    the cache: one warning naming ``what`` and the file, and the old file stays. Saved in
+    memory first: torch's file writer reports a failed write as a RuntimeError."""
+    import warnings
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        warnings.warn(f"could not write {what} {path}: {exc}", stacklevel=4)
+
 def save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT_VERSION, **state}, buffer)

@@ -214,10 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _given_options(args) -> dict:
+    """The TrainConfig options given on the command line (the others are None)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+
+
 def _config_from_args(args) -> TrainConfig:
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name) is not None}
-    return TrainConfig(**given)
+    return TrainConfig(**_given_options(args))
 
 
 def _new_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> Path:
@@ -355,8 +358,8 @@ def _resume(args) -> int:
 
 def _one_thread_for_tiny_nets(cfg: TrainConfig) -> None:
     """The MLP nets of the 2-D mixtures gain nothing from several CPU threads, and on busy cores
-    spin-waiting threads made the default demo five times slower (measured: 9 min 35 s against
-    1 min 49 s with one thread, the same numbers). One thread for them on the CPU, unless
+    spin-waiting threads made the default demo ten times slower (measured under load: 9 min 35 s
+    against 59 s with one thread, the same numbers; docs/DECISIONS.md). One thread for them on the CPU, unless
     OMP_NUM_THREADS says otherwise; compare --jobs gives each run its share of the cores anyway."""
     import os
 
@@ -400,7 +403,7 @@ def cmd_compare(args) -> int:
     if args.eval_every == 0:
         raise UserError("compare needs FID during training: --eval-every must be at least 1 "
                         "(leave it out for ten evaluations per run)")
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    given = _given_options(args)
     if {"lens", "lambda_value", "tempering"} & set(given):
         raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur")
     from .grid import parse_shard
@@ -419,14 +422,14 @@ def cmd_compare(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from .grid import parse_shard
-    from .reproduce import config_overrides, parse_rows, reproduce
+    from .reproduce import parse_rows, reproduce
 
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     shard = parse_shard(args.shard) if args.shard is not None else None
     if shard is not None and args.report_only:
         raise UserError("--report-only reports the whole table; it takes no --shard")
-    overrides = config_overrides(args)
+    overrides = _given_options(args)
     features = overrides.pop("fid_features", "inception")
     if features not in ("inception", "classifier"):
         raise UserError(f"reproduce measures FID with inception (the paper's) or classifier features, not {features!r}")

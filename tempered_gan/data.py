@@ -34,11 +34,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import math
 import os
 import pickle
-import warnings
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -47,6 +45,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tempered_gan.checkpoint import write_cache
 from tempered_gan.errors import UserError
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist",
@@ -371,17 +370,8 @@ def _decode_image(name: str, path: Path, crop: int | None) -> np.ndarray:
 
 
 def _write_atomic(path: Path, obj: dict) -> None:
-    """torch.save to ``path`` via a synced temp file; a failure (a full disk)
-    only costs the cache: one warning, and the old file stays."""
-    from tempered_gan.checkpoint import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)   # in memory first: torch's writer reports a failed file write as a RuntimeError
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as e:
-        warnings.warn(f"could not write image cache {path}: {e}", stacklevel=3)
+    """torch.save to ``path`` atomically; a failure (a full disk) only costs the cache: one warning."""
+    write_cache(path, obj, "image cache")
 
 
 # --- 2-D Gaussian mixtures ---------------------------------------------------

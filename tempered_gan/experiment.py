@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import grid, runlock
-from .arms import ARMS, Arm, arm_config, parse_arm, parse_arms  # noqa: F401  (ARMS, parse_arms: the CLI's)
+from .arms import ARMS, Arm, arm_config, parse_arm, parse_arms, reference_arm  # noqa: F401  (ARMS, parse_arms: the CLI's)
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
 from .config import CONFIG, RESUME_OPTIONS, TrainConfig, check_number, resolve
 from .errors import UserError
@@ -210,7 +210,7 @@ def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: P
         check_number("fail_fid", fail_fid, positive=True)
     if fail_modes is not None and (isinstance(fail_modes, bool) or not isinstance(fail_modes, int) or fail_modes < 1):
         raise UserError(f"fail-modes must be a whole number ≥ 1, got {fail_modes!r}")
-    reference = _reference_arm(arms, reference)
+    reference = reference_arm(arms, reference)
     if not base.eval_every:   # the comparison is about FID: ten evaluations per run unless told otherwise
         steps = resolve(base).steps
         base = dataclasses.replace(base, eval_every=max(1, steps // DEFAULT_EVALUATIONS))
@@ -252,19 +252,10 @@ def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: P
     results = [read_run(arm, seed, run_dirs[arm, seed], failures[arm, seed]) for arm, seed in configs
                if (arm, seed) in failures]
     if reference not in {a.name for a in shown}:
-        reference = None if not shown else _reference_arm(shown, None)
+        reference = None if not shown else reference_arm(shown, None)
     with runlock.waiting(out / ".report.lock"):   # shards finishing together: one report at a time
         report = write_report(results, shown, out, command=command, base=first, fail_factor=fail_factor,
                               fail_fid=fail_fid, fail_modes=fail_modes, reference=reference,
                               arm_configs={arm.name: configs[arm.name, seeds[0]] for arm in shown})
         grid.note_unfinished(report, others, len(configs))
     return report
-
-
-def _reference_arm(arms: list[Arm], reference: str | None) -> str:
-    if reference is None:
-        return next((a.name for a in arms if a.base == "none"), arms[0].name)
-    name = parse_arm(reference).name
-    if name not in {a.name for a in arms}:
-        raise UserError(f"--reference {reference!r} is not one of the arms ({', '.join(a.name for a in arms)})")
-    return name

@@ -42,7 +42,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from tempered_gan.checkpoint import atomic_write_bytes
+from tempered_gan.checkpoint import write_cache
 from tempered_gan.data import MIXTURE_SPECS, Data, default_cache_dir, load_dataset, mixture_centres
 from tempered_gan.errors import UserError
 
@@ -601,10 +601,4 @@ def _read_cache(path: Path) -> dict:
 
 def _write_cache(path: Path, obj: dict) -> None:
     """Atomically write ``obj``; a failure only costs the cache, so it warns instead of raising."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as exc:
-        warnings.warn(f"could not write metrics cache {path}: {exc}", stacklevel=3)
+    write_cache(path, obj, "metrics cache")

@@ -15,7 +15,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arms import Arm, arm_colours, format_value, parse_arm
+from .arms import Arm, arm_colours, format_value, parse_arm, reference_arm
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
 from .paired import CONFIDENCE, CONVERGED_TOLERANCE, CONVERGED_WINDOW, Paired, converged, format_interval, format_rate, paired
@@ -112,8 +112,9 @@ def summarise(results: list[RunResult], arms: "list[Arm | str]", fail_factor: fl
               reference: str | None = None) -> tuple[list[dict], float, float | None]:
     """One row per arm: best/final FID, steps to the reference arm's best, failures,
     convergence, coverage. The reference is the arm without tempering unless given."""
-    names = [a.name for a in _arms(arms)]
-    reference = reference or ("none" if "none" in names else names[0])
+    arms = _arms(arms)
+    names = [a.name for a in arms]
+    reference = reference or reference_arm(arms)
     threshold = failure_threshold(results, fail_factor, fail_fid)
     baseline = [r.best_fid for r in results if r.arm == reference and r.best_fid is not None]
     target = statistics.mean(baseline) if baseline else None
@@ -267,7 +268,7 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
                  reference: str | None = None, arm_configs: dict[str, TrainConfig] | None = None) -> Path:
     arms = _arms(arms)
     names = [a.name for a in arms]
-    reference = reference or ("none" if "none" in names else names[0])
+    reference = reference or reference_arm(arms)
     labels = {a.name: a.label for a in arms}
     colours = arm_colours(arms)
     feature, strips, modes_figure = _figures(results, arms, out, labels, colours)

@@ -16,7 +16,6 @@ as not comparable with the paper's.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -175,8 +174,3 @@ def write_table(rows: list[str], arms: list[str], out: Path, bases: dict, *, sca
     with runlock.waiting(out / ".report.lock"):
         atomic_write_bytes(report, "\n".join(lines).encode())
     return report
-
-
-def config_overrides(args) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-            if getattr(args, f.name, None) is not None}

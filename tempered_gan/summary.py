@@ -42,11 +42,9 @@ def run_summary(run_dir: Path, cfg: TrainConfig, *, first_step: int, seconds: fl
 
 
 def _tempering_text(cfg: TrainConfig, records: list[dict]) -> str:
-    from .train import tempering_name
-
     if cfg.lens == "none":
         return "no lens"
-    name = tempering_name(cfg)
+    name = cfg.tempering   # lens, noise or blur
     left = next((r["step"] for r in records if r.get("lens_retired")), None)
     if left is not None:
         return f"{name} left after step {left}"

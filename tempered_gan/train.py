@@ -532,11 +532,6 @@ def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
     return run_evaluator(trainer.cfg, trainer.device, kid)(trainer.generate)
 
 
-def tempering_name(cfg: TrainConfig) -> str:
-    """What tempers the real data, in a word for people: lens, noise or blur."""
-    return "lens" if cfg.tempering == "lens" else cfg.tempering
-
-
 def sample_captions(trainer: Trainer) -> tuple[str, str]:
     """The title of a sample panel at the trainer's step and the name of its middle
     panel, which always shows what D sees as real at that step."""
@@ -544,7 +539,7 @@ def sample_captions(trainer: Trainer) -> tuple[str, str]:
     if trainer.tempering is not None:
         return f"step {t}, λ = {trainer.tempering.schedule(t):.3f}", trainer.tempering.label
     if trainer.lens_retired_at is not None:
-        return (f"step {t}, {tempering_name(trainer.cfg)} left after step {trainer.lens_retired_at}",
+        return (f"step {t}, {trainer.cfg.tempering} left after step {trainer.lens_retired_at}",
                 "X: what D sees now")
     return f"step {t}, no lens", "X: what D sees (no lens)"
 
