@@ -25,6 +25,11 @@ CONFIG = "config.json"   # the resolved configuration in a run folder
 RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "cuda_graphs", "log_every", "sample_every", "checkpoint_every",
                   "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights"}
 
+
+def run_identity(cfg: "TrainConfig") -> dict:
+    """What makes a run that run: every option but those a continued run may change (RESUME_OPTIONS)."""
+    return {k: v for k, v in sorted(dataclasses.asdict(cfg).items()) if k not in RESUME_OPTIONS}
+
 POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
 # How a sine lens leaves once λ reaches 0 at step K (docs/DECISIONS.md, "Lens exit"):
 #   drop     dropped right after step K (the default: docs/RESULTS.md, "How the lens leaves")

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import grid, runlock
 from .arms import ARMS, Arm, arm_config, parse_arm, parse_arms, reference_arm  # noqa: F401  (ARMS, parse_arms: the CLI's)
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
-from .config import CONFIG, RESUME_OPTIONS, TrainConfig, check_number, resolve
+from .config import CONFIG, TrainConfig, check_number, resolve, run_identity
 from .errors import UserError
 from .report import RunResult, read_run, summarise, write_report  # noqa: F401  (RunResult, summarise: re-exported)
 
@@ -43,11 +43,6 @@ PRESETS = {
 }
 
 
-def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
-    return all(getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(TrainConfig)
-               if f.name not in RESUME_OPTIONS)
-
-
 def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
     """Train one run to ``cfg.steps``: skip it when finished, resume it when
     interrupted. Returns why it failed (a NaN/Inf loss), or None."""
@@ -62,7 +57,7 @@ def _run_arm_locked(cfg: TrainConfig, run_dir: Path, data, progress: bool | None
         return (run_dir / FAILED).read_text().strip()
     resume = False
     if (run_dir / CONFIG).exists():
-        if not _same_run(TrainConfig.load(run_dir / CONFIG), cfg):
+        if run_identity(TrainConfig.load(run_dir / CONFIG)) != run_identity(cfg):
             raise UserError(f"{run_dir} was trained with another configuration; choose another --out for this comparison")
         if (run_dir / CHECKPOINT).exists():
             if load_checkpoint(run_dir / CHECKPOINT)["step"] >= cfg.steps:

@@ -25,7 +25,6 @@ folder is locked by whoever trains it.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from . import runlock
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
-from .config import CONFIG, RESUME_OPTIONS, TrainConfig
+from .config import CONFIG, TrainConfig, run_identity
 from .errors import UserError
 
 MANIFEST = "grid.json"
@@ -72,14 +71,9 @@ def share(keys: list, shard: Shard | None) -> list:
     return keys[shard.index * n // shard.count:(shard.index + 1) * n // shard.count]
 
 
-def _identity(cfg: TrainConfig) -> dict:
-    """What makes a run that run: every option but those a continued run may change."""
-    return {k: v for k, v in sorted(dataclasses.asdict(cfg).items()) if k not in RESUME_OPTIONS}
-
-
 def manifest_for(configs: dict, run_dirs: dict, out: Path) -> dict:
     runs = [{"arm": arm, "seed": seed, "folder": str(run_dirs[arm, seed].relative_to(out)),
-             "config": _identity(cfg)} for (arm, seed), cfg in configs.items()]
+             "config": run_identity(cfg)} for (arm, seed), cfg in configs.items()]
     arms = list(dict.fromkeys(arm for arm, _ in configs))
     seeds = list(dict.fromkeys(seed for _, seed in configs))
     digest = hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()
@@ -159,10 +153,9 @@ def status(cfg: TrainConfig, run_dir: Path) -> tuple[str, str | None]:
     step) or ``missing``."""
     if (run_dir / FAILED).exists():
         return "finished", (run_dir / FAILED).read_text().strip()
-    try:
-        runlock.check_free(run_dir)
-    except UserError as exc:
-        return "running", str(exc).split(" is in use by ")[-1].split(":")[0]
+    who = runlock.holder(run_dir)
+    if who is not None:
+        return "running", who
     if not (run_dir / CONFIG).exists():
         return "missing", None
     if not (run_dir / CHECKPOINT).exists():

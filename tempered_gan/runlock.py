@@ -72,8 +72,8 @@ def _holder_text(fd: int) -> str:
     return raw.splitlines()[0] if raw else "another process (it has not written its name yet)"
 
 
-def _refusal(folder: Path, fd: int, what: str) -> UserError:
-    return UserError(f"{folder} is in use by {_holder_text(fd)}: one process per {what} folder; "
+def _refusal(folder: Path, who: str, what: str) -> UserError:
+    return UserError(f"{folder} is in use by {who}: one process per {what} folder; "
                      "wait for it to end or stop it (a dead process's lock is released by the system)")
 
 
@@ -82,25 +82,33 @@ def held(folder: Path) -> bool:
     return Path(folder).resolve() in _HELD
 
 
-def check_free(folder: Path, what: str = "run") -> None:
-    """Refuse (one :class:`UserError` naming the holder) when another process
-    holds ``folder``'s lock; writes nothing, creates nothing."""
+def holder(folder: Path) -> str | None:
+    """Who holds ``folder``'s lock ("pid … on host since …"), or None when no other
+    process does; a probe that writes nothing and creates nothing."""
     folder = Path(folder)
     if held(folder):
-        return
+        return None
     try:
         fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
     except OSError:
-        return                           # no lock file (or no folder): nobody can hold it
+        return None                      # no lock file (or no folder): nobody can hold it
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise _refusal(folder, fd, what) from None
-            raise
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return _holder_text(fd)
+        raise
     finally:
         os.close(fd)                     # a probe: nothing kept
+    return None
+
+
+def check_free(folder: Path, what: str = "run") -> None:
+    """Refuse (one :class:`UserError` naming the holder) when another process
+    holds ``folder``'s lock; writes nothing, creates nothing."""
+    who = holder(folder)
+    if who is not None:
+        raise _refusal(Path(folder), who, what)
 
 
 def acquire(folder: Path, what: str = "run", *, shared: bool = False) -> FolderLock:
@@ -125,7 +133,7 @@ def acquire(folder: Path, what: str = "run", *, shared: bool = False) -> FolderL
     except OSError as exc:
         try:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise _refusal(folder, fd, what) from None
+                raise _refusal(folder, _holder_text(fd), what) from None
             raise UserError(f"cannot lock {folder / LOCK_NAME}: {exc.strerror or exc} (a file system without "
                             "flock support? see README, 'Shards')") from None
         finally:
