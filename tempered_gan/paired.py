@@ -13,10 +13,10 @@ import statistics
 from dataclasses import dataclass
 
 CONFIDENCE = 0.95
-# A run has converged when its last CONVERGED_WINDOW evaluations do not improve on the best
-# evaluation before them by more than CONVERGED_TOLERANCE (relative; docs/DECISIONS.md).
-CONVERGED_WINDOW = 3
-CONVERGED_TOLERANCE = 0.05
+# Convergence: a straight line through the last CONVERGENCE_WINDOW evaluations; its change
+# over the window is judged against the scatter of those evaluations about it (docs/DECISIONS.md).
+CONVERGENCE_WINDOW = 5
+CONVERGED, IMPROVING, DIVERGING, TOO_SHORT = "converged", "still improving", "diverging", "too few evaluations"
 
 BETTER, WORSE = "better", "worse"
 
@@ -33,7 +33,8 @@ class Paired:
     wins: int                         # seeds on which the arm is better than the reference
     losses: int
     ties: int
-    verdict: str                      # "better", "worse" or "cannot tell with N seeds"
+    verdict: str                      # "better", "worse" (or either "(sign test)"), "cannot tell with N seeds"
+    left_out: int = 0                 # seeds both arms ran whose value was NaN or infinite in either
 
     @property
     def n(self) -> int:
@@ -42,27 +43,35 @@ class Paired:
 
 def paired(reference: dict[int, float], arm: dict[int, float], *, lower_is_better: bool = True,
            confidence: float = CONFIDENCE) -> Paired:
-    """Per-seed differences ``arm[s] − reference[s]`` over the seeds both have, their mean
-    with a two-sided Student-t interval, wins/losses/ties and the verdict: ``better`` when
-    the whole interval lies on the better side of 0, ``worse`` when it lies on the other,
-    else "cannot tell with N seeds"."""
+    """Per-seed differences ``arm[s] − reference[s]`` over the seeds both have a finite value
+    for, their mean with a two-sided Student-t interval, wins/losses/ties and the verdict:
+    ``better`` when the whole interval lies on the better side of 0, ``worse`` when it lies
+    on the other, else "cannot tell with N seeds".
+
+    Seeds where either value is NaN or infinite are left out and counted in ``left_out``.
+    When every difference is the same (sd = 0) the t interval has no width and says
+    nothing about the spread; the verdict then comes from the two-sided sign test on the
+    wins and losses (scipy's ``binomtest``), and the interval is left out."""
     from scipy import stats
 
-    seeds = sorted(set(reference) & set(arm))
+    common = sorted(set(reference) & set(arm))
+    seeds = [s for s in common if math.isfinite(reference[s]) and math.isfinite(arm[s])]
     diffs = [arm[s] - reference[s] for s in seeds]
     sign = -1.0 if lower_is_better else 1.0          # sign · diff > 0 means the arm is better
     wins = sum(sign * d > 0 for d in diffs)
     losses = sum(sign * d < 0 for d in diffs)
     mean = statistics.fmean(diffs) if diffs else None
     low = high = None
-    if len(diffs) >= 2:
-        sd = statistics.stdev(diffs)
-        half = stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1) * sd / math.sqrt(len(diffs))
-        low, high = mean - half, mean + half
     verdict = f"cannot tell with {len(diffs)} seed{'s' if len(diffs) != 1 else ''}"
-    if low is not None and (low > 0 or high < 0):
-        verdict = BETTER if sign * mean > 0 else WORSE
-    return Paired(seeds, diffs, mean, low, high, wins, losses, len(diffs) - wins - losses, verdict)
+    if len(diffs) >= 2 and statistics.stdev(diffs) > 0:
+        half = stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        low, high = mean - half, mean + half
+        if low > 0 or high < 0:
+            verdict = BETTER if sign * mean > 0 else WORSE
+    elif wins + losses and stats.binomtest(wins, wins + losses).pvalue < 1 - confidence:
+        verdict = f"{BETTER if wins > losses else WORSE} (sign test)"
+    return Paired(seeds, diffs, mean, low, high, wins, losses, len(diffs) - wins - losses, verdict,
+                  left_out=len(common) - len(seeds))
 
 
 def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
@@ -74,19 +83,50 @@ def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     return float(ci.low), float(ci.high)
 
 
-def converged(values: list[float], *, window: int = CONVERGED_WINDOW, tolerance: float = CONVERGED_TOLERANCE,
-              lower_is_better: bool = True) -> bool:
-    """Whether a metric has stopped improving: its last ``window`` values do not beat the
-    best value before them by more than ``tolerance`` (relative). Needs ``window`` + 1 values.
+@dataclass
+class Trend:
+    """Where a run's FID was heading over its last evaluations."""
 
-    A run whose FID still falls fast fails this; one that has levelled off, or got worse,
-    passes (it has stopped improving, whatever the level)."""
-    if len(values) < window + 1:
-        return False
-    before, last = values[:-window], values[-window:]
-    if lower_is_better:
-        return min(last) >= min(before) * (1 - tolerance)
-    return max(last) <= max(before) * (1 + tolerance)
+    state: str                        # CONVERGED, IMPROVING, DIVERGING or TOO_SHORT
+    change: float | None = None       # fitted change over the window (last − first step), FID units
+    noise: float | None = None        # scatter of the evaluations about the fitted line (sd)
+    margin: float | None = None       # the largest |change| the scatter allows (95 %)
+
+
+def trend(values: list[float], *, window: int = CONVERGENCE_WINDOW, steps: list[int] | None = None,
+          lower_is_better: bool = True, confidence: float = CONFIDENCE) -> Trend:
+    """Classify a metric's last ``window`` values against their own noise.
+
+    A straight line is fitted through them (least squares, against ``steps``, or equally
+    spaced); its change over the window is compared with what the scatter about the line
+    allows: the two-sided Student-t interval of the slope with ``window`` − 2 degrees of
+    freedom. Within it: ``converged`` (no trend the evaluations can tell from their noise).
+    Beyond it, getting better: ``still improving``; getting worse: ``diverging``. The
+    scatter is the evaluation's noise plus G's own wander between evaluations; both are
+    what a reader of the curve has to see through. A series with no scatter at all has
+    a margin of 0, so any steady rise is diverging. A NaN or infinite value anywhere is
+    divergence. Fewer than ``window`` values (at least 3): ``too few evaluations``."""
+    from scipy import stats
+
+    if any(not math.isfinite(v) for v in values):
+        return Trend(DIVERGING)
+    window = max(window, 3)
+    if len(values) < window:
+        return Trend(TOO_SHORT)
+    ys = [float(v) for v in values[-window:]]
+    xs = [float(x) for x in (steps[-window:] if steps is not None else range(window))]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    noise = math.sqrt(sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys)) / (window - 2))
+    span = xs[-1] - xs[0]
+    change = slope * span
+    margin = stats.t.ppf(0.5 + confidence / 2, window - 2) * noise / math.sqrt(sxx) * span
+    if abs(change) <= margin:
+        state = CONVERGED
+    else:
+        state = IMPROVING if (change < 0) == lower_is_better else DIVERGING
+    return Trend(state, change, noise, margin)
 
 
 def format_interval(p: Paired, digits: str = ".3g") -> str:

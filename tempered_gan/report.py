@@ -18,7 +18,8 @@ from pathlib import Path
 from .arms import Arm, arm_colours, format_value, parse_arm, reference_arm
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
-from .paired import CONFIDENCE, CONVERGED_TOLERANCE, CONVERGED_WINDOW, Paired, converged, format_interval, format_rate, paired
+from .paired import (CONFIDENCE, CONVERGED, CONVERGENCE_WINDOW, DIVERGING, IMPROVING, TOO_SHORT, Paired, Trend,
+                     format_interval, format_rate, paired, trend)
 
 
 @dataclass
@@ -32,25 +33,46 @@ class RunResult:
 
     @property
     def fids(self) -> list[tuple[int, float]]:
-        return [(e["step"], e["fid"]) for e in self.evals if e.get("fid") is not None and math.isfinite(e["fid"])]
+        """(step, FID) of every evaluation that has a FID, NaN and Inf included."""
+        return [(e["step"], float(e["fid"])) for e in self.evals if e.get("fid") is not None]
+
+    @property
+    def nonfinite_fid(self) -> bool:
+        """An evaluation gave NaN or Inf: the run diverged, whatever came after."""
+        return any(not math.isfinite(f) for _, f in self.fids)
+
+    @property
+    def failed_early(self) -> bool:
+        """Stopped on a NaN/Inf loss or had a NaN/Inf evaluation: nothing at its end counts."""
+        return bool(self.failure) or self.nonfinite_fid
 
     @property
     def best_fid(self) -> float | None:
-        return min((f for _, f in self.fids), default=None)
+        return min((f for _, f in self.fids if math.isfinite(f)), default=None)
 
     @property
     def final_fid(self) -> float | None:
-        return self.fids[-1][1] if self.fids and not self.failure else None
+        """The last evaluation's FID; None for a run that failed early (never an earlier FID)."""
+        return self.fids[-1][1] if self.fids and not self.failed_early else None
 
     def final(self, key: str) -> float | None:
-        """``key`` (modes, kl, high_quality) at the last evaluation; None for a run stopped on NaN/Inf."""
-        value = self.evals[-1].get(key) if self.evals and not self.failure else None
+        """``key`` (modes, kl, high_quality) at the last evaluation; None for a run that failed
+        early. May be NaN: :func:`tempered_gan.paired.paired` leaves such values out and counts them."""
+        value = self.evals[-1].get(key) if self.evals and not self.failed_early else None
         return float(value) if value is not None else None
 
     @property
+    def trend(self) -> Trend:
+        """Converged, still improving or diverging (:func:`tempered_gan.paired.trend`);
+        a run that failed early diverged."""
+        if self.failed_early:
+            return Trend(DIVERGING)
+        steps, fids = zip(*self.fids) if self.fids else ((), ())
+        return trend(list(fids), steps=list(steps))
+
+    @property
     def converged(self) -> bool:
-        """FID has stopped improving (:func:`tempered_gan.paired.converged`)."""
-        return not self.failure and converged([f for _, f in self.fids])
+        return self.trend.state == CONVERGED
 
 
 def read_run(arm: str, seed: int, run_dir: Path, failure: str | None) -> RunResult:
@@ -99,12 +121,12 @@ def failure_threshold(results: list[RunResult], fail_factor: float, fail_fid: fl
 
 
 def is_failed(r: RunResult, threshold: float, fail_modes: int | None = None) -> bool:
-    """Stopped on NaN/Inf, no final FID, final FID above ``threshold``, or (with
-    ``fail_modes``) fewer modes than that at the last evaluation."""
-    if r.failure or r.final_fid is None or r.final_fid > threshold:
+    """Stopped on NaN/Inf (loss or evaluation), no final FID, final FID above ``threshold``,
+    or (with ``fail_modes``) fewer modes than that at the last evaluation."""
+    if r.failed_early or r.final_fid is None or r.final_fid > threshold:
         return True
     modes = r.final("modes")
-    return fail_modes is not None and modes is not None and modes < fail_modes
+    return fail_modes is not None and modes is not None and math.isfinite(modes) and modes < fail_modes
 
 
 def summarise(results: list[RunResult], arms: "list[Arm | str]", fail_factor: float,
@@ -134,14 +156,22 @@ def summarise(results: list[RunResult], arms: "list[Arm | str]", fail_factor: fl
             "reached": (f"{_mean_std([float(s) for s in reach], '.0f')} ({len(reach)}/{len(runs)} seeds)"
                         if target is not None else "–"),
             "failed": format_rate(len(failed), len(runs)),
-            "converged": f"{sum(r.converged for r in runs)}/{len(runs)}",
+            "converged": _trend_counts(runs),
         }
         for key in ("modes", "kl", "high_quality"):
             values = [r.final(key) for r in runs if r.final(key) is not None]
+            finite = [v for v in values if math.isfinite(v)]
             if values:
-                row[key] = _mean_std(values)
+                row[key] = _mean_std(finite) + (f" ({len(values) - len(finite)} NaN left out)" if len(finite) < len(values) else "")
         rows.append(row)
     return rows, threshold, target
+
+
+def _trend_counts(runs: list[RunResult]) -> str:
+    """``c / i / d`` runs converged, still improving, diverging (and how many were too short)."""
+    states = [r.trend.state for r in runs]
+    text = " / ".join(str(states.count(s)) for s in (CONVERGED, IMPROVING, DIVERGING))
+    return text + (f" ({states.count(TOO_SHORT)} too short)" if TOO_SHORT in states else "")
 
 
 # Metrics compared seed by seed: key, label, lower is better.
@@ -164,7 +194,9 @@ def paired_rows(results: list[RunResult], arms: "list[Arm | str]", reference: st
         if arm == reference:
             continue
         runs = [r for r in results if r.arm == arm]
-        row = {"arm": arm, "converged": all(r.converged for r in runs + ref_runs)}
+        both = runs + ref_runs
+        row = {"arm": arm, "converged": bool(both) and all(r.converged for r in both),
+               "last_step": max((r.fids[-1][0] for r in both if r.fids), default=0)}
         for key, _, lower in PAIRED_METRICS:
             ref, mine = _per_seed(ref_runs, key), _per_seed(runs, key)
             if ref and mine:
@@ -276,7 +308,7 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
     rows, threshold, target = summarise(results, arms, fail_factor, fail_fid, fail_modes, reference)
     extra = [k for k in ("modes", "kl", "high_quality") if any(k in row for row in rows)]
     header = ["arm", "seeds", "best FID", "final FID", "step reaching reference best", "failed (95 % CI)",
-              "converged", *extra]
+              "converged / improving / diverging", *extra]
     seeds = sorted({r.seed for r in results})
     lines = [
         f"# Comparison: {base.dataset}, {base.loss}",
@@ -305,13 +337,16 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
         "evaluation. "
         + (f"'Step reaching reference best': first evaluation at which a run's FID was at most the mean best FID of "
            f"{labels[reference]} ({target:.3g}), mean over the seeds that reached it. " if target is not None else "")
-        + f"Failed: {failure_rule}; the interval is Wilson's. Converged: the FID of the last {CONVERGED_WINDOW} "
-        f"evaluations did not improve on the best earlier one by more than {100 * CONVERGED_TOLERANCE:g} %.",
+        + f"Failed: {failure_rule}; the interval is Wilson's. " + CONVERGENCE_RULE,
         "",
     ]
     for r in results:
         if r.failure:
             lines.append(f"- {labels[r.arm]}, seed {r.seed}: {r.failure}")
+        elif r.nonfinite_fid:
+            step = next(step for step, f in r.fids if not math.isfinite(f))
+            lines.append(f"- {labels[r.arm]}, seed {r.seed}: FID was not finite at step {step} (diverged)")
+    lines += _trend_section(results, names, labels)
     lines += _paired_section(results, arms, reference, labels)
     lines += ["![FID against step](fid.png)", ""]
     if modes_figure:
@@ -328,6 +363,30 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
     return report
 
 
+CONVERGENCE_RULE = (
+    f"Converged / improving / diverging: a straight line is fitted through each run's last {CONVERGENCE_WINDOW} "
+    "FIDs; its change over those evaluations is compared with what their scatter about the line allows (the 95 % "
+    "t interval of the slope). Within it the run has *converged* (no trend its evaluations can tell from their own "
+    "noise); beyond it, falling: *still improving*, rising: *diverging*. A NaN or infinite FID or loss counts as "
+    "diverging and as failed. The scatter is the evaluation's noise plus G's wander between evaluations; each run's "
+    "change, noise and margin are in the table below.")
+
+
+def _trend_section(results: list[RunResult], names: list[str], labels: dict) -> list[str]:
+    """Each run's trend over its last evaluations: change, noise (scatter), margin and state."""
+    lines = ["", f"**Trend of each run over its last {CONVERGENCE_WINDOW} evaluations** (FID units; noise: the sd "
+             "of those FIDs about their fitted line)", "",
+             "| arm | seed | last step | final FID | change | noise | margin (95 %) | state |", "|---|---|---|---|---|---|---|---|"]
+    for arm in names:
+        for r in sorted((x for x in results if x.arm == arm), key=lambda x: x.seed):
+            t = r.trend
+            cells = ([f"{t.change:+.3g}", f"{t.noise:.3g}", f"{t.margin:.3g}"] if t.change is not None else ["–"] * 3)
+            last = str(r.fids[-1][0]) if r.fids else "–"
+            final = f"{r.fids[-1][1]:.4g}" if r.fids else "–"
+            lines.append("| " + " | ".join([labels[arm], str(r.seed), last, final, *cells, t.state]) + " |")
+    return lines + [""]
+
+
 def _paired_section(results: list[RunResult], arms: list[Arm], reference: str, labels: dict) -> list[str]:
     """One table per metric: each arm against the reference, seed by seed."""
     rows = paired_rows(results, arms, reference)
@@ -339,8 +398,11 @@ def _paired_section(results: list[RunResult], arms: list[Arm], reference: str, l
         f"Δ = arm − {labels[reference]} on the same seed (same initial weights, batches and noise), over the seeds "
         f"where both runs have the value; mean with a {100 * CONFIDENCE:g} % Student-t interval. Wins/losses: seeds "
         "on which the arm was better/worse (lower FID and KL, more modes). The verdict says better or worse only when "
-        "the whole interval lies on one side of 0. 'At convergence' when every run of both arms had converged, else "
-        "'at equal steps': the runs were still changing, so the comparison holds at this step count only.",
+        "the whole interval lies on one side of 0; when every per-seed difference is the same (no spread, no "
+        "interval) it comes from the two-sided sign test instead. Seeds where either value is NaN are left out and "
+        "counted. 'At convergence' when every run of both arms had converged by the rule above, else 'at equal "
+        "steps (step N)': some run was still improving, diverging or too short, so the comparison holds at that "
+        "step count only.",
         "",
     ]
     for key, name, _ in PAIRED_METRICS:
@@ -353,7 +415,9 @@ def _paired_section(results: list[RunResult], arms: list[Arm], reference: str, l
             if p is None:
                 continue
             per_seed = ", ".join(f"s{s} {d:+.3g}" for s, d in zip(p.seeds, p.differences))
-            lines.append("| " + " | ".join([labels[row["arm"]], "at convergence" if row["converged"] else "at equal steps",
-                                            str(p.n), *_paired_cell(p), per_seed]) + " |")
+            if p.left_out:
+                per_seed += f" ({p.left_out} NaN left out)"
+            compared = "at convergence" if row["converged"] else f"at equal steps (step {row['last_step']})"
+            lines.append("| " + " | ".join([labels[row["arm"]], compared, str(p.n), *_paired_cell(p), per_seed]) + " |")
         lines.append("")
     return lines

@@ -46,7 +46,7 @@ def test_compare_writes_every_report_item(comparison):
     assert sorted(p.name for p in (comparison / "runs").iterdir()) == sorted(f"{f}-s{s}" for f in FOLDERS for s in (0, 1))
     for label in ("sine lens (k = 3)", "instance noise (noise_sigma = 0.5)"):
         assert f"| {label} | 2 |" in report                                   # the variants' rows ...
-        assert f"| {label} | at equal steps | 2 |" in report                  # ... and their paired comparisons
+        assert f"| {label} | at equal steps (step 4) | 2 |" in report         # ... and their paired comparisons
 
 
 def test_arms_of_a_seed_start_from_identical_weights(comparison):

@@ -3,10 +3,11 @@ import math
 
 import pytest
 
-from tempered_gan.paired import converged, paired, wilson
+from tempered_gan.paired import CONVERGED, DIVERGING, IMPROVING, TOO_SHORT, paired, trend, wilson
 from tempered_gan.report import RunResult, paired_rows, summarise, write_report
 
-T_975_DF2 = 4.302652729911275     # Student t, 97.5 % quantile, 2 and 4 degrees of freedom (tables)
+T_975_DF2 = 4.302652729911275     # Student t, 97.5 % quantile, 2, 3 and 4 degrees of freedom (tables)
+T_975_DF3 = 3.182446305284263
 T_975_DF4 = 2.7764451051977987
 Z_975 = 1.959963984540054
 
@@ -54,12 +55,51 @@ def test_wilson_interval_by_hand():
     assert wilson(0, 0) is None
 
 
-def test_converged_means_the_last_evaluations_stopped_improving():
-    assert converged([100, 50, 40, 39, 38.5, 38.2])              # best before: 40; last three ≥ 38
-    assert not converged([100, 80, 60, 50, 40, 30])              # still falling
-    assert converged([100, 20, 30, 40, 50])                      # got worse: it stopped improving too
-    assert not converged([100, 50, 49])                          # too few evaluations to tell
-    assert converged([0.9, 0.8, 0.79, 0.8], window=2) and not converged([0.9, 0.8, 0.7], window=2)
+def test_trend_by_hand_on_a_flat_series_with_a_few_per_cent_of_scatter():
+    ys = [50.0, 51.5, 49.2, 50.8, 49.5]                          # ± 2-3 %, no trend
+    t = trend([400.0, 120.0, *ys])                               # only the last five count
+    mean = sum(ys) / 5
+    slope = sum((x - 2) * (y - mean) for x, y in enumerate(ys)) / 10          # Sxx of 0..4 is 10
+    residuals = [y - (mean + slope * (x - 2)) for x, y in enumerate(ys)]
+    s = math.sqrt(sum(r * r for r in residuals) / 3)
+    assert t.change == pytest.approx(4 * slope) and t.noise == pytest.approx(s)
+    assert t.margin == pytest.approx(T_975_DF3 * s / math.sqrt(10) * 4)
+    assert t.state == CONVERGED
+
+
+def test_a_rising_fid_is_diverging_never_converged():
+    assert trend([1.0, 1.1, 1.2, 1.3, 1.4, 1.5]).state == DIVERGING             # no scatter: any rise shows
+    assert trend([100, 104, 107, 113, 115, 121]).state == DIVERGING             # rising through its scatter
+    assert trend([100, 20, 30, 40, 50, 60]).state == DIVERGING                  # got worse after its best
+    assert trend([100, 80, 60, 50, 40, 30]).state == IMPROVING
+    assert trend([0.9, 0.8, 0.7, 0.6, 0.5], steps=[1000, 2000, 3000, 4000, 5000]).state == IMPROVING
+    assert trend([5.0] * 5).state == CONVERGED                                   # flat and exact
+    assert trend([100, 50, 49, 48]).state == TOO_SHORT
+    assert trend([100, 50, 49, 48, 47, float("nan")]).state == DIVERGING
+    assert trend([100, float("inf"), 49, 48, 47, 46]).state == DIVERGING
+
+
+def test_the_rule_judges_against_the_noise_not_a_fixed_percentage():
+    # The same 2 % fall over the window: hidden by a 5 % scatter, clear without scatter.
+    assert trend([100, 105, 95.5, 104, 98]).state == CONVERGED
+    assert trend([100, 99.5, 99, 98.5, 98]).state == IMPROVING
+
+
+def test_nan_values_are_left_out_and_counted():
+    p = paired({0: 10.0, 1: 12.0, 2: float("nan"), 3: 11.0}, {0: 9.0, 1: 10.0, 2: 8.0, 3: float("nan")},
+               lower_is_better=False)
+    assert p.seeds == [0, 1] and p.left_out == 2 and p.ties == 0 and (p.wins, p.losses) == (0, 2)
+
+
+def test_equal_differences_give_no_zero_width_interval_but_the_sign_test():
+    reference = {s: 10.0 for s in range(8)}
+    p = paired(reference, {s: 9.0 for s in range(8)})              # −1 on every seed: sd = 0
+    assert p.low is None and p.high is None
+    assert p.verdict == "better (sign test)"                      # 8 of 8: two-sided p = 2/256
+    five = paired({s: 10.0 for s in range(5)}, {s: 11.0 for s in range(5)})
+    assert five.low is None and five.verdict == "cannot tell with 5 seeds"   # 5 of 5: p = 1/16
+    assert paired({s: 1.0 for s in range(8)}, {s: 3.0 for s in range(8)}, lower_is_better=False).verdict \
+        == "better (sign test)"
 
 
 def _result(arm, seed, fids, failure=None, modes=None):
@@ -75,6 +115,46 @@ def test_paired_rows_pair_seeds_and_leave_out_runs_that_stopped():
     assert row["final_fid"].seeds == [0, 1] and row["final_fid"].differences == [-10, 5]
     assert row["best_fid"].seeds == [0, 1, 2] and row["best_fid"].differences == [-10, -5, 15]
     assert row["converged"] is False                             # two evaluations cannot show convergence
+    assert row["last_step"] == 20
+
+
+def test_a_nan_last_evaluation_fails_the_run_and_never_takes_an_earlier_fid():
+    r = RunResult("none", 0, None, evals=[{"step": 10, "fid": 50.0, "modes": 9},
+                                          {"step": 20, "fid": float("nan"), "modes": 3}])
+    assert r.final_fid is None and r.best_fid == 50.0 and r.final("modes") is None
+    assert r.trend.state == DIVERGING and not r.converged
+    rows, _, _ = summarise([r, _result("none", 1, [60, 40])], ["none"], fail_factor=10.0)
+    assert rows[0]["failed"].startswith("1/2") and rows[0]["final_fid"] == "40"
+    (row,) = paired_rows([r, _result("none", 1, [60, 40]), _result("sine", 0, [55, 45]), _result("sine", 1, [50, 30])],
+                         ["none", "sine"], "none")
+    assert row["final_fid"].seeds == [1]                         # seed 0 has no final FID without the lens
+
+
+def test_the_report_calls_rising_runs_diverging_and_never_at_convergence(tmp_path):
+    from tempered_gan.config import TrainConfig
+    base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=60, k=20)
+    rising = {"none": [(60, 50, 52, 55, 58, 61), (70, 60, 62, 64, 67, 70)],
+              "sine": [(60, 50, 53, 56, 59, 63), (70, 60, 63, 65, 68, 72)]}
+    results = [_result(arm, s, f) for arm, per_seed in rising.items() for s, f in enumerate(per_seed)]
+    for r in results:
+        r.run_dir = tmp_path / f"{r.arm}-{r.seed}"
+    report = write_report(results, list(rising), tmp_path, command="test", base=base, fail_factor=10.0).read_text()
+    assert "at convergence" not in report and "at equal steps (step 60)" in report
+    assert "| 0 / 0 / 2 |" in report                             # converged / improving / diverging per arm
+    assert report.count("| diverging |") == 4
+
+
+def test_the_report_leaves_out_nan_modes_and_counts_them(tmp_path):
+    from tempered_gan.config import TrainConfig
+    base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=20, k=10)
+    results = [_result("none", 0, [60, 50], modes=6), _result("none", 1, [60, 50], modes=float("nan")),
+               _result("sine", 0, [60, 40], modes=8), _result("sine", 1, [60, 40], modes=8)]
+    for r in results:
+        r.run_dir = tmp_path / f"{r.arm}-{r.seed}"
+    report = write_report(results, ["none", "sine"], tmp_path, command="test", base=base, fail_factor=10.0).read_text()
+    modes_row = next(line for line in report.splitlines() if line.startswith("| sine lens | at equal steps")
+                     and "NaN left out" in line)
+    assert "| 1 |" in modes_row and "s0 +2" in modes_row and "(1 NaN left out)" in modes_row
 
 
 def test_failures_by_fid_and_by_modes():
@@ -88,8 +168,8 @@ def test_failures_by_fid_and_by_modes():
 def test_report_shows_the_hand_computed_interval_and_verdict(tmp_path):
     from tempered_gan.config import TrainConfig
     base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=40, k=20)
-    fids = {"none": [(60, 50, 50, 50, 50), (70, 60, 60, 60, 60), (80, 70, 70, 70, 70)],          # converged
-            "sine:k=10": [(60, 47, 47, 47, 47), (70, 59, 59, 59, 59), (80, 68, 68, 68, 68)]}
+    fids = {"none": [(60, 50, 50, 50, 50, 50), (70, 60, 60, 60, 60, 60), (80, 70, 70, 70, 70, 70)],  # converged
+            "sine:k=10": [(60, 47, 47, 47, 47, 47), (70, 59, 59, 59, 59, 59), (80, 68, 68, 68, 68, 68)]}
     results = [_result(arm, s, f) for arm, per_seed in fids.items() for s, f in enumerate(per_seed)]
     for r in results:
         r.run_dir = tmp_path / f"{r.arm}-{r.seed}"
