@@ -483,6 +483,34 @@ def _stacked_mode_ids(x: torch.Tensor, classifier: nn.Module) -> torch.Tensor:
     return digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]
 
 
+# The grey sets whose classes the FID classifier reads (also the colour sets' mode reader).
+CLASS_COVERAGE_SETS = ("mnist", "fashion-mnist")
+CLASSES = 10
+# A class is covered when it gets at least this share of a fair share (1/10 of the samples):
+# the classifier's errors put a few samples into every class, so "at least one sample" would
+# count a generator of one garment as covering all ten (docs/METRICS.md).
+CLASS_COVERED_SHARE = 0.5
+
+
+def class_coverage(samples: torch.Tensor, classifier: nn.Module) -> dict:
+    """Classes of a labelled grey set covered by ``samples`` ``(N, 1, 32, 32)`` in [-1, 1].
+
+    ``classifier`` (or its ``ClassifierFeatures``) reads each sample's class. Returns
+    ``modes`` (classes given at least ``CLASS_COVERED_SHARE`` of a fair share of the
+    samples), ``modes_total`` (10) and ``kl`` = KL(p ‖ uniform over the classes), which
+    grows as G collapses onto fewer classes."""
+    if isinstance(classifier, ClassifierFeatures):
+        classifier = classifier.net
+    device = next(classifier.parameters(), torch.empty(0)).device
+    with torch.no_grad():
+        ids = torch.cat([classifier(chunk.to(device)).argmax(1).cpu() for chunk in samples.split(CHUNK)])
+    counts = torch.bincount(ids, minlength=CLASSES).double()
+    share = counts / len(ids)
+    p = share[share > 0]
+    return {"modes": int((share >= CLASS_COVERED_SHARE / CLASSES).sum()), "modes_total": CLASSES,
+            "kl": float((p * (p * CLASSES).log()).sum())}
+
+
 def mixture_coverage(points: torch.Tensor, name: str, *, min_samples: int = 1) -> dict:
     """Mode coverage of 2-D ``points`` ``(N, 2)`` for mixture ``name`` (VEEGAN / PacGAN's 3-std criterion).
 
@@ -502,15 +530,16 @@ def mixture_coverage(points: torch.Tensor, name: str, *, min_samples: int = 1) -
 def coverage(data_name: str, samples: torch.Tensor, classifier: nn.Module | None = None) -> dict | None:
     """Mode coverage of ``samples`` for ``data_name``; None where the data set defines no modes.
 
-    Mixtures use ``mixture_coverage``; colour-stacked sets ``stacked_mode_coverage``
-    with ``classifier`` (required there: the grey base set's classifier or its ``ClassifierFeatures``).
+    Mixtures use ``mixture_coverage``; colour-stacked sets ``stacked_mode_coverage`` and
+    the labelled grey sets (``CLASS_COVERAGE_SETS``) ``class_coverage``, both with
+    ``classifier`` (required there: the grey set's classifier or its ``ClassifierFeatures``).
     """
     if data_name in MIXTURE_SPECS:
         return mixture_coverage(samples, data_name)
-    if data_name.startswith("color-"):
+    if data_name.startswith("color-") or data_name in CLASS_COVERAGE_SETS:
         if classifier is None:
-            raise ValueError(f"coverage of {data_name} needs the digit classifier of its grey base set")
-        return stacked_mode_coverage(samples, classifier)
+            raise ValueError(f"coverage of {data_name} needs the classifier of its grey set")
+        return (stacked_mode_coverage if data_name.startswith("color-") else class_coverage)(samples, classifier)
     return None
 
 
@@ -533,7 +562,7 @@ class Evaluator:
         real = load_dataset(dataset, data_dir, split="train", cache_dir=cache_dir)
         self.fid = FIDEvaluator(self.extractor, real, n_samples, cache_dir, kid=kid)
         self.classifier = None
-        if dataset.startswith("color-"):  # the mode counter needs the digit classifier even for Inception FID
+        if dataset.startswith("color-") or dataset in CLASS_COVERAGE_SETS:  # needed even for Inception FID
             self.classifier = (self.extractor if isinstance(self.extractor, ClassifierFeatures) else
                                feature_extractor("classifier", dataset, data_dir, cache_dir=cache_dir, device=device))
 

@@ -141,6 +141,23 @@ def test_stacked_coverage_counts_all_1000_modes_and_a_single_one():
     assert half["modes"] == 500 and half["kl"] == pytest.approx(math.log(2))
 
 
+def grey(digits: torch.Tensor) -> torch.Tensor:
+    """Grey images that read as ``digits`` (N,) under the stub."""
+    return (-1 + 0.2 * digits.float())[:, None, None, None].expand(-1, 1, 32, 32).contiguous()
+
+
+def test_class_coverage_counts_classes_with_half_a_fair_share():
+    balanced = M.class_coverage(grey(torch.arange(10).repeat(50)), DigitFromBrightness())
+    assert balanced == {"modes": 10, "modes_total": 10, "kl": pytest.approx(0.0, abs=1e-12)}
+    single = M.class_coverage(grey(torch.full((400,), 7)), DigitFromBrightness())
+    assert single["modes"] == 1 and single["kl"] == pytest.approx(math.log(10))
+    # One class and a classifier's stray reads: 4 % in each of 3 others is under half a fair share (5 %).
+    stray = torch.cat([torch.full((88,), 2), torch.tensor([0, 1, 3]).repeat_interleave(4)])
+    assert M.class_coverage(grey(stray), DigitFromBrightness())["modes"] == 1
+    two = M.class_coverage(grey(torch.tensor([4, 5]).repeat(100)), DigitFromBrightness())
+    assert two["modes"] == 2 and two["kl"] == pytest.approx(math.log(5))
+
+
 def test_mixture_coverage_on_centres_one_centre_and_far_away():
     for name in MIXTURE_SPECS:
         centres = mixture_centres(name)
@@ -161,9 +178,11 @@ def test_coverage_dispatches_by_data_set():
     points = mixture_centres("mixture-ring8")
     assert M.coverage("mixture-ring8", points)["modes"] == 8
     assert M.coverage("color-mnist", stacked(torch.tensor([[1, 2, 3]])), DigitFromBrightness())["modes"] == 1
-    assert M.coverage("mnist", torch.zeros(2, 1, 32, 32)) is None
-    with pytest.raises(ValueError, match="classifier"):
-        M.coverage("color-mnist", torch.zeros(2, 3, 32, 32))
+    assert M.coverage("fashion-mnist", grey(torch.tensor([1, 2])), DigitFromBrightness())["modes"] == 2
+    assert M.coverage("cifar10", torch.zeros(2, 3, 32, 32)) is None
+    for name in ("color-mnist", "mnist"):
+        with pytest.raises(ValueError, match="classifier"):
+            M.coverage(name, torch.zeros(2, 3 if name.startswith("color") else 1, 32, 32))
 
 
 # --- the classifier and its cache ----------------------------------------------
