@@ -69,9 +69,9 @@ HELP = {
     "eval_every": "steps between FID (and mode-coverage) evaluations; 0 (default): none",
     "fid_samples": "samples per FID (default 4096; 10000 for wgan-gp, as in the paper)",
     "fid_features": "auto (default: points for 2-D data, else classifier), classifier, inception (the paper's; "
-                    "needs the weights file) or points",
+                    "weights fetched on first use) or points",
     "inception_weights": "path of pt_inception-2015-12-05-6726825d.pth for paper-comparable FID (default: "
-                         "$TEMPERED_GAN_INCEPTION, else torch hub's cache)",
+                         "$TEMPERED_GAN_INCEPTION, else torch hub's cache, fetched there on first use)",
     "device": "auto (default), cpu, cuda or cuda:N",
     "amp": "none (default) or bf16: mixed precision for the forward passes (GPU; see docs/PERFORMANCE.md "
            "for what it gains)",
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "finished runs")
     _add_config_flags(reproduce, hide=ROW_OPTIONS)   # each row sets these itself (refused in one line)
     next(a for a in reproduce._actions if a.dest == "fid_features").help = \
-        "inception (default: the paper's features; needs the weights file) or classifier (offline, not comparable)"
+        "inception (default: the paper's features; weights fetched on first use) or classifier (not comparable)"
 
     for name, text in (("eval", "FID (and coverage) of a run's checkpoint, printed as one JSON object"),
                        ("sample", "write a sample grid G(Z) | L(X) | X from a run's checkpoint")):

@@ -2,8 +2,8 @@
 
 Every image set is stored as a uint8 tensor ``(N, C, 32, 32)`` and converted
 to float32 in ``[-1, 1]`` (``v / 127.5 - 1``) only for the rows a batch asks
-for; this keeps CIFAR-10 and CelebA small in memory. Nothing is downloaded
-(the machines have no network): files must already be on disk.
+for; this keeps CIFAR-10 and CelebA small in memory. A missing set is fetched
+on first use, checksummed, into its folder (``tempered_gan/fetch.py``).
 
 Decisions:
 
@@ -47,6 +47,7 @@ from PIL import Image
 
 from tempered_gan.checkpoint import write_cache
 from tempered_gan.errors import UserError
+from tempered_gan.fetch import fetch_dataset
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist",
                  "cifar10", "celeba", "folder", "mixture-ring8", "mixture-grid25")
@@ -134,7 +135,7 @@ def default_data_dir(name: str) -> str:
 
     ``$TEMPERED_GAN_DATA/<name>`` when that variable is set, else
     ``~/.cache/tempered-gan/data/<name>``; Fashion-MNIST falls back to the
-    Debian package's folder instead. Colour variants share their base set's
+    Debian package's folder instead where it is installed. Colour variants share their base set's
     folder. Mixtures read no files (returns ""); ``folder`` has no default.
     """
     _check_name(name)
@@ -146,7 +147,7 @@ def default_data_dir(name: str) -> str:
     root = os.environ.get("TEMPERED_GAN_DATA")
     if root:
         return str(Path(root).expanduser() / name)
-    if name == "fashion-mnist":
+    if name == "fashion-mnist" and os.path.isdir(FASHION_MNIST_SYSTEM_DIR):
         return FASHION_MNIST_SYSTEM_DIR
     return str(Path.home() / ".cache" / "tempered-gan" / "data" / name)
 
@@ -196,9 +197,11 @@ def load_dataset(name: str, data_dir: str | None = None, *, split: str = "train"
         if (folder / "img_align_celeba").is_dir():
             folder = folder / "img_align_celeba"
         files, crop = _image_files(folder, (".jpg",), recursive=False), CELEBA_CROP
+        if not files and fetch_dataset("celeba", folder):
+            return load_dataset(name, data_dir, split=split, cache_dir=cache_dir)
         if not files:
             raise UserError(f"celeba: no img_align_celeba/*.jpg in {folder}; unpack "
-                            "img_align_celeba.zip there or pass --data-dir DIR")
+                            "img_align_celeba.zip there (fetched only from TEMPERED_GAN_MIRROR) or pass --data-dir DIR")
     else:  # "folder"; default_data_dir already refused a missing data_dir
         if not folder.is_dir():
             raise UserError(f"folder: {folder} is not a directory; pass --data-dir pointing "
@@ -224,6 +227,8 @@ def _load_idx_pair(name: str, folder: Path, split: str) -> tuple[torch.Tensor, t
     found = [next((p for p in (folder / s, folder / f"{s}.gz") if p.is_file()), None)
              for s in stems]
     missing = [f"{s}[.gz]" for s, p in zip(stems, found, strict=True) if p is None]
+    if missing and fetch_dataset(_COLOR_BASE.get(name, name), folder):
+        return _load_idx_pair(name, folder, split)
     if missing:
         raise UserError(f"{name}: missing {' and '.join(missing)} in {folder}; put the "
                         "IDX files there or pass --data-dir DIR (nothing is downloaded)")
@@ -288,6 +293,8 @@ def _load_cifar10(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]
         folder = folder / "cifar-10-batches-py"
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     missing = [n for n in names if not (folder / n).is_file()]
+    if missing and fetch_dataset("cifar10", folder):
+        return _load_cifar10(folder, split)
     if missing:
         raise UserError(f"cifar10: missing {', '.join(missing)} in {folder}; put the CIFAR-10 "
                         "python version (cifar-10-batches-py) there or pass --data-dir DIR "

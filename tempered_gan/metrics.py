@@ -14,7 +14,7 @@ Feature extractors (``feature_extractor``):
   penultimate layer. Colour-stacked sets use the grey base set's classifier on
   each channel (3 x 128-d). Numbers are NOT comparable with Inception FID.
 * ``inception``: the standard pt_inception-2015-12-05 weights (as in
-  torch-fidelity / TTUR), read from a local file only; paper-comparable.
+  torch-fidelity / TTUR), fetched into torch hub's cache on first use; paper-comparable.
 * ``points``: the raw 2-D coordinates (FID is then the Fréchet distance of two
   Gaussians fitted to the points).
 
@@ -45,6 +45,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from tempered_gan.checkpoint import write_cache
 from tempered_gan.data import MIXTURE_SPECS, Data, default_cache_dir, load_dataset, mixture_centres
 from tempered_gan.errors import UserError
+from tempered_gan.fetch import fetch_weights
 
 FEATURE_KINDS = ("auto", "classifier", "inception", "points")
 DEFAULT_FID_SAMPLES = 4096
@@ -197,8 +198,8 @@ def feature_extractor(kind: str, dataset: str, data_dir: str | None = None, *, c
     (celeba, folder) and classifier otherwise. The classifier is trained on
     first use (seeded, deterministic on CPU) and cached under
     ``<cache_dir>/metrics``; later calls load it while the data and
-    ``classifier`` settings are unchanged. Inception weights are never
-    downloaded: see ``inception_weights_path``.
+    ``classifier`` settings are unchanged. Inception weights are fetched
+    on first use: see ``inception_weights_path``.
     """
     kind = _resolve_kind(kind, dataset)
     if kind == "points":
@@ -228,8 +229,9 @@ def _resolve_kind(kind: str, dataset: str) -> str:
 def inception_weights_path(explicit: str | None = None) -> Path:
     """Where the Inception weights are: ``explicit``, else ``$TEMPERED_GAN_INCEPTION``, else the torch hub cache.
 
-    Raises a one-line UserError naming the missing file and the places looked in;
-    nothing is ever downloaded.
+    Where neither is given and the cache lacks the file, it is fetched there
+    (``fetch.fetch_weights``); else a one-line UserError names the missing file
+    and the places looked in.
     """
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     if explicit:
@@ -241,9 +243,12 @@ def inception_weights_path(explicit: str | None = None) -> Path:
     for path in candidates:
         if path.is_file():
             return path
+    if candidates[0] == hub / INCEPTION_FILE and fetch_weights(INCEPTION_FILE, hub):
+        return hub / INCEPTION_FILE
     raise UserError(f"Inception FID weights {INCEPTION_FILE} not found (looked at: {', '.join(map(str, candidates))}); "
                     f"put the file at {hub / INCEPTION_FILE}, set TEMPERED_GAN_INCEPTION or pass --inception-weights PATH "
-                    "(no network here, nothing is downloaded), or use --fid-features classifier, which works offline")
+                    "(nothing is downloaded for a given path or with TEMPERED_GAN_OFFLINE=1), "
+                    "or use --fid-features classifier, which works offline")
 
 
 def _check_inception_file(path: Path) -> str:

@@ -9,10 +9,10 @@ result is then not the paper's setting, and says so). ``--shard I/N`` runs
 shard I of every row's grid (see :mod:`grid`).
 
 Checks before anything runs or is written: the Inception weights (the paper's
-FID features; one line where they are missing), and every data set the rows
-need (one line per missing set, naming where its files go). Classifier
-features (``--fid-features classifier``) work offline; their FIDs are marked
-as not comparable with the paper's.
+FID features), and every data set the rows need; what is missing is fetched
+then (:mod:`fetch`), else one line per missing set names where its files go.
+Classifier features (``--fid-features classifier``) need no weights; their FIDs
+are marked as not comparable with the paper's.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def row_config(row: str, scale: float, overrides: dict) -> TrainConfig:
 
 
 def check_inputs(rows: list[str], fid_features: str, inception_weights: str | None) -> None:
-    """The Inception weights, then every data set: one line each where missing, before anything runs."""
+    """The Inception weights, then every data set (fetched where missing): one line each that cannot be had."""
     from .data import load_dataset
     from .experiment import PRESETS
     from .metrics import inception_weights_path

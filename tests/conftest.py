@@ -16,6 +16,21 @@ def private_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def offline():
+    """Nothing is fetched unless a test serves the files itself (tests/test_fetch.py, from 127.0.0.1): a test
+    that expects a "missing files" error gets it at once, a run can never reach the internet (CI has none) or a
+    developer's own mirror, and the processes tests start inherit the setting."""
+    import os
+    previous = {k: os.environ.pop(k, None) for k in ("TEMPERED_GAN_OFFLINE", "TEMPERED_GAN_MIRROR")}
+    os.environ["TEMPERED_GAN_OFFLINE"] = "1"
+    yield
+    for key, value in previous.items():
+        os.environ.pop(key, None)
+        if value is not None:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """The tests' networks are tiny: several threads gain nothing and, on a shared CI machine whose cores
     are busy, spin-waiting threads made single steps 100x slower (measured: 17 s against 0.14 s)."""

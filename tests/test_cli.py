@@ -161,7 +161,7 @@ def test_missing_inception_weights_are_one_clear_line(tmp_path, mnist_dir, capsy
     code = run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--out", tmp_path / "run", "--eval-every", 2,
                "--fid-features", "inception", "--inception-weights", "/nonexistent/pt_inception.pth")
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "no network here" in err and len(err.splitlines()) == 1, err
+    assert code == 2 and "nothing is downloaded for a given path" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
 
 
