@@ -1,0 +1,79 @@
+"""Is bf16 autocast on the CPU as good as fp32? Pairs two finished comparisons run seed by seed.
+
+Run the same ``compare`` twice, once with ``--amp none`` and once with
+``--amp bf16`` (the same seeds, arms and steps; only the precision differs, so
+each pair of runs starts from identical weights, batches and noise), then:
+
+    .venv/bin/python benchmarks/bf16_quality.py runs/q-fp32 runs/q-bf16
+
+For every arm and measure (final FID, modes, KL where the data set has modes):
+the per-seed difference bf16 − fp32, its mean with a 95 % t interval
+(``tempered_gan.paired``), and whether bf16 is *not worse* by the margin
+written down before the runs (docs/PERFORMANCE.md, "CPU fast path"): the
+interval's harmful end stays within ``--margin`` (default 10 %) of the fp32 mean.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from tempered_gan.paired import format_interval, paired
+from tempered_gan.report import read_run
+
+MEASURES = (("final_fid", "final FID", True), ("modes", "modes", False), ("kl", "KL", True))
+
+
+def runs_of(out: Path) -> dict[tuple[str, int], object]:
+    """{(arm folder, seed): RunResult} of a comparison folder's finished runs."""
+    found = {}
+    for run_dir in sorted((out / "runs").iterdir()):
+        cfg = json.loads((run_dir / "config.json").read_text())
+        arm = run_dir.name.rsplit("-s", 1)[0]
+        failure = (run_dir / "FAILED").read_text().strip() if (run_dir / "FAILED").exists() else None
+        found[(arm, cfg["seed"])] = (cfg, read_run(arm, cfg["seed"], run_dir, failure))
+    return found
+
+
+def value(result, key: str) -> float | None:
+    return result.final_fid if key == "final_fid" else result.final(key)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("fp32", type=Path, help="the comparison folder run with --amp none")
+    ap.add_argument("bf16", type=Path, help="the same comparison run with --amp bf16")
+    ap.add_argument("--margin", type=float, default=0.1, help="non-inferiority margin, relative (default 0.1)")
+    args = ap.parse_args()
+    a, b = runs_of(args.fp32), runs_of(args.bf16)
+    if any(c["amp"] != "none" for c, _ in a.values()) or any(c["amp"] != "bf16" for c, _ in b.values()):
+        print("error: the first folder must hold --amp none runs and the second --amp bf16 runs", file=sys.stderr)
+        return 2
+    rows = []
+    for arm in sorted({arm for arm, _ in a} & {arm for arm, _ in b}):
+        for key, name, lower in MEASURES:
+            ref = {s: value(r, key) for (x, s), (_, r) in a.items() if x == arm}
+            new = {s: value(r, key) for (x, s), (_, r) in b.items() if x == arm}
+            ref = {s: v for s, v in ref.items() if v is not None}
+            new = {s: v for s, v in new.items() if v is not None}
+            if not ref or not new:
+                continue
+            p = paired(ref, new, lower_is_better=lower)
+            level = statistics.fmean(ref[s] for s in p.seeds) if p.seeds else float("nan")
+            harm = p.high if lower else (None if p.low is None else -p.low)   # worst plausible harm, as a positive number
+            ok = harm is not None and harm <= args.margin * abs(level)
+            rows.append([arm, name, str(p.n), f"{level:.4g}", format_interval(p), f"{p.wins}/{p.losses}",
+                         f"{100 * args.margin:g} % = {args.margin * abs(level):.3g}",
+                         "not worse" if ok else "cannot say it is not worse" if p.verdict != "worse" else "worse"])
+    header = ["arm", "measure", "seeds", "fp32 mean", "Δ bf16 − fp32 [95 % CI]", "bf16 wins/losses", "margin", "verdict"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
