@@ -22,6 +22,14 @@ def add_threads_option(parser) -> None:
                         help="torch threads (default 1: robust on a shared machine, see docs/PERFORMANCE.md)")
 
 
+def parse_and_setup(parser):
+    """The benchmark's arguments, with ``--threads``, after :func:`setup` has fixed and printed them."""
+    add_threads_option(parser)
+    args = parser.parse_args()
+    setup(args.threads)
+    return args
+
+
 def setup(threads: int) -> int:
     """Fix the number of intra-op threads and print it with the machine, so that a
     pasted output says where it was measured."""

@@ -27,11 +27,11 @@ import argparse
 import time
 
 import torch
-from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
+from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
-from tempered_gan.train import Trainer
+from tempered_gan.trainer import Trainer
 
 # name: (dataset, loss, C, lens maps, lens blocks)
 SETTINGS = {
@@ -65,10 +65,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block (default 5)")
     ap.add_argument("--reps", type=int, default=12, help="interleaved blocks per variant (default 12)")
-    add_threads_option(ap)
-    args = ap.parse_args()
-
-    setup(args.threads)
+    args = parse_and_setup(ap)
     print(f"cpu      oneDNN bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, AVX512-BF16: "
           f"{torch.cpu._is_avx512_bf16_supported()}, AMX tiles: {torch.cpu._is_amx_tile_supported()}, "
           f"capability {torch.backends.cpu.get_cpu_capability()}; batch {args.batch_size}, "

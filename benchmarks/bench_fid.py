@@ -18,12 +18,12 @@ import tempfile
 import time
 
 import torch
-from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
+from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
 from tempered_gan import metrics
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
-from tempered_gan.train import Trainer
+from tempered_gan.trainer import Trainer
 
 
 def timed(fn):
@@ -39,23 +39,23 @@ def main() -> None:
                     help="steps between evaluations to report (default: 1000, and 5000 as in the experiment presets)")
     ap.add_argument("--reps", type=int, default=5, help="interleaved rounds (default 5)")
     ap.add_argument("--steps", type=int, default=5, help="training steps per timed block (default 5)")
-    add_threads_option(ap)
-    args = ap.parse_args()
+    args = parse_and_setup(ap)
 
-    setup(args.threads)
     data = load_dataset("fashion-mnist")
     cache = tempfile.mkdtemp(prefix="bench-fid-cache-")
     trainers = {lens: Trainer.create(resolve(TrainConfig(dataset="fashion-mnist", loss="gan", lens=lens, device="cpu")),
                                      data, torch.device("cpu")) for lens in ("sine", "none")}
     run = trainers["none"]   # G at its initial weights: the cost of scoring does not depend on them
 
+    settings = metrics.EvalSettings("fashion-mnist", features="auto", n_samples=args.samples, cache_dir=cache)
+
     def evaluate():
-        return metrics.evaluate(run.generate, "fashion-mnist", features="auto", n_samples=args.samples, cache_dir=cache)
+        return metrics.evaluate(run.generate, settings)
 
     # One-time costs, in a fresh cache folder.
     _, t_classifier = timed(lambda: metrics.feature_extractor("auto", "fashion-mnist", cache_dir=cache))
-    _, t_real = timed(lambda: metrics.Evaluator("fashion-mnist", n_samples=args.samples, cache_dir=cache))
-    _, t_cached = timed(lambda: metrics.Evaluator("fashion-mnist", n_samples=args.samples, cache_dir=cache))
+    _, t_real = timed(lambda: metrics.Evaluator(settings))
+    _, t_cached = timed(lambda: metrics.Evaluator(settings))
     first, t_first = timed(evaluate)
     print(f"extractor {first['features']}")
     print(f"cache     {cache} (fresh, removed at the end)\n")

@@ -38,7 +38,7 @@ from _timing import table  # noqa: E402
 from tempered_gan.config import TrainConfig, resolve  # noqa: E402
 from tempered_gan.cuda_graphs import EagerRunner  # noqa: E402
 from tempered_gan.data import load_dataset  # noqa: E402
-from tempered_gan.train import Trainer  # noqa: E402
+from tempered_gan.trainer import Trainer  # noqa: E402
 
 ARMS = {   # name: TrainConfig options
     "gan": dict(loss="gan", lens="none"),

@@ -20,14 +20,14 @@ import argparse
 import copy
 
 import torch
-from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
+from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 from torch.utils.flop_counter import FlopCounterMode
 
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
 from tempered_gan.losses import reconstruction
 from tempered_gan.tempering import frozen
-from tempered_gan.train import Trainer
+from tempered_gan.trainer import Trainer
 
 
 class _GlobalOnly:
@@ -151,10 +151,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20, help="interleaved rounds, gan/lsgan (default 20)")
     ap.add_argument("--wgan-reps", type=int, default=6, help="interleaved rounds (1 call each), wgan-gp (default 6)")
     ap.add_argument("--matmul", type=int, default=2048, help="N of the N×N float32 matmul measuring the peak")
-    add_threads_option(ap)
-    args = ap.parse_args()
+    args = parse_and_setup(ap)
 
-    setup(args.threads)
     data = load_dataset("fashion-mnist")
     print(f"data     {data}; one warm-up call of every arm, not timed")
     for loss in args.losses:

@@ -31,11 +31,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
+from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
-from tempered_gan.train import Trainer, train
+from tempered_gan.train import train
+from tempered_gan.trainer import Trainer
 
 
 def main() -> None:
@@ -48,10 +49,8 @@ def main() -> None:
     ap.add_argument("--retire-tolerance", type=float, default=1e-3, help="converge (default 1e-3; the package's is 1e-4)")
     ap.add_argument("--retire-patience", type=int, default=100, help="converge (default 100; the package's is 1000)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds of the arms (default 3)")
-    add_threads_option(ap)
-    args = ap.parse_args()
+    args = parse_and_setup(ap)
 
-    setup(args.threads)
     data = load_dataset(args.dataset, args.data_dir)
     steps = args.steps
     base = dict(dataset=args.dataset, data_dir=args.data_dir, device="cpu", steps=steps, log_every=args.log_every,

@@ -16,12 +16,12 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
+from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
 from tempered_gan.nets import make_nets
-from tempered_gan.train import Trainer
+from tempered_gan.trainer import Trainer
 
 D_LOSS = {"gan": lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
           "lsgan": lambda r, f: f.pow(2).mean() + (r - 1).pow(2).mean(),
@@ -87,10 +87,8 @@ def main() -> None:
     ap.add_argument("--wgan-steps", type=int, default=1, help="steps per timed block, wgan-gp (default 1)")
     ap.add_argument("--wgan-reps", type=int, default=10, help="interleaved blocks per arm, wgan-gp (default 10)")
     ap.add_argument("--batch-size", type=int, default=64)
-    add_threads_option(ap)
-    args = ap.parse_args()
+    args = parse_and_setup(ap)
 
-    setup(args.threads)
     data = load_dataset("fashion-mnist")
     print(f"data     {data}, batch {args.batch_size}; first step of each arm is warm-up, not timed")
     print()

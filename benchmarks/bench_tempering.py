@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import add_threads_option, interleaved, median, paired_ratio, setup, table
+from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
-from tempered_gan.train import Trainer
+from tempered_gan.trainer import Trainer
 
 ARMS = {"none": dict(lens="none"), "sine lens": dict(lens="sine"),
         "instance noise": dict(lens="sine", tempering="noise"), "blur": dict(lens="sine", tempering="blur")}
@@ -34,9 +34,7 @@ def main() -> None:
     ap.add_argument("--lens-blocks", type=int, default=8)
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block (default 5)")
     ap.add_argument("--reps", type=int, default=5, help="interleaved rounds (default 5)")
-    add_threads_option(ap)
-    args = ap.parse_args()
-    setup(args.threads)
+    args = parse_and_setup(ap)
     data = load_dataset(args.dataset, args.data_dir)
     arms = {name: arm for name, arm in ARMS.items() if not (name == "blur" and data.kind == "points")}
     trainers = {name: Trainer.create(resolve(TrainConfig(dataset=args.dataset, data_dir=args.data_dir, loss=args.loss,

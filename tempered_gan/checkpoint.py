@@ -85,3 +85,12 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise UserError(f"{path} is not a tempered-gan checkpoint of format {FORMAT_VERSION}")
     return state
+
+
+def read_cache(path: Path) -> dict:
+    """A cache file's contents, or {} when it is missing, damaged or foreign (the caller then rebuilds it)."""
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True) if Path(path).is_file() else {}
+    except Exception:  # torch raises many types for a truncated or foreign file
+        return {}
+    return cached if isinstance(cached, dict) else {}

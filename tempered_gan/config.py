@@ -50,6 +50,17 @@ TEMPERINGS = ("lens", "noise", "blur")
 NOISE_SIGMA = 1.0
 BLUR_SIGMA = 2.0
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist", "cifar10", "celeba", "folder")
+# FID (tempered_gan/metrics): the feature extractors, and samples per FID as in the paper (10 000 for WGAN-GP).
+FEATURE_KINDS = ("auto", "classifier", "inception", "points")
+DEFAULT_FID_SAMPLES = 4096
+FID_SAMPLES = {"gan": DEFAULT_FID_SAMPLES, "lsgan": DEFAULT_FID_SAMPLES, "wgan-gp": 10_000}
+
+
+def default_fid_samples(loss: str) -> int:
+    """Samples per FID as in the paper: 4096 for ``gan``/``lsgan``, 10 000 for ``wgan-gp``."""
+    if loss not in FID_SAMPLES:
+        raise UserError(f"unknown loss {loss!r}; choose one of: {', '.join(FID_SAMPLES)}")
+    return FID_SAMPLES[loss]
 
 
 @dataclass
@@ -176,9 +187,9 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     out.lens_exit_steps = _pick(cfg.lens_exit_steps, max(1, out.k // 2))
     out.sample_every = _pick(cfg.sample_every, max(1, out.steps // 10))
     out.checkpoint_every = _pick(cfg.checkpoint_every, max(1, min(out.steps // 10, 5000)))
-    out.fid_samples = _pick(cfg.fid_samples, 10_000 if wgan else 4096)
+    out.fid_samples = _pick(cfg.fid_samples, default_fid_samples(cfg.loss))
     _check_choice("amp", out.amp, ("none", "bf16"))
-    _check_choice("fid-features", out.fid_features, ("auto", "classifier", "inception", "points"))
+    _check_choice("fid-features", out.fid_features, FEATURE_KINDS)
     if not isinstance(out.eval_every, int) or out.eval_every < 0:
         raise UserError(f"eval-every must be a whole number ≥ 0, got {out.eval_every!r}")
     for name in ("steps", "k", "batch_size", "width", "z_dim", "critic_steps", "log_every",

@@ -1,4 +1,4 @@
-"""How a :class:`~tempered_gan.train.Trainer` runs its iterations: op by op
+"""How a :class:`~tempered_gan.trainer.Trainer` runs its iterations: op by op
 (``EagerRunner``, the default), or replayed as captured CUDA graphs
 (``CudaGraphRunner``, ``--cuda-graphs`` on one GPU).
 
@@ -79,12 +79,12 @@ class EagerRunner:
         self.trainer = trainer
         self.packet = DevicePacket(trainer) if on_device else None
 
-    def run(self, phase: tuple, t: int, idx: torch.Tensor, lam: float, alpha: float) -> None:
+    def run(self, phase: tuple, t: int, idx: torch.Tensor, lam: float, alpha: float) -> torch.Tensor:
+        """One iteration; returns its losses (``Trainer.iteration``'s)."""
         if self.packet is None:
-            self.trainer.iteration(phase, idx, lam, alpha, t)
-        else:
-            self.packet.upload(t, idx, lam, alpha)
-            self.trainer.iteration(phase, *self.packet.views())
+            return self.trainer.iteration(phase, idx, lam, alpha, t)
+        self.packet.upload(t, idx, lam, alpha)
+        return self.trainer.iteration(phase, *self.packet.views())
 
 
 class DevicePacket:
@@ -139,30 +139,32 @@ class CudaGraphRunner:
         self.outputs: dict[tuple, torch.Tensor] = {}
         self.warm: dict[tuple, int] = {}
 
-    def run(self, phase: tuple, t: int, idx: torch.Tensor, lam: float, alpha: float) -> None:
+    def run(self, phase: tuple, t: int, idx: torch.Tensor, lam: float, alpha: float) -> torch.Tensor:
+        """One iteration; returns its losses: the graph's static output tensor,
+        which every replay of the phase overwrites."""
         trainer = self.trainer
         self.packet.upload(t, idx, lam, alpha)
         graph = self.graphs.get(phase)
         if graph is not None:
             graph.replay()
-            trainer.last_losses = self.outputs[phase]
-            return
+            return self.outputs[phase]
         current = torch.cuda.current_stream(trainer.device)
         if self.warm.get(phase, 0) < WARMUP_STEPS:
             self.stream.wait_stream(current)
             with torch.cuda.stream(self.stream):
-                trainer.iteration(phase, *self.packet.views())
+                losses = trainer.iteration(phase, *self.packet.views())
             current.wait_stream(self.stream)
             self.warm[phase] = self.warm.get(phase, 0) + 1
-            return
+            return losses
         graph = torch.cuda.CUDAGraph()
         for generator in trainer.generators:   # G's noise, penalty interpolates, instance noise
             graph.register_generator_state(generator)
         torch.cuda.synchronize(trainer.device)
         with torch.cuda.graph(graph, stream=self.stream):
-            trainer.iteration(phase, *self.packet.views())
-        self.graphs[phase], self.outputs[phase] = graph, trainer.last_losses
+            losses = trainer.iteration(phase, *self.packet.views())
+        self.graphs[phase], self.outputs[phase] = graph, losses
         graph.replay()   # capture records the work; the replay does it
+        return losses
 
     @property
     def captured(self) -> int:

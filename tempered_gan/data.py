@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tempered_gan.checkpoint import write_cache
+from tempered_gan.checkpoint import read_cache, write_cache
 from tempered_gan.errors import UserError
 from tempered_gan.fetch import fetch_dataset
 
@@ -341,7 +341,7 @@ def _load_images_cached(name: str, root: Path, files: list[Path], crop: int | No
     slot = hashlib.sha256(f"{root.resolve()}\0{settings}".encode()).hexdigest()[:16]
     path = cache_dir / f"{name}-{slot}.pt"
     expected = (len(files), 3, IMAGE_SIZE, IMAGE_SIZE)
-    cached = _read_cache(path)
+    cached = read_cache(path)
     if cached.get("key") == key.hexdigest() and isinstance(cached.get("images"), torch.Tensor) \
             and cached["images"].dtype == torch.uint8 and cached["images"].shape == expected:
         return cached["images"]
@@ -350,15 +350,6 @@ def _load_images_cached(name: str, root: Path, files: list[Path], crop: int | No
         images[i] = torch.from_numpy(_decode_image(name, p, crop)).permute(2, 0, 1)
     _write_atomic(path, {"key": key.hexdigest(), "images": images})
     return images
-
-
-def _read_cache(path: Path) -> dict:
-    """The cache file's contents, or {} when it is missing or damaged (then rebuilt)."""
-    try:
-        cached = torch.load(path, weights_only=True) if path.is_file() else {}
-    except (RuntimeError, *_PICKLE_ERRORS):  # torch reports a broken zip as RuntimeError
-        return {}
-    return cached if isinstance(cached, dict) else {}
 
 
 def _decode_image(name: str, path: Path, crop: int | None) -> np.ndarray:

@@ -16,7 +16,7 @@ run of the same per-GPU batch). Running statistics, used only for samples and
 FID, are rank 0's, and rank 0 alone writes logs, samples and checkpoints.
 
 Rank 0 alone evaluates FID, so nothing it runs there may be a collective: the
-torchmetrics objects in ``metrics.py`` are built with ``sync_on_compute=False``
+torchmetrics objects in ``metrics/fid.py`` are built with ``sync_on_compute=False``
 (by default their ``compute()`` gathers over the default process group, which
 the other ranks never join: issue 8). Every collective of the training loop is
 reached by all ranks at the same step. The process group carries a timeout
@@ -31,6 +31,7 @@ import datetime
 import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -136,3 +137,35 @@ def gather(obj, world: int) -> list:
     out = [None] * world
     dist.all_gather_object(out, obj)
     return out
+
+
+def on_main(dist_: Dist, action) -> None:
+    """Run ``action`` on rank 0 alone (e.g. take the run folder's lock: one holder
+    per run, whatever the number of processes); when it fails, every process
+    raises its error, so none waits at a collective for a rank that has left."""
+    error = None
+    if dist_.main:
+        try:
+            action()
+        except UserError as exc:
+            error = str(exc)
+    if dist_.active:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise UserError(error if dist_.main else f"process 0 stopped: {error}")
+
+
+def barrier(dist_: Dist) -> None:
+    if dist_.active:
+        dist.barrier()
+
+
+def collective_failure_message(exc: BaseException) -> str:
+    """The one line a process ends with when a collective failed (``is_collective_failure``)."""
+    detail = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip() or type(exc).__name__).splitlines()[0])
+    detail = detail.split(". ")[0].rstrip(".")      # gloo: "[file.cc:78] Timed out waiting 2000ms for ..."
+    return (f"process {dist.get_rank()} of {dist.get_world_size()}: a collective operation failed ({detail}); "
+            f"another process has stopped or is stuck (timeout {collective_timeout():g} s, {TIMEOUT_ENV}); "
+            "the last checkpoint is kept")

@@ -17,64 +17,43 @@ from pathlib import Path
 
 from . import grid, runlock
 from .arms import ARMS, Arm, arm_config, parse_arm, parse_arms, reference_arm  # noqa: F401  (ARMS, parse_arms: the CLI's)
-from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
-from .config import CONFIG, TrainConfig, check_number, resolve, run_identity
+from .checkpoint import atomic_write_bytes
+from .config import CONFIG, TrainConfig, check_number, resolve
 from .errors import UserError
 from .report import RunResult, read_run, summarise, write_report  # noqa: F401  (RunResult, summarise: re-exported)
+from .rundir import checkpoint_step, record_failure, recorded_failure
 
-FAILED = "FAILED"
 DEFAULT_EVALUATIONS = 10   # FID evaluations per run when --eval-every is not given
 
-# The paper's settings (§4, SPEC) and a small CPU demo. Values are TrainConfig
-# fields plus ``seeds`` and ``arms``; command-line options override them.
-PRESETS = {
-    # On 2-D points FID is tiny and noisy (≈ 0.01 from sampling alone), so a factor of
-    # the best run would fail healthy runs; 0.1 is well below N(0, I)'s 0.34 (docs/METRICS.md).
-    "cpu-ring8": dict(dataset="mixture-ring8", loss="gan", steps=3000, k=1500, eval_every=250,
-                      fid_samples=2048, sample_every=1000, seeds=3, arms="none,sine", fail_fid=0.1),
-    "dcgan-mnist": dict(dataset="mnist", loss="gan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
-    "dcgan-color-mnist": dict(dataset="color-mnist", loss="gan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
-    "dcgan-mnist-constant": dict(dataset="mnist", loss="gan", steps=100_000, k=10_000, eval_every=5000, seeds=3,
-                                 arms="none,sine,constant"),
-    "lsgan-mnist": dict(dataset="mnist", loss="lsgan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
-    "lsgan-color-mnist": dict(dataset="color-mnist", loss="lsgan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
-    "lsgan-celeba": dict(dataset="celeba", loss="lsgan", steps=100_000, k=10_000, eval_every=5000, seeds=3),
-    "wgan-gp-cifar10": dict(dataset="cifar10", loss="wgan-gp", steps=100_000, k=10_000, eval_every=5000, seeds=3),
-}
 
-
-def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
-    """Train one run to ``cfg.steps``: skip it when finished, resume it when
-    interrupted. Returns why it failed (a NaN/Inf loss), or None."""
+def run_arm(cfg: TrainConfig, run_dir: Path, data, progress: bool | None, device=None) -> str | None:
+    """Train one run to ``cfg.steps`` (on ``device``, chosen by ``preflight``): skip it
+    when finished, resume it when interrupted. Returns why it failed (a NaN/Inf loss), or None."""
     with runlock.acquire(run_dir):      # one process per run, also across shards and machines
-        return _run_arm_locked(cfg, run_dir, data, progress)
+        return _run_arm_locked(cfg, run_dir, data, progress, device)
 
 
-def _run_arm_locked(cfg: TrainConfig, run_dir: Path, data, progress: bool | None) -> str | None:
+def _run_arm_locked(cfg: TrainConfig, run_dir: Path, data, progress: bool | None, device) -> str | None:
     from .train import NonFiniteLoss, train
 
-    if (run_dir / FAILED).exists():
-        return (run_dir / FAILED).read_text().strip()
-    resume = False
-    if (run_dir / CONFIG).exists():
-        if run_identity(TrainConfig.load(run_dir / CONFIG)) != run_identity(cfg):
-            raise UserError(f"{run_dir} was trained with another configuration; choose another --out for this comparison")
-        if (run_dir / CHECKPOINT).exists():
-            if load_checkpoint(run_dir / CHECKPOINT)["step"] >= cfg.steps:
-                return None
-            resume = True
-    if not resume:
+    failure = recorded_failure(run_dir)
+    if failure is not None:
+        return failure
+    step = checkpoint_step(run_dir, cfg) if (run_dir / CONFIG).exists() else None
+    if step is not None and step >= cfg.steps:
+        return None
+    if step is None:
         runlock.clear(run_dir)          # a run that never saved a checkpoint: start afresh (the lock file stays)
     atomic_write_bytes(run_dir / CONFIG, cfg.to_json().encode())
     try:
-        train(cfg, data, run_dir, resume=resume, progress=progress)
+        train(cfg, data, run_dir, resume=step is not None, progress=progress, device=device)
     except NonFiniteLoss as exc:
-        atomic_write_bytes(run_dir / FAILED, f"{exc}\n".encode())
+        record_failure(run_dir, str(exc))
         return str(exc)
     return None
 
 
-def _run_arm_process(cfg_json: str, run_dir: str, log_path: str, threads: int) -> None:
+def _run_arm_process(cfg_json: str, run_dir: str, log_path: str, threads: int, device: str) -> None:
     """Body of one ``compare --jobs`` worker: one run, its output in its log.
     Exit status: 0 done (or stopped on NaN, recorded in FAILED), 2 bad input,
     128 + signal when stopped by SIGINT/SIGTERM after a checkpoint."""
@@ -92,7 +71,8 @@ def _run_arm_process(cfg_json: str, run_dir: str, log_path: str, threads: int) -
     torch.set_num_threads(threads)
     try:
         cfg = TrainConfig.from_dict(json.loads(cfg_json))
-        run_arm(cfg, Path(run_dir), load_dataset(cfg.dataset, cfg.data_dir), progress=None)  # a line per log step
+        run_arm(cfg, Path(run_dir), load_dataset(cfg.dataset, cfg.data_dir), progress=None,  # a line per log step
+                device=torch.device(device))
     except Interrupted as exc:
         print(f"{exc}; checkpoint saved", file=sys.stderr)
         sys.exit(128 + exc.signum)
@@ -110,10 +90,11 @@ def _last_error(log_path: Path) -> str:
     return f": {lines[-1][len('error: '):]}" if lines else ""
 
 
-def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jobs: int) -> dict:
-    """Train ``runs`` ({key: (config, run folder, log file)}), ``jobs`` at a time,
+def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path, str]], jobs: int) -> dict:
+    """Train ``runs`` ({key: (config, run folder, log file, device)}), ``jobs`` at a time,
     each in a fresh process (spawned: no state shared with this one). On the CPU
-    the cores are shared out (``cpu_count // jobs`` threads each).
+    the cores are shared out (``cpu_count // jobs`` threads each; the 2-D mixtures'
+    tiny nets run on one, :func:`~tempered_gan.build.use_thread_policy`).
 
     SIGINT/SIGTERM: no new run starts, the running ones get SIGTERM, save a
     checkpoint and stop; then :class:`~tempered_gan.train.Interrupted` is raised
@@ -143,10 +124,10 @@ def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jo
                 pending = []
             while pending and len(running) < jobs:
                 key = pending.pop(0)
-                cfg, run_dir, log_path = runs[key]
+                cfg, run_dir, log_path, device = runs[key]
                 log_path.parent.mkdir(parents=True, exist_ok=True)
-                proc = ctx.Process(target=_run_arm_process, args=(cfg.to_json(), str(run_dir), str(log_path), threads),
-                                   daemon=False)
+                proc = ctx.Process(target=_run_arm_process, daemon=False,
+                                   args=(cfg.to_json(), str(run_dir), str(log_path), threads, device))
                 proc.start()
                 running[key] = proc
                 print(f"started {key[0]}, seed {key[1]} (log: {log_path})", file=sys.stderr)
@@ -171,8 +152,7 @@ def run_parallel(runs: dict[tuple[str, int], tuple[TrainConfig, Path, Path]], jo
             signal.signal(s, h)
     if caught or stopped:
         raise Interrupted(caught[0] if caught else signal.SIGTERM, 0)
-    return {key: ((run_dir / FAILED).read_text().strip() if (run_dir / FAILED).exists() else None)
-            for key, (_, run_dir, _) in runs.items()}
+    return {key: recorded_failure(run_dir) for key, (_, run_dir, _, _) in runs.items()}
 
 
 def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: Path, *, command: str,
@@ -192,8 +172,8 @@ def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: P
     With ``jobs`` > 1 that many runs train at once, each in a process of its
     own writing to ``out/logs/<arm>-s<seed>.log`` (see :func:`run_parallel`).
     How many run at once never changes what each run trains."""
+    from .build import preflight
     from .data import load_dataset
-    from .train import preflight
 
     arms = [parse_arm(a) if isinstance(a, str) else a for a in arms]
     if len({a.name for a in arms}) != len(arms):
@@ -222,18 +202,18 @@ def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: P
     first = configs[arms[0].name, seeds[0]]
     folders = {a.name: a.folder for a in arms}
     run_dirs = {key: out / "runs" / f"{folders[key[0]]}-s{key[1]}" for key in configs}
-    if not report_only:
+    devices = {}
+    if not report_only:   # every run's checks before anything is written; each run is preflighted once
         data = load_dataset(first.dataset, first.data_dir)
-        for cfg in configs.values():
-            preflight(cfg, data)
+        devices = {key: preflight(cfg, data) for key, cfg in configs.items()}
     # Lock out, check the grid manifest, pick this shard's runs (tempered_gan/grid.py).
     mine = grid.open_grid(out, configs, run_dirs, shard, report_only=report_only)
     todo = {key: configs[key] for key in mine}
     if jobs > 1:
-        failures = run_parallel({key: (cfg, run_dirs[key], out / "logs" / f"{folders[key[0]]}-s{key[1]}.log")
-                                 for key, cfg in todo.items()}, jobs)
+        failures = run_parallel({key: (cfg, run_dirs[key], out / "logs" / f"{folders[key[0]]}-s{key[1]}.log",
+                                       str(devices[key])) for key, cfg in todo.items()}, jobs)
     else:
-        failures = {key: run_arm(cfg, run_dirs[key], data, progress) for key, cfg in todo.items()}
+        failures = {key: run_arm(cfg, run_dirs[key], data, progress, devices[key]) for key, cfg in todo.items()}
     others: list[str] = []
     if shard is not None or report_only:   # the other shards' runs: finished, running, unfinished or missing
         failures, others = grid.survey(configs, run_dirs)

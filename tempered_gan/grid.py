@@ -36,10 +36,10 @@ from . import runlock
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
 from .config import CONFIG, TrainConfig, run_identity
 from .errors import UserError
+from .rundir import recorded_failure
 
 MANIFEST = "grid.json"
 FORMAT = 1
-FAILED = "FAILED"   # as experiment.FAILED (not imported: experiment imports this module)
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,17 @@ def parse_shard(text: str) -> Shard:
         raise UserError(f"--shard {text}: I must be 0 … N−1 (here 0 … {count - 1})" if count >= 1 else
                         f"--shard {text}: N must be at least 1")
     return Shard(index, count)
+
+
+def grid_options(jobs: int, shard: str | None, report_only: bool, whole: str) -> Shard | None:
+    """Check compare's and reproduce's ``--jobs``, ``--shard I/N`` and ``--report-only``
+    (which reports the ``whole`` grid or table, so takes no shard); returns the shard."""
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    parsed = parse_shard(shard) if shard is not None else None
+    if parsed is not None and report_only:
+        raise UserError(f"--report-only reports the whole {whole}; it takes no --shard")
+    return parsed
 
 
 def share(keys: list, shard: Shard | None) -> list:
@@ -151,8 +162,9 @@ def status(cfg: TrainConfig, run_dir: Path) -> tuple[str, str | None]:
     """(state, detail) of one run: ``finished`` (detail: the failure, if it
     stopped on a NaN), ``running`` (detail: who), ``unfinished`` (detail: its
     step) or ``missing``."""
-    if (run_dir / FAILED).exists():
-        return "finished", (run_dir / FAILED).read_text().strip()
+    failure = recorded_failure(run_dir)
+    if failure is not None:
+        return "finished", failure
     who = runlock.holder(run_dir)
     if who is not None:
         return "running", who

@@ -49,7 +49,7 @@ def lsgan_lens(real: Tensor) -> Tensor:
 
 # --- WGAN-GP ----------------------------------------------------------------
 def wgan_d(real: Tensor, fake: Tensor) -> Tensor:
-    """D(G(Z)) − D(L(X)); the gradient penalty is added by the caller."""
+    """D(G(Z)) − D(L(X)); the gradient penalty is added by :func:`discriminator_loss`."""
     return fake.mean() - real.mean()
 
 
@@ -107,3 +107,15 @@ OBJECTIVES = {
     "lsgan": Objective("lsgan", lsgan_d, lsgan_g, lsgan_lens),
     "wgan-gp": Objective("wgan-gp", wgan_d, wgan_g, wgan_lens, critic_steps=5, gp_weight=10.0),
 }
+
+
+def discriminator_loss(objective: Objective, critic: nn.Module, real: Tensor, fake: Tensor, gp_weight: float = 0.0,
+                       generator: torch.Generator | None = None) -> Tensor:
+    """D's loss on its real input L(X) (data: no gradient into L) and G(Z), plus
+    ``gp_weight`` × :func:`gradient_penalty` (WGAN-GP: 10) at interpolates
+    between L(X) and G(Z) whose weights are drawn from ``generator``."""
+    loss = objective.d_loss(critic(real).float(), critic(fake).float())
+    if gp_weight:
+        alpha = torch.rand(real.shape[0], generator=generator, device=real.device)
+        loss = loss + gp_weight * gradient_penalty(critic, real, fake, alpha).float()
+    return loss

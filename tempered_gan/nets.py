@@ -12,6 +12,9 @@ D returns one raw score per sample, shape (B,): a logit for the original GAN
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -121,3 +124,15 @@ def xavier_init_(module: nn.Module, generator: torch.Generator) -> nn.Module:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return module
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode (batch norm uses its running statistics), then back
+    in the mode it was in: drawing samples changes no state of a run."""
+    mode = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(mode)

@@ -24,6 +24,7 @@ from . import grid, runlock
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig, resolve
 from .errors import UserError
+from .presets import PRESETS, preset
 
 # The paper's numbers (SPEC.md, "What the paper reports"): FID with Inception features, lower is better.
 ROWS = {
@@ -52,18 +53,15 @@ def parse_rows(text: str | None) -> list[str]:
 
 def row_config(row: str, scale: float, overrides: dict) -> TrainConfig:
     """The row's base configuration: the paper's preset, steps, K and the evaluation interval × ``scale``."""
-    from .experiment import PRESETS
-
-    preset = {k: v for k, v in PRESETS[row].items() if k not in ("seeds", "arms", "fail_fid")}
+    options = dict(preset(row).options)
     for key in ("steps", "k", "eval_every"):
-        preset[key] = max(1, round(preset[key] * scale))
-    return TrainConfig(**{**preset, **overrides})
+        options[key] = max(1, round(options[key] * scale))
+    return TrainConfig(**{**options, **overrides})
 
 
 def check_inputs(rows: list[str], fid_features: str, inception_weights: str | None) -> None:
     """The Inception weights, then every data set (fetched where missing): one line each that cannot be had."""
     from .data import load_dataset
-    from .experiment import PRESETS
     from .metrics import inception_weights_path
 
     if fid_features == "inception":

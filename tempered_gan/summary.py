@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from .config import POINT_DATASETS, TrainConfig
+from .exits import exit_summary
 from .runlog import METRICS, read_metrics
 
 
@@ -35,32 +36,17 @@ def run_summary(run_dir: Path, cfg: TrainConfig, *, first_step: int, seconds: fl
     run_dir = Path(run_dir)
     records = read_metrics(run_dir / METRICS, warn=False)
     steps = f"{cfg.steps} steps" if first_step == 0 else f"steps {first_step} → {cfg.steps}"
-    parts = [f"done: {steps} in {duration(seconds)}", _tempering_text(cfg, records),
+    left = next((r["step"] for r in records if r.get("lens_retired")), None)
+    parts = [f"done: {steps} in {duration(seconds)}", exit_summary(cfg, left),
              _quality_text(run_dir, cfg, records),
              f"last samples: {run_dir / 'samples' / f'step_{cfg.steps:07d}.png'}"]
     return "; ".join(parts)
 
 
-def _tempering_text(cfg: TrainConfig, records: list[dict]) -> str:
-    if cfg.lens == "none":
-        return "no lens"
-    name = cfg.tempering   # lens, noise or blur
-    left = next((r["step"] for r in records if r.get("lens_retired")), None)
-    if left is not None:
-        return f"{name} left after step {left}"
-    if cfg.lens == "constant":
-        return f"{name} on throughout (--lens constant, λ = {cfg.lambda_value:g})"
-    if cfg.lens_exit == "keep":
-        return f"{name} kept to the end (--lens-exit keep)"
-    if cfg.steps <= cfg.k:
-        return f"{name} still on (λ reaches 0 at K = {cfg.k})"
-    return f"{name} still on (--lens-exit {cfg.lens_exit}: not yet left)"
-
-
 def _quality_text(run_dir: Path, cfg: TrainConfig, records: list[dict]) -> str:
     final = next((r for r in reversed(records) if r["step"] == cfg.steps and "fid" in r), None)
     if final is None and cfg.dataset in POINT_DATASETS:
-        from .train import evaluate_run, load_run
+        from .snapshot import evaluate_run, load_run
 
         final = evaluate_run(load_run(run_dir), kid=False)
     if final is None:

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from .lens import LambdaSchedule
 from .losses import OBJECTIVES, reconstruction
+from .nets import eval_mode
 
 
 @contextlib.contextmanager
@@ -59,14 +60,6 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
         for m, name, b in originals:
             m._buffers[name] = b
-
-
-def blend_alpha(t: int, k: int, steps: int) -> float:
-    """α(t) of the blend exit: 1 up to K, then 1 − (t − K)/M for K < t < K + M,
-    and 0 from K + M on (the lens is gone by then)."""
-    if t <= k:
-        return 1.0
-    return max(0.0, 1.0 - (t - k) / steps)
 
 
 class BaseTempering:
@@ -215,13 +208,9 @@ class Tempering(BaseTempering):
     def preview(self, x: Tensor, lam: float | Tensor = 1.0, alpha: float = 1.0,
                 generator: torch.Generator | None = None) -> Tensor:
         """L_α(x) with the lens in eval mode (batch-norm running statistics)."""
-        mode = self.lens.training
-        self.lens.eval()
-        try:
+        with eval_mode(self.lens):
             lensed = self.lens(x)
-            return lensed if alpha == 1.0 else x + alpha * (lensed - x)
-        finally:
-            self.lens.train(mode)
+        return lensed if alpha == 1.0 else x + alpha * (lensed - x)
 
 
 class _FixedTempering(BaseTempering):

@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from tempered_gan import GaussianBlur, InstanceNoise, LambdaSchedule, gaussian_blur
+from tempered_gan.build import seed_for
 from tempered_gan.cli import main
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
+from tempered_gan.exits import exit_step
 from tempered_gan.experiment import arm_config
-from tempered_gan.train import Trainer, seed_for
+from tempered_gan.snapshot import samples
+from tempered_gan.trainer import Trainer
 
 TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)
 TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
@@ -223,7 +226,7 @@ def test_they_end_at_k_and_nothing_is_computed_after(ring, mnist, kind, monkeypa
     import tempered_gan.tempering as tempering_module
     data = ring if kind == "noise" else mnist
     tr = trainer(data, tempering=kind, k=3, steps=6)
-    assert tr.cfg.lens_exit == "drop" and tr.exit_step == 3
+    assert tr.cfg.lens_exit == "drop" and exit_step(tr.cfg) == 3
     calls = []
     for name in ("real", "fake", "update"):
         method = getattr(tr.tempering, name)
@@ -313,15 +316,15 @@ def test_saved_configurations_without_the_tempering_keys_load_as_the_lens():
 def test_sample_grids_show_what_d_saw_and_change_nothing(ring, mnist):
     blur = trainer(mnist, tempering="blur", k=4, steps=8)
     blur.step()
-    fake, shown, x = blur.samples(16)
+    fake, shown, x = samples(blur, 16)
     torch.testing.assert_close(shown, gaussian_blur(x, 2.0 * (1 - math.sin(math.pi / 8)), 6), rtol=0, atol=0)
     noise = trainer(ring, tempering="noise", k=4, steps=8)
     noise.step()
     before = noise.tempering.generator.get_state().clone()
-    fake, shown, x = noise.samples(256)
+    fake, shown, x = samples(noise, 256)
     sigma = 1 - math.sin(math.pi / 8)
     assert (shown - x).std().item() == pytest.approx(sigma, rel=0.1)
-    assert torch.equal(noise.samples(256)[1], shown)                  # fixed noise: the same grid every time
+    assert torch.equal(samples(noise, 256)[1], shown)                  # fixed noise: the same grid every time
     assert torch.equal(noise.tempering.generator.get_state(), before)   # the run's own stream untouched
 
 

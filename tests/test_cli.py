@@ -434,13 +434,13 @@ def test_the_summary_of_an_image_run_says_how_to_measure_fid(tmp_path, mnist_dir
 
 def test_point_samples_after_the_lens_left_say_so_and_show_x_in_the_middle(tmp_path, monkeypatch):
     """Issue 16: the last grid of a lens run was titled "no lens" with an empty middle panel."""
-    from tempered_gan import train as train_module
+    from tempered_gan import snapshot
     drawn = {}
 
     def record(path, fake, shown, real, title, name):
         drawn[Path(path).name] = (shown.clone(), real.clone(), title, name)
 
-    monkeypatch.setattr(train_module, "save_point_panel", record)
+    monkeypatch.setattr(snapshot, "save_point_panel", record)
     out = tmp_path / "run"
     assert run("train", "--steps", 4, "--k", 2, "--sample-every", 1, "--out", out, *TINY) == 0
     shown, real, title, name = drawn["step_0000001.png"]
@@ -459,15 +459,15 @@ def test_image_samples_after_the_lens_left_show_x_in_the_middle(tmp_path, mnist_
     from PIL import Image
     from torchvision.utils import make_grid
 
-    from tempered_gan import train as train_module
+    from tempered_gan import snapshot
     titles = {}
-    original = train_module.save_image_panel
+    original = snapshot.save_image_panel
 
     def record(path, fake, shown, real, title, names):
         titles[Path(path).name] = (title, names)
         return original(path, fake, shown, real, title, names)
 
-    monkeypatch.setattr(train_module, "save_image_panel", record)
+    monkeypatch.setattr(snapshot, "save_image_panel", record)
     out = tmp_path / "run"
     assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 3, "--k", 2, "--sample-every", 1,
                "--out", out) == 0

@@ -18,13 +18,15 @@ import sys
 import pytest
 import torch
 
-from tempered_gan import cli
+from tempered_gan import cli, losses
 from tempered_gan import train as train_module
+from tempered_gan import trainer as trainer_module
 from tempered_gan.checkpoint import CHECKPOINT
 from tempered_gan.config import CONFIG, TrainConfig, resolve
 from tempered_gan.cuda_graphs import HOST_SLOTS, WARMUP_STEPS, CudaGraphRunner, EagerRunner
 from tempered_gan.data import load_dataset
-from tempered_gan.train import NonFiniteLoss, Trainer
+from tempered_gan.train import NonFiniteLoss
+from tempered_gan.trainer import Trainer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -109,14 +111,14 @@ def test_every_gpu_case_builds_and_its_device_packet_matches_host_numbers_on_the
 
 def test_the_phase_run_retires_the_lens_where_the_gpu_case_expects_it_on_the_cpu(tmp_path):
     phases = []
-    record = train_module.Trainer.phase
+    record = Trainer.phase
 
     def phase(self, t):
         phases.append(record(self, t))
         return phases[-1]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_module.Trainer, "phase", phase)
+        mp.setattr(Trainer, "phase", phase)
         train_run(resolve(TrainConfig(device="cpu", **PHASES)), load_dataset("mixture-ring8"), tmp_path / "run")
     state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
     assert state["lens_retired_at"] == RETIRED_AT
@@ -144,7 +146,7 @@ def test_resume_across_cuda_graphs_keeps_each_trainers_own_optimiser_flags(mnist
 
     # The fast path's trainer as Trainer.create makes it on a GPU (capturable, fused Adam), here on the CPU.
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
-    monkeypatch.setattr(train_module, "uses_cuda_graphs", lambda *args: True)
+    monkeypatch.setattr(trainer_module, "uses_cuda_graphs", lambda *args: True)
     graphs = cuda_trainer(mnist, device="cpu", steps=8)
     monkeypatch.undo()
     graphs.load_state_dict(first.state_dict())
@@ -275,11 +277,11 @@ def test_no_host_sync_inside_replayed_steps(mnist):
 def test_phases_get_graphs_of_their_own_and_retirement_works(tmp_path, deterministic, monkeypatch):
     """The retirement step itself is checked on the CPU (test_the_phase_run_…)."""
     ring = load_dataset("mixture-ring8")
-    make_runner = train_module.make_runner
+    make_runner = trainer_module.make_runner
     runs, runners = {}, []
     for eager in (True, False):
         out = tmp_path / f"eager{eager}"
-        monkeypatch.setattr(train_module, "make_runner",
+        monkeypatch.setattr(trainer_module, "make_runner",
                             (lambda tr: EagerRunner(tr, on_device=True)) if eager
                             else (lambda tr: runners.append(make_runner(tr)) or runners[-1]))
         train_run(resolve(TrainConfig(device="cuda", cuda_graphs=True, **PHASES)), ring, out)
@@ -333,8 +335,8 @@ def test_nan_stops_the_fast_path_and_keeps_the_last_good_checkpoint(tmp_path, mn
         return losses
 
     monkeypatch.setattr(Trainer, "step", step)
-    objective = train_module.OBJECTIVES["gan"]
-    monkeypatch.setitem(train_module.OBJECTIVES, "gan",
+    objective = losses.OBJECTIVES["gan"]
+    monkeypatch.setitem(losses.OBJECTIVES, "gan",
                         type(objective)("gan", objective.d_loss, lambda f: objective.g_loss(f) * scale,
                                         objective.lens_loss))
     cfg = resolve(TrainConfig(**dict(TINY_IMAGES, steps=20, log_every=4, checkpoint_every=4, **on(device))))

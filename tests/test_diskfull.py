@@ -120,10 +120,10 @@ def test_a_report_on_a_full_disk_is_one_line_and_keeps_the_old_one(tmp_path, cap
 
 
 def test_a_cache_on_a_full_disk_costs_only_the_cache(tmp_path, full_disk):
-    from tempered_gan import metrics
+    from tempered_gan.checkpoint import write_cache
     full_disk(tmp_path)
     with pytest.warns(UserWarning, match="could not write metrics cache .*No space left on device"):
-        metrics._write_cache(tmp_path / "metrics" / "x.pt", {"a": torch.zeros(3)})
+        write_cache(tmp_path / "metrics" / "x.pt", {"a": torch.zeros(3)}, "metrics cache")
     assert not (tmp_path / "metrics" / "x.pt").exists()
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tempered_gan.build import EpochSampler
 from tempered_gan.distributed import fingerprint
-from tempered_gan.train import EpochSampler
 
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
         "--no-progress"]
@@ -89,15 +89,15 @@ def test_two_processes_evaluate_fid_during_training_and_finish(tmp_path):
 
 STUCK = """
 import sys, time
-import tempered_gan.train as train
-step = train.Trainer.step
+from tempered_gan.trainer import Trainer
+step = Trainer.step
 
 def slow_step(self):   # process 1 stalls before step 3; process 0 waits in that step's first all_reduce
     if self.dist.rank == 1 and self.step_count == 2:
         time.sleep(float(sys.argv[1]))
     return step(self)
 
-train.Trainer.step = slow_step
+Trainer.step = slow_step
 from tempered_gan.cli import main
 sys.exit(main(sys.argv[2:]))
 """

@@ -50,8 +50,8 @@ def test_compare_writes_every_report_item(comparison):
 
 
 def test_arms_of_a_seed_start_from_identical_weights(comparison):
+    from tempered_gan.build import build_nets
     from tempered_gan.config import TrainConfig
-    from tempered_gan.train import build_nets
     nets = {}
     for arm in FOLDERS:
         cfg = TrainConfig.load(comparison / "runs" / f"{arm}-s1" / "config.json")
@@ -285,3 +285,26 @@ def test_every_arm_has_its_own_colour_and_plain_arms_keep_theirs():
     assert len(set(colours.values())) == len(colours)                       # one colour per arm
     assert (colours["sine"], colours["noise"]) == (ARM_COLOURS["sine"], ARM_COLOURS["noise"])
     assert colours["blur:blur_sigma=1"] == ARM_COLOURS["blur"]               # no plain blur arm: the variant has it
+
+
+def test_compare_trains_the_mixtures_on_one_cpu_thread_as_train_does(tmp_path, monkeypatch):
+    """The thread policy of the 2-D mixtures' tiny nets (build.use_thread_policy) holds for compare's runs too:
+    the default --jobs 1 trains in this process, which compare used to leave on every core."""
+    from tempered_gan.trainer import Trainer
+    seen = []
+    step = Trainer.step
+    monkeypatch.setattr(Trainer, "step", lambda self: (seen.append(torch.get_num_threads()), step(self))[1])
+    before = torch.get_num_threads()
+    try:
+        for omp, expected in ((None, 1), ("2", 2)):      # OMP_NUM_THREADS, when set, is the user's choice
+            if omp is None:
+                monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+            else:
+                monkeypatch.setenv("OMP_NUM_THREADS", omp)
+            torch.set_num_threads(2)
+            seen.clear()
+            assert run("compare", "--out", tmp_path / f"omp{omp}", "--seeds", 1, "--arms", "none", "--steps", 2,
+                       *TINY) == 0
+            assert seen and set(seen) == {expected}
+    finally:
+        torch.set_num_threads(before)

@@ -22,6 +22,7 @@ from test_diskfull import full_disk, one_line  # noqa: F401  (full_disk is a fix
 
 from tempered_gan import fetch
 from tempered_gan import metrics as M
+from tempered_gan.metrics import features as metric_features
 from tempered_gan.cli import main
 from tempered_gan.data import load_dataset
 from tempered_gan.errors import UserError
@@ -317,7 +318,7 @@ def test_inception_weights_are_fetched_into_the_hub_cache(hub, mirror, monkeypat
     monkeypatch.setitem(fetch.sources(), "weights", (fetch.Source(weights.name, (), f"sha256:{prefix}"),))
     assert M.inception_weights_path() == hub / M.INCEPTION_FILE
     assert (hub / M.INCEPTION_FILE).read_bytes() == raw and leftovers(hub) == [M.INCEPTION_FILE]
-    assert M._check_inception_file(hub / M.INCEPTION_FILE) == hashlib.sha256(raw).hexdigest()[:16]
+    assert metric_features._check_inception_file(hub / M.INCEPTION_FILE) == hashlib.sha256(raw).hexdigest()[:16]
     assert M.inception_weights_path() == hub / M.INCEPTION_FILE and len(mirror.requests) == 1   # cached now
 
 

@@ -6,8 +6,8 @@ import torch
 
 from tempered_gan.cli import main
 from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.tempering import blend_alpha
-from tempered_gan.train import Trainer
+from tempered_gan.exits import blend_alpha, exit_step
+from tempered_gan.trainer import Trainer
 
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
         "--no-progress"]
@@ -30,8 +30,8 @@ def trainer(data, **options):
 def test_the_default_exits_are_bounded_by_one_and_a_half_k(ring, k):
     cfg = resolve(TrainConfig(dataset="mixture-ring8", k=k, steps=2 * k))
     assert cfg.lens_exit == "drop" and cfg.lens_exit_steps == max(1, k // 2)
-    assert trainer(ring, k=k, steps=2 * k).exit_step == k
-    assert k <= trainer(ring, k=k, steps=2 * k, lens_exit="blend").exit_step <= 1.5 * k
+    assert exit_step(trainer(ring, k=k, steps=2 * k).cfg) == k
+    assert k <= exit_step(trainer(ring, k=k, steps=2 * k, lens_exit="blend").cfg) <= 1.5 * k
 
 
 def test_blend_alpha_falls_linearly_from_one_to_zero_after_k():

@@ -28,7 +28,7 @@ from torch.testing import assert_close
 
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
-from tempered_gan.train import Trainer
+from tempered_gan.trainer import Trainer
 
 TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
 TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)

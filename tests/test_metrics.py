@@ -15,6 +15,7 @@ from torch import nn
 from tempered_gan import metrics as M
 from tempered_gan.data import MIXTURE_SPECS, Data, load_dataset, mixture_centres
 from tempered_gan.errors import UserError
+from tempered_gan.metrics import classifier as classifier_module
 
 TINY = M.ClassifierSettings(train_samples=64, epochs=1, batch_size=32, width=4, feature_dim=16)
 
@@ -34,6 +35,11 @@ def rows(tensor: torch.Tensor):
     return lambda n: tensor[:n]
 
 
+def first_rows(evaluator, tensor: torch.Tensor) -> torch.Tensor:
+    """The samples an evaluator of ``n_samples`` scores: the first n rows of ``tensor``."""
+    return tensor[:evaluator.n_samples]
+
+
 class CountingIdentity(M.IdentityFeatures):
     def __init__(self, dim: int):
         super().__init__(dim)
@@ -48,7 +54,7 @@ class CountingIdentity(M.IdentityFeatures):
 
 def test_fid_matches_the_closed_form_on_sample_moments(tmp_path):
     real, fake = gaussian(20_000, 8, seed=1), gaussian(20_000, 8, seed=2, mixing_seed=1, shift=0.3)
-    scores = M.FIDEvaluator(M.IdentityFeatures(8), points_data(real), 20_000, str(tmp_path), kid=False).score(rows(fake))
+    scores = M.FIDEvaluator(M.IdentityFeatures(8), points_data(real), 20_000, str(tmp_path), kid=False).score(fake)
     a, b = real.double().numpy(), fake.double().numpy()
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)   # unbiased, as torchmetrics
     root = scipy.linalg.sqrtm(s1 @ s2).real
@@ -62,7 +68,7 @@ def test_fid_is_zero_on_the_same_samples_and_grows_as_shift_squared_times_dim(tm
     dim = 8
     real = gaussian(2000, dim, seed=3)
     evaluator = M.FIDEvaluator(M.IdentityFeatures(dim), points_data(real), 2000, str(tmp_path), kid=False)
-    fids = [evaluator.score(rows(real + shift))["fid"] for shift in (0.0, 0.1, 0.5, 1.0)]
+    fids = [evaluator.score(first_rows(evaluator, real + shift))["fid"] for shift in (0.0, 0.1, 0.5, 1.0)]
     assert fids[0] == pytest.approx(0.0, abs=1e-6)
     for shift, fid in zip((0.1, 0.5, 1.0), fids[1:]):
         assert fid == pytest.approx(shift ** 2 * dim, rel=1e-4)   # same covariance: only the means differ
@@ -74,10 +80,10 @@ def test_kid_is_near_zero_for_the_same_distribution_grows_with_shift_and_repeats
     real, other = gaussian(500, 4, seed=4), gaussian(500, 4, seed=5)
     evaluator = M.FIDEvaluator(M.IdentityFeatures(4), points_data(real), 500, str(tmp_path))
     state = torch.get_rng_state()
-    kids = [evaluator.score(rows(other + shift))["kid"] for shift in (0.0, 0.3, 1.0)]
+    kids = [evaluator.score(first_rows(evaluator, other + shift))["kid"] for shift in (0.0, 0.3, 1.0)]
     assert torch.equal(state, torch.get_rng_state())
     assert abs(kids[0]) < 0.02 * kids[2] and kids[0] < kids[1] < kids[2]
-    assert evaluator.score(rows(other + 1.0))["kid"] == kids[2]     # the subsets are seeded: scores repeat
+    assert evaluator.score(first_rows(evaluator, other + 1.0))["kid"] == kids[2]     # the subsets are seeded: scores repeat
 
 
 def test_non_finite_samples_score_nan_and_wrong_shapes_are_refused(tmp_path):
@@ -85,10 +91,10 @@ def test_non_finite_samples_score_nan_and_wrong_shapes_are_refused(tmp_path):
     evaluator = M.FIDEvaluator(M.IdentityFeatures(2), points_data(real), 500, str(tmp_path))
     bad = real.clone()
     bad[3, 0] = float("nan")
-    scores = evaluator.score(rows(bad))
+    scores = evaluator.score(first_rows(evaluator, bad))
     assert math.isnan(scores["fid"]) and math.isnan(scores["kid"])
     with pytest.raises(ValueError, match="shape"):
-        evaluator.score(lambda n: torch.zeros(n, 3))
+        evaluator.score(torch.zeros(evaluator.n_samples, 3))
 
 
 def test_real_features_are_cached_per_n_and_rebuilt_when_the_data_changes(tmp_path):
@@ -203,7 +209,7 @@ def test_classifier_is_cached_reused_shared_with_colour_and_rebuilt_when_data_ch
     assert first.num_features == 16 and 0.0 <= first.accuracy <= 1.0 and "accuracy" in first.description
     x = load_dataset("mnist", str(mnist_dir)).batch(torch.arange(8))
 
-    monkeypatch.setattr(M, "_train_classifier", never_train)
+    monkeypatch.setattr(classifier_module, "_train_classifier", never_train)
     again = M.feature_extractor("classifier", "mnist", str(mnist_dir), cache_dir=cache, classifier=TINY)
     with torch.no_grad():
         assert torch.equal(first(x), again(x))
@@ -233,20 +239,21 @@ def test_classifier_training_is_deterministic(tmp_path, mnist_dir):
 
 def test_evaluate_on_colour_fixture_gives_fid_and_mode_coverage(tmp_path, mnist_dir):
     real = load_dataset("color-mnist", str(mnist_dir))
-    scores = M.evaluate(lambda n: real.batch(torch.arange(n)), "color-mnist", str(mnist_dir), n_samples=32,
-                        cache_dir=str(tmp_path))
+    scores = M.evaluate(lambda n: real.batch(torch.arange(n)),
+                        M.EvalSettings("color-mnist", str(mnist_dir), n_samples=32, cache_dir=str(tmp_path)))
     assert math.isfinite(scores["fid"]) and scores["samples"] == 32
     assert scores["modes_total"] == 1000 and 1 <= scores["modes"] <= 32 and scores["kl"] >= 0
     assert "per channel" in scores["features"]
 
 
-def test_evaluate_on_a_mixture_reuses_itsevaluator_for(tmp_path):
+def test_evaluate_on_a_mixture_reuses_its_evaluator(tmp_path):
     ring = load_dataset("mixture-ring8", split="test")
     generate = rows(ring.batch(torch.arange(1000)))
-    hits = M.evaluator_for.cache_info().hits
-    first = M.evaluate(generate, "mixture-ring8", n_samples=1000, cache_dir=str(tmp_path))
-    assert M.evaluate(generate, "mixture-ring8", n_samples=1000, cache_dir=str(tmp_path)) == first
-    assert M.evaluator_for.cache_info().hits == hits + 1
+    hits = M.evaluator.cache_info().hits
+    settings = M.EvalSettings("mixture-ring8", n_samples=1000, cache_dir=str(tmp_path))
+    first = M.evaluate(generate, settings)
+    assert M.evaluate(generate, M.EvalSettings("mixture-ring8", n_samples=1000, cache_dir=str(tmp_path))) == first
+    assert M.evaluator.cache_info().hits == hits + 1
     assert first["modes"] == 8 and first["high_quality"] > 0.95 and first["fid"] < 0.05
     assert first["features"].startswith("raw 2-d")
 
@@ -317,6 +324,6 @@ def test_fashion_classifier_separates_real_from_noise(tmp_path):
     assert extractor.accuracy > 0.8
     test = load_dataset("fashion-mnist", split="test")
     evaluator = M.FIDEvaluator(extractor, load_dataset("fashion-mnist"), 2000, str(tmp_path), kid=False)
-    real = evaluator.score(rows(test.batch(torch.arange(2000))))["fid"]
-    noise = evaluator.score(lambda n: torch.rand(n, 1, 32, 32) * 2 - 1)["fid"]
+    real = evaluator.score(first_rows(evaluator, test.batch(torch.arange(2000))))["fid"]
+    noise = evaluator.score(torch.rand(evaluator.n_samples, 1, 32, 32) * 2 - 1)["fid"]
     assert real < 5 and noise > 50 * real

@@ -16,12 +16,15 @@ import pytest
 import torch
 from torch import nn
 
+from tempered_gan import build, snapshot
 from tempered_gan import train as train_module
-from tempered_gan.cli import COMPARE_SETS, GROUPS, HELP, _config_from_args, build_parser, main
+from tempered_gan.cli import main
+from tempered_gan.cli_parser import COMPARE_SETS, GROUPS, HELP, build_parser, config_from_args
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
+from tempered_gan.exits import alpha, exit_step
 from tempered_gan.tempering import GaussianBlur, InstanceNoise, Tempering
-from tempered_gan.train import Trainer
+from tempered_gan.trainer import Trainer
 
 TESTS = Path(__file__).resolve().parent
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2"]
@@ -128,9 +131,9 @@ def test_compare_eval_and_sample_help_are_grouped(capsys):
 
 def trainer(*argv, data=None) -> Trainer:
     """A trainer built as `tempered-gan train ARGV` builds it."""
-    cfg = resolve(_config_from_args(build_parser().parse_args(["train", *map(str, argv)])))
+    cfg = resolve(config_from_args(build_parser().parse_args(["train", *map(str, argv)])))
     data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir)
-    return Trainer.create(cfg, data, train_module.pick_device(cfg.device))
+    return Trainer.create(cfg, data, build.pick_device(cfg.device))
 
 
 def linears(net: nn.Module) -> list[nn.Linear]:
@@ -147,10 +150,10 @@ def lr(opt) -> float:
 
 def _lens_exit(ring):
     k = 4
-    exits = {e: trainer(*TINY, "--k", k, "--lens-exit", e, data=ring) for e in ("drop", "blend", "converge", "keep")}
-    assert exits["drop"].exit_step == k and exits["blend"].exit_step == k + k // 2 - 1
-    assert exits["converge"].phase(k + 1) == ("converge", True) and exits["keep"].phase(k + 1) == ("converge", False)
-    assert exits["blend"].phase(k + 1) == ("blend",) and exits["converge"].exit_step is None
+    made = {e: trainer(*TINY, "--k", k, "--lens-exit", e, data=ring) for e in ("drop", "blend", "converge", "keep")}
+    assert exit_step(made["drop"].cfg) == k and exit_step(made["blend"].cfg) == k + k // 2 - 1
+    assert made["converge"].phase(k + 1) == ("converge", True) and made["keep"].phase(k + 1) == ("converge", False)
+    assert made["blend"].phase(k + 1) == ("blend",) and exit_step(made["converge"].cfg) is None
 
 
 def _retirement(ring, *argv):
@@ -186,9 +189,9 @@ def _checks(ring, mnist_dir):
         "--reconstruction": lambda: torch.allclose(first_losses(*TINY, "--reconstruction", "sum", data=ring)[3],
                                                    2 * first_losses(*TINY, data=ring)[3]),
         "--lens-exit": lambda: _lens_exit(ring) is None,
-        "--lens-exit-steps": lambda: (lambda t: t.exit_step == 4 + 2 and t.alpha(5) == pytest.approx(2 / 3))(
+        "--lens-exit-steps": lambda: (lambda t: exit_step(t.cfg) == 4 + 2 and alpha(t.cfg, 5) == pytest.approx(2 / 3))(
             trainer(*TINY, "--k", 4, "--lens-exit", "blend", "--lens-exit-steps", 3, data=ring)),
-        "--keep-lens": lambda: (lambda t: t.exit_step is None and t.phase(5) == ("converge", False))(
+        "--keep-lens": lambda: (lambda t: exit_step(t.cfg) is None and t.phase(5) == ("converge", False))(
             trainer(*TINY, "--k", 4, "--keep-lens", data=ring)),
         "--retire-tolerance": lambda: (_retirement(ring, "--retire-tolerance", 1e9, "--retire-patience", 3) == (3, True)
                                        and _retirement(ring, "--retire-tolerance", 1e-30,
@@ -275,8 +278,8 @@ def test_inception_weights_reach_the_evaluator(tmp_path, mnist_dir, capsys):
 
 def test_device_reaches_the_trainer(ring, monkeypatch):
     asked = []
-    original = train_module.pick_device
-    monkeypatch.setattr(train_module, "pick_device", lambda name: asked.append(name) or original(name))
+    original = build.pick_device
+    monkeypatch.setattr(build, "pick_device", lambda name: asked.append(name) or original(name))
     assert trainer(*TINY, "--device", "cpu", data=ring).device == torch.device("cpu") and asked == ["cpu"]
     trainer(*TINY, data=ring)
     assert asked == ["cpu", "auto"]
@@ -335,8 +338,8 @@ def test_eval_options_reach_the_evaluation(tmp_path, mnist_dir, capsys, monkeypa
     out = tmp_path / "run"
     assert run("train", *TINY, "--steps", 2, "--out", out) == 0
     asked = []
-    original = train_module.pick_device
-    monkeypatch.setattr(train_module, "pick_device", lambda name: asked.append(name) or original(name))
+    original = build.pick_device
+    monkeypatch.setattr(build, "pick_device", lambda name: asked.append(name) or original(name))
     capsys.readouterr()
     assert run("eval", out, "--fid-samples", 100, "--fid-features", "points", "--device", "cpu") == 0
     scores = json.loads(capsys.readouterr().out)
@@ -353,10 +356,10 @@ def test_sample_options_reach_the_panel(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert run("train", *TINY, "--steps", 2, "--out", out) == 0
     drawn = {}
-    monkeypatch.setattr(train_module, "save_point_panel", lambda path, fake, *rest: drawn.update(path=path, n=len(fake)))
+    monkeypatch.setattr(snapshot, "save_point_panel", lambda path, fake, *rest: drawn.update(path=path, n=len(fake)))
     asked = []
-    original = train_module.pick_device
-    monkeypatch.setattr(train_module, "pick_device", lambda name: asked.append(name) or original(name))
+    original = build.pick_device
+    monkeypatch.setattr(build, "pick_device", lambda name: asked.append(name) or original(name))
     assert run("sample", out, "--out", tmp_path / "grid.png", "--count", 5, "--device", "cpu") == 0
     assert drawn == {"path": tmp_path / "grid.png", "n": 5} and "cpu" in asked
 

@@ -1,0 +1,152 @@
+"""FID / KID against the real data X, and mode coverage where the data set defines modes.
+
+One way to score a generator: :func:`evaluate` with a frozen :class:`EvalSettings`
+(``EvalSettings.of_run(cfg, device)`` for a run's). The :class:`Evaluator` behind
+it (extractor, real features, coverage classifier) is built once per settings
+for the life of the process, so evaluations during training only pay for
+generating and scoring.
+
+The rooms: :mod:`.features` (extractors, Inception weights, cache keys),
+:mod:`.classifier` (the offline FID classifier and its training), :mod:`.fid`
+(FID / KID, after torchmetrics) and :mod:`.coverage` (modes). Feature kinds:
+
+* ``classifier`` (default for labelled image sets, offline): numbers are NOT
+  comparable with Inception FID;
+* ``inception``: the paper's, its weights fetched into torch hub's cache on first use;
+* ``points``: the raw 2-D coordinates of the mixtures;
+* ``auto``: points for the mixtures, inception for celeba and folder, else classifier.
+
+Caches (``<cache_dir>/metrics``) are written atomically and keyed by hashes of
+the exact data used; see docs/METRICS.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import torch
+
+from ..config import DEFAULT_FID_SAMPLES, FEATURE_KINDS, TrainConfig, default_fid_samples
+from ..data import load_dataset
+from ..errors import UserError
+from .classifier import CLASSIFIER_VERSION, ClassifierFeatures, ClassifierNet, ClassifierSettings, classifier_features
+from .coverage import CLASS_COVERAGE_SETS, STACKED_MODES, class_coverage, coverage, mixture_coverage, stacked_mode_coverage
+from .features import (
+    INCEPTION_FILE,
+    INCEPTION_FILE_FIDELITY,
+    FeatureExtractor,
+    IdentityFeatures,
+    InceptionFeatures,
+    inception_features,
+    inception_weights_path,
+)
+from .fid import FIDEvaluator
+
+__all__ = ["CLASSIFIER_VERSION", "DEFAULT_FID_SAMPLES", "FEATURE_KINDS", "INCEPTION_FILE", "INCEPTION_FILE_FIDELITY",
+           "CLASS_COVERAGE_SETS", "STACKED_MODES", "ClassifierFeatures", "ClassifierNet", "ClassifierSettings", "EvalSettings", "Evaluator",
+           "FIDEvaluator", "FeatureExtractor", "IdentityFeatures", "InceptionFeatures", "class_coverage", "coverage",
+           "default_fid_samples", "evaluate", "evaluator", "feature_extractor", "inception_weights_path",
+           "mixture_coverage", "stacked_mode_coverage"]
+
+
+def feature_extractor(kind: str, dataset: str, data_dir: str | None = None, *, cache_dir: str | None = None,
+                      inception_weights: str | None = None, device: str | torch.device = "cpu",
+                      classifier: ClassifierSettings | None = None) -> FeatureExtractor:
+    """The feature extractor ``kind`` ("auto", "classifier", "inception", "points") for ``dataset``, on ``device``.
+
+    The classifier is trained on first use (``classifier``: how; default
+    ``ClassifierSettings()``) and cached (:mod:`.classifier`);
+    Inception weights are never downloaded (:func:`inception_weights_path`).
+    """
+    kind = _resolve_kind(kind, dataset)
+    if kind == "points":
+        extractor: FeatureExtractor = IdentityFeatures(2)
+    elif kind == "inception":
+        extractor = inception_features(inception_weights)
+    else:
+        extractor = classifier_features(dataset, data_dir, cache_dir, classifier or ClassifierSettings(),
+                                        torch.device(device))
+    return extractor.to(device).eval()
+
+
+def _resolve_kind(kind: str, dataset: str) -> str:
+    if kind not in FEATURE_KINDS:
+        raise UserError(f"unknown FID features {kind!r}; choose one of: {', '.join(FEATURE_KINDS)}")
+    points = dataset.startswith("mixture-")
+    if kind == "auto":
+        return "points" if points else "inception" if dataset in ("celeba", "folder") else "classifier"
+    if points != (kind == "points"):
+        raise UserError(f"--fid-features {kind} does not apply to {dataset}; use "
+                        f"{'points' if points else 'classifier or inception'} (or auto)")
+    if kind == "classifier" and dataset in ("celeba", "folder"):
+        raise UserError(f"{dataset} has no labels to train the FID classifier on; use --fid-features inception")
+    return kind
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation measures and where: the key of the process's evaluators.
+
+    ``features``: see the module's docstring; ``n_samples`` generated (and real)
+    samples per FID; ``kid=False`` skips KID, the costly part on 2-D data (FID
+    and coverage are the same either way). FID is always against the train split of X.
+    """
+
+    dataset: str
+    data_dir: str | None = None
+    features: str = "auto"
+    n_samples: int = DEFAULT_FID_SAMPLES
+    cache_dir: str | None = None
+    device: str = "cpu"
+    inception_weights: str | None = None
+    kid: bool = True
+
+    @classmethod
+    def of_run(cls, cfg: TrainConfig, device: str | torch.device, kid: bool = True) -> "EvalSettings":
+        """A run's FID settings (``--fid-features``, ``--fid-samples``, ``--inception-weights``) on ``device``."""
+        return cls(cfg.dataset, cfg.data_dir, cfg.fid_features, cfg.fid_samples, None, str(device),
+                   cfg.inception_weights, kid)
+
+
+class Evaluator:
+    """Everything needed to score generators for one :class:`EvalSettings`:
+    extractor, real features, coverage classifier. Build it through :func:`evaluator`."""
+
+    def __init__(self, settings: EvalSettings):
+        s = self.settings = settings
+        self.extractor = feature_extractor(s.features, s.dataset, s.data_dir, cache_dir=s.cache_dir,
+                                           inception_weights=s.inception_weights, device=s.device)
+        real = load_dataset(s.dataset, s.data_dir, split="train", cache_dir=s.cache_dir)
+        self.fid = FIDEvaluator(self.extractor, real, s.n_samples, s.cache_dir, kid=s.kid)
+        self.classifier = None
+        if s.dataset.startswith("color-") or s.dataset in CLASS_COVERAGE_SETS:  # needed even for Inception FID
+            self.classifier = (self.extractor if isinstance(self.extractor, ClassifierFeatures) else
+                               feature_extractor("classifier", s.dataset, s.data_dir, cache_dir=s.cache_dir,
+                                                 device=s.device))
+
+    def __call__(self, generate: Callable[[int], torch.Tensor]) -> dict:
+        """Scores of ``generate(n_samples)`` (called once: a seeded generator such as
+        ``Trainer.generate`` would repeat its samples if called per chunk): ``fid``,
+        ``kid``, ``kid_std``, ``features``, ``samples``, ``real_samples`` and, where
+        defined, ``modes``, ``modes_total`` and ``kl`` or ``high_quality``."""
+        with torch.no_grad():
+            samples = generate(self.settings.n_samples)
+        out = self.fid.score(samples)
+        out.update(coverage(self.settings.dataset, samples, self.classifier) or {})
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def evaluator(settings: EvalSettings) -> Evaluator:
+    """The process's Evaluator for ``settings`` (built once: classifier, real features)."""
+    return Evaluator(settings)
+
+
+def evaluate(generate: Callable[[int], torch.Tensor], settings: EvalSettings) -> dict:
+    """FID of ``generate`` against the real train set, plus mode coverage where defined.
+
+    ``generate(n)`` must return n samples shaped like the data set's (images in
+    [-1, 1]). Returns the :meth:`Evaluator.__call__` dict.
+    """
+    return evaluator(settings)(generate)

@@ -1,0 +1,107 @@
+"""What a run looks like at its current step: sample panels (G(Z) | what D sees
+as real | X) with their captions, and its FID and mode coverage; and the trainer
+of a saved run, for ``tempered-gan eval`` and ``sample``.
+
+Nothing here changes the run: samples come at fixed noise and a fixed real batch,
+in eval mode, from generators of their own.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from . import exits
+from .build import preflight, seed_for
+from .checkpoint import CHECKPOINT, load_checkpoint
+from .config import CONFIG, TrainConfig
+from .errors import writing
+from .nets import eval_mode
+from .runlog import RunLog, save_image_panel, save_point_panel
+from .trainer import Trainer
+
+GRID_SAMPLES = 64      # images in a sample grid
+POINT_SAMPLES = 1024   # points in a 2-D scatter plot
+
+
+@torch.no_grad()
+def samples(trainer: Trainer, count: int = GRID_SAMPLES) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """G(Z), what D sees as real (L(X), L_α(X), noisy or blurred X; None
+    without a tempering) and X, at fixed noise and a fixed real batch, in eval
+    mode and from a generator of their own, so that drawing them changes no
+    state of the run."""
+    count = min(count, len(trainer.data))
+    g = torch.Generator().manual_seed(seed_for(trainer.cfg.seed, "samples"))
+    z = torch.randn(count, trainer.cfg.z_dim, generator=g).to(trainer.device)
+    x = trainer.data.batch(torch.randperm(len(trainer.data), generator=g)[:count]).to(trainer.device)
+    with eval_mode(trainer.G):
+        tempered = None
+        if trainer.tempering is not None:
+            t = trainer.step_count
+            tempered = trainer.tempering.preview(x, trainer.tempering.schedule(t), exits.alpha(trainer.cfg, t),
+                                                 generator=g)
+        return trainer.G(z), tempered, x
+
+
+def sample_captions(trainer: Trainer) -> tuple[str, str]:
+    """The title of a sample panel at the trainer's step and the name of its middle
+    panel, which always shows what D sees as real at that step."""
+    t = trainer.step_count
+    if trainer.tempering is not None:
+        return f"step {t}, λ = {trainer.tempering.schedule(t):.3f}", trainer.tempering.label
+    if trainer.lens_retired_at is not None:
+        return (f"step {t}, {trainer.cfg.tempering} left after step {trainer.lens_retired_at}",
+                "X: what D sees now")
+    return f"step {t}, no lens", "X: what D sees (no lens)"
+
+
+def write_sample_panel(trainer: Trainer, path: Path, count: int) -> torch.Tensor | None:
+    """G(Z) | what D sees as real | X at the trainer's step, titled: a scatter plot
+    for 2-D data, else image grids (returned, for TensorBoard). Once the tempering
+    has left (or without one) D sees X, and the middle panel shows it."""
+    fake, shown, real = samples(trainer, count)
+    title, name = sample_captions(trainer)
+    shown = real if shown is None else shown
+    if trainer.data.kind == "points":
+        save_point_panel(path, fake, shown, real, title, name)
+        return None
+    return save_image_panel(path, fake, shown, real, title, ("G(Z)", name, "X"))
+
+
+def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> Path:
+    """The run's sample panel at this step, in ``run_dir/samples`` and TensorBoard."""
+    folder = run_dir / "samples"
+    with writing(folder):
+        folder.mkdir(exist_ok=True)
+    path = folder / f"step_{trainer.step_count:07d}.png"
+    panel = write_sample_panel(trainer, path, POINT_SAMPLES if trainer.data.kind == "points" else GRID_SAMPLES)
+    if panel is not None:
+        with writing(run_dir / "tb"):
+            log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
+    return path
+
+
+def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
+    """FID (and mode coverage where defined) of G against the real data X; ``kid=False``
+    skips KID, the costly part on 2-D data (FID and coverage are the same either way)."""
+    from .metrics import EvalSettings, evaluate
+
+    return evaluate(trainer.generate, EvalSettings.of_run(trainer.cfg, trainer.device, kid))
+
+
+def load_run(run_dir: Path, device: str | None = None) -> Trainer:
+    """The trainer of a saved run, at its checkpoint (for eval and sample)."""
+    from .data import load_dataset
+
+    cfg = TrainConfig.load(Path(run_dir) / CONFIG)
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    # --cuda-graphs is how a run trained, not what it is: eval and sample never step, and run anywhere.
+    cfg = dataclasses.replace(cfg, device=device or cfg.device, cuda_graphs=False)
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    trainer = Trainer.create(cfg, data, preflight(cfg, data))
+    if isinstance(state.get("rng"), list) and len(state["rng"]) > 1:
+        # A run of several processes: eval and sample train nothing, so process 0's random states stand for all.
+        state = {**state, "rng": state["rng"][:1]}
+    trainer.load_state_dict(state)
+    return trainer

@@ -1,0 +1,270 @@
+"""One TAN iteration: the :class:`Trainer` holds a run's nets, optimisers, streams and tempering.
+
+Iteration t (SPEC, "Losses"):
+  1. ``critic_steps`` D updates on {L(X) as data, G(Z)} (+ gradient penalty on
+     interpolates between L(X) and G(Z) for WGAN-GP; :func:`~tempered_gan.losses.discriminator_loss`);
+  2. one G update, gradients through a frozen D;
+  3. one lens update with weight λ(t), gradients through a frozen D, on the last
+     real batch D saw, reusing the L(X) computed for D's step.
+
+What tempers the real data (``--tempering``) is one object, ``Trainer.tempering``
+(:mod:`tempered_gan.tempering`): the learned lens, instance noise or a blur. The
+iteration asks it for D's real input (``real``) and D's generated input
+(``fake``) and lets it update once (``update``, nothing for the fixed kinds); it
+never asks which kind it is. When it leaves is :mod:`tempered_gan.exits`.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import exits
+from .build import (
+    EpochSampler,
+    autocast_for,
+    build_nets,
+    load_optimizer_state,
+    make_optimizer,
+    make_tempering,
+    memory_format_for,
+    random_stream,
+    seed_for,
+)
+from .config import TrainConfig
+from .cuda_graphs import make_runner, uses_cuda_graphs
+from .data import Data
+from .distributed import SINGLE_PROCESS, Dist, average_gradients, fingerprint, gather
+from .errors import UserError
+from .losses import OBJECTIVES, discriminator_loss, reconstruction
+from .nets import eval_mode
+from .tempering import BaseTempering, frozen
+
+LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
+
+
+@dataclass
+class Trainer:
+    """Everything one run holds; :meth:`step` is one TAN iteration."""
+
+    cfg: TrainConfig
+    data: Data
+    device: torch.device
+    G: nn.Module
+    D: nn.Module
+    tempering: BaseTempering | None               # what tempers the real data; None without (or after K, retired)
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sampler: EpochSampler
+    noise: torch.Generator
+    penalty_noise: torch.Generator
+    dist: Dist = SINGLE_PROCESS
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    memory_format: torch.memory_format = torch.preserve_format
+    step_count: int = 0
+    lens_retired_at: int | None = None
+    below_tolerance: torch.Tensor | None = None   # consecutive steps with ‖X − L(X)‖² < tolerance, after K
+    loss_sums: torch.Tensor | None = None         # sums of the losses since the last log step (device)
+    first_bad: torch.Tensor | None = None         # first step with a NaN/Inf loss, -1 if none (device)
+    last_lambda: float | None = None              # λ(t) of the last step (None: no tempering)
+    runner: object = None                         # how iterations run: eager or CUDA graphs
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, data: Data, device: torch.device, dist: Dist = SINGLE_PROCESS) -> "Trainer":
+        G, D, lens = build_nets(cfg, tuple(data.shape))
+        memory = memory_format_for(cfg, data)
+        G, D = G.to(device, memory_format=memory), D.to(device, memory_format=memory)
+        graphs = uses_cuda_graphs(cfg, device, dist)
+        if graphs:
+            data = data.to(device)                   # batches are gathered on the GPU
+            torch.backends.cudnn.benchmark = True    # fixed shapes: pick the fastest kernels once
+        autocast = autocast_for(cfg, device, graphs)
+        if lens is not None:
+            lens = lens.to(device, memory_format=memory)
+        tempering = make_tempering(cfg, lens, device, dist, autocast, capturable=graphs)
+        trainer = cls(cfg, data, device, G, D, tempering,
+                      make_optimizer(cfg, G.parameters(), capturable=graphs),
+                      make_optimizer(cfg, D.parameters(), capturable=graphs),
+                      EpochSampler(len(data), cfg.batch_size, cfg.seed, dist.rank, dist.world),
+                      random_stream(cfg, "noise", device, dist), random_stream(cfg, "penalty", device, dist),
+                      dist=dist, autocast=autocast, memory_format=memory,
+                      below_tolerance=torch.zeros((), dtype=torch.long, device=device),
+                      loss_sums=torch.zeros(len(LOSS_NAMES), device=device),
+                      first_bad=torch.full((), -1, dtype=torch.long, device=device))
+        trainer.runner = make_runner(trainer)
+        return trainer
+
+    @property
+    def lens(self) -> nn.Module | None:
+        return self.tempering.lens if self.tempering else None
+
+    @property
+    def generators(self) -> list[torch.Generator]:
+        """Every generator an iteration draws from (CUDA graphs register them all)."""
+        return [self.noise, self.penalty_noise, *(self.tempering.generators if self.tempering else [])]
+
+    def _z(self) -> torch.Tensor:
+        return torch.randn(self.cfg.batch_size, self.cfg.z_dim, generator=self.noise, device=self.device)
+
+    def step(self) -> torch.Tensor:
+        """Run iteration ``step_count + 1``; return its losses (d, g, lens_adv, lens_rec).
+
+        The host draws the step's batch indices, λ(t) and the exit's α(t), and
+        decides the phase; :meth:`iteration` does the device work, run op by op
+        or replayed as a CUDA graph (``runner``). The returned tensor is
+        overwritten by the next step: copy it to keep it.
+        """
+        t = self.step_count + 1
+        idx = torch.stack([self.sampler.next() for _ in range(self.cfg.critic_steps)])
+        self.last_lambda = self.lam(t)   # logged with step t even when the tempering leaves after it
+        losses = self.runner.run(self.phase(t), t, idx, self.last_lambda or 0.0, exits.alpha(self.cfg, t))
+        self.step_count = t
+        if self.tempering is not None and t == exits.exit_step(self.cfg):
+            self.retire_lens()
+        return losses
+
+    def phase(self, t: int) -> tuple:
+        """What iteration ``t`` does with the tempering (:func:`tempered_gan.exits.phase`)."""
+        return exits.phase(self.cfg, t, self.tempering is not None)
+
+    def iteration(self, phase: tuple, idx: torch.Tensor, lam: float | torch.Tensor, alpha: float | torch.Tensor,
+                  t: int | torch.Tensor) -> torch.Tensor:
+        """The device work of one TAN iteration in ``phase`` (decided on the
+        host): ``idx`` (critic_steps, B) batch indices, λ(t), α(t) and t, as
+        numbers (eager) or device tensors (CUDA graph). Returns the losses
+        (d, g, lens_adv, lens_rec), shape (4,), on the device.
+
+        Everything else it changes is changed in place (weights, optimiser states,
+        ``loss_sums``, ``first_bad``, ``below_tolerance``), and nothing in it
+        waits for the device, so it can be captured and replayed as it is.
+        """
+        cfg, objective, mode = self.cfg, OBJECTIVES[self.cfg.loss], phase[0]
+        for i in range(cfg.critic_steps):
+            x = self.data.batch(idx[i]).to(self.device, non_blocking=True, memory_format=self.memory_format)
+            keep = i == cfg.critic_steps - 1
+            if mode in ("lens", "converge"):
+                real = self.tempering.real(x, keep_graph=keep, lam=lam)
+            elif mode == "blend":
+                real = self.tempering.blend(x, alpha)
+            else:
+                real = x
+            with torch.no_grad(), self.autocast():
+                fake = self._d_fake(self.G(self._z()).float(), mode, lam)
+            with self.autocast():
+                loss_d = discriminator_loss(objective, self.D, real, fake, cfg.gp_weight, self.penalty_noise)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            average_gradients(self.D, self.dist.world)
+            self.opt_d.step()
+
+        with frozen(self.D), self.autocast():
+            loss_g = objective.g_loss(self.D(self._d_fake(self.G(self._z()), mode, lam)).float())
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        average_gradients(self.G, self.dist.world)
+        self.opt_g.step()
+
+        lens_adv = lens_rec = torch.zeros((), device=self.device)  # placeholders, logged as null
+        if mode in ("lens", "converge"):
+            # After K, λ = 0: the lens trains on ‖X − L(X)‖² alone, without D's pass.
+            out = self.tempering.update(self.D, lam, adversarial=mode == "lens")
+            lens_rec = out["loss_lens_rec"]
+            if out["loss_lens_adv"] is not None:
+                lens_adv = out["loss_lens_adv"]
+            if mode == "converge" and phase[1]:
+                self.below_tolerance.copy_(torch.where(lens_rec < cfg.retire_tolerance, self.below_tolerance + 1, 0))
+        elif mode == "blend":   # logged only: how far D's view of the data still is from X
+            lens_rec = reconstruction(x, real, cfg.reconstruction)
+        losses = torch.stack([loss_d.detach(), loss_g.detach(), lens_adv, lens_rec])
+        # Bookkeeping on the device, read only at log steps: no sync per step.
+        self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(losses).all(), t, self.first_bad))
+        self.loss_sums.add_(losses)
+        return losses
+
+    def _d_fake(self, fake: torch.Tensor, mode: str, lam: float | torch.Tensor) -> torch.Tensor:
+        """D's generated input: G(Z) as the tempering shows it to D (instance noise
+        adds noise to it, in D's and G's steps alike; the lens and blur leave it)."""
+        return fake if mode == "plain" else self.tempering.fake(fake, lam)
+
+    # --- lens retirement ----------------------------------------------------
+    def should_retire(self) -> bool:
+        """The converge exit's rule; all processes decide together (each saw only its own batches)."""
+        if self.tempering is None or not exits.may_retire(self.cfg, self.step_count):
+            return False
+        below = self.below_tolerance.clone()
+        if self.dist.active:
+            torch.distributed.all_reduce(below, op=torch.distributed.ReduceOp.MIN)
+        return int(below) >= self.cfg.retire_patience
+
+    def retire_lens(self) -> None:
+        """Drop the tempering: from now on D sees X itself and the lens optimiser stops
+        ("training reduces to the original GAN", paper §3)."""
+        self.tempering = None
+        self.lens_retired_at = self.step_count
+
+    def lam(self, t: int) -> float | None:
+        return self.tempering.schedule(t) if self.tempering else None
+
+    # --- checkpoints ------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.cfg),
+            "step": self.step_count,
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "lens": self.lens.state_dict() if self.lens else None,
+            "opt_lens": self.tempering.optimizer.state_dict() if self.lens is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "lens_retired_at": self.lens_retired_at,
+            "below_tolerance": int(self.below_tolerance) if self.below_tolerance is not None else 0,
+            # One entry per process: each draws its own noise.
+            "rng": gather({"noise": self.noise.get_state().cpu(), "penalty": self.penalty_noise.get_state().cpu(),
+                           "tempering": [g.get_state().cpu() for g in self.tempering.generators] if self.tempering else [],
+                           "torch": torch.get_rng_state()}, self.dist.world),
+            "replicas": gather(fingerprint(self.G, self.D, self.lens), self.dist.world),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            load_optimizer_state(self.opt_g, state["opt_g"])
+            load_optimizer_state(self.opt_d, state["opt_d"])
+            self.lens_retired_at = state.get("lens_retired_at")
+            if self.lens_retired_at is not None:
+                self.tempering = None
+            if self.lens is not None:
+                self.lens.load_state_dict(state["lens"])
+                load_optimizer_state(self.tempering.optimizer, state["opt_lens"])
+            self.below_tolerance.fill_(int(state.get("below_tolerance", 0)))
+            self.sampler.load_state_dict(state["sampler"])
+            if len(state["rng"]) != self.dist.world:
+                raise UserError(f"the checkpoint was written by {len(state['rng'])} processes; resume it with as many "
+                                f"(now {self.dist.world})")
+            rng = state["rng"][self.dist.rank]
+            self.noise.set_state(rng["noise"])
+            self.penalty_noise.set_state(rng["penalty"])
+            generators = self.tempering.generators if self.tempering else []
+            saved = rng.get("tempering", [])   # absent before instance noise existed
+            if len(saved) != len(generators):
+                raise ValueError(f"it holds {len(saved)} tempering generator states, this run has {len(generators)}")
+            for g, saved_state in zip(generators, saved):
+                g.set_state(saved_state)
+            torch.set_rng_state(rng["torch"])
+            self.step_count = int(state["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            raise UserError(f"checkpoint does not fit this configuration: {str(exc).splitlines()[0]}") from None
+
+    # --- samples ------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, count: int, stream: str = "eval") -> torch.Tensor:
+        """``count`` samples G(Z) in eval mode, on the CPU, from a noise stream of
+        their own: evaluating a run changes nothing in it."""
+        g = torch.Generator().manual_seed(seed_for(self.cfg.seed, stream))
+        with eval_mode(self.G):
+            return torch.cat([self.G(torch.randn(len(chunk), self.cfg.z_dim, generator=g).to(self.device)).cpu()
+                              for chunk in torch.arange(count).split(500)])
