@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import statistics
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .arms import Arm, arm_colours, format_value, parse_arm, reference_arm
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
+from .report_figures import write_figures
 from .paired import (CONFIDENCE, CONVERGED, CONVERGENCE_WINDOW, DIVERGING, IMPROVING, TOO_SHORT, Paired, Trend,
                      format_interval, format_rate, paired, trend)
 
@@ -211,90 +211,6 @@ def _paired_cell(p: Paired | None) -> list[str]:
     return [format_interval(p), f"{p.wins}/{p.losses}" + (f" ({p.ties} tied)" if p.ties else ""), p.verdict]
 
 
-def _figures(results: list[RunResult], arms: list[Arm], out: Path, labels: dict, colours: dict) -> tuple[str, bool, bool]:
-    """fid.png, lens.png, samples.png and (where modes are defined) modes.png; returns the
-    feature description and whether samples.png and modes.png were written."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .runlog import save_figure
-
-    first_seed = {a.name: min((r.seed for r in results if r.arm == a.name), default=None) for a in arms}
-
-    # FID against step, one line per seed, arms in their colours.
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in results:
-        if r.fids:
-            steps, fids = zip(*r.fids)
-            ax.plot(steps, fids, color=colours[r.arm], alpha=0.8, marker=".",
-                    label=labels[r.arm] if r.seed == first_seed[r.arm] else None)
-    feature = next((e.get("features") for r in results for e in r.evals), "?")
-    ax.set(xlabel="step", ylabel="FID")
-    ax.set_title("FID against step\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, out / "fid.png", dpi=100)
-    plt.close(fig)
-
-    # Modes covered (and the KL of the mode histogram) against step.
-    keys = [k for k in ("modes", "kl") if any(e.get(k) is not None for r in results for e in r.evals)]
-    if keys:
-        fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 3.5), squeeze=False)
-        for ax, key in zip(axes[0], keys):
-            for r in results:
-                points = [(e["step"], e[key]) for e in r.evals if e.get(key) is not None]
-                if points:
-                    ax.plot(*zip(*points), color=colours[r.arm], alpha=0.8, marker=".",
-                            label=labels[r.arm] if r.seed == first_seed[r.arm] else None)
-            ax.set(xlabel="step", ylabel=key, title={"modes": "modes covered", "kl": "KL(mode histogram ‖ uniform)"}[key])
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        save_figure(fig, out / "modes.png", dpi=100)
-        plt.close(fig)
-
-    # λ and the lens reconstruction error against step.
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for r in results:
-        logs = [x for x in r.logs if x.get("lambda") is not None]
-        if logs:
-            ax1.plot([x["step"] for x in logs], [x["lambda"] for x in logs], color=colours[r.arm])
-            ax2.plot([x["step"] for x in logs], [max(x["loss_lens_rec"], 1e-12) for x in logs], color=colours[r.arm])
-    ax1.set(xlabel="step", ylabel="λ", title="λ(t) (noise and blur: σ(t) = σ₀·λ(t))")
-    ax2.set(xlabel="step", ylabel="‖X − T(X)‖² (mean)", title="D's real input T(X) against X\n"
-            "(T = L, noise or blur; the lens's reconstruction error)", yscale="log")
-    fig.tight_layout()
-    save_figure(fig, out / "lens.png", dpi=100)
-    plt.close(fig)
-
-    # Sample strips (first seed of each arm) at up to four stages.
-    strips = []
-    for arm in arms:
-        runs = [x for x in results if x.arm == arm.name]
-        if not runs:
-            continue
-        r = min(runs, key=lambda x: x.seed)
-        grids = sorted((r.run_dir / "samples").glob("step_*.png")) if (r.run_dir / "samples").exists() else []
-        if grids:
-            picks = sorted({grids[round(i * (len(grids) - 1) / 3)] for i in range(4)})
-            strips.append((arm.name, picks))
-    if strips:
-        cols = max(len(p) for _, p in strips)
-        fig, axes = plt.subplots(len(strips), cols, figsize=(4.5 * cols, 2.2 * len(strips)), squeeze=False)
-        for row, (arm, picks) in enumerate(strips):
-            for col in range(cols):
-                ax = axes[row][col]
-                ax.axis("off")
-                if col < len(picks):
-                    ax.imshow(plt.imread(picks[col]))
-                    ax.set_title(f"{labels[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
-        fig.suptitle("samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X")
-        fig.tight_layout()
-        save_figure(fig, out / "samples.png", dpi=100)
-        plt.close(fig)
-    return feature, bool(strips), bool(keys)
-
-
 def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *, command: str, base: TrainConfig,
                  fail_factor: float, fail_fid: float | None = None, fail_modes: int | None = None,
                  reference: str | None = None, arm_configs: dict[str, TrainConfig] | None = None) -> Path:
@@ -303,7 +219,7 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
     reference = reference or reference_arm(arms)
     labels = {a.name: a.label for a in arms}
     colours = arm_colours(arms)
-    feature, strips, modes_figure = _figures(results, arms, out, labels, colours)
+    feature, strips, modes_figure = write_figures(results, arms, out, labels, colours)
 
     rows, threshold, target = summarise(results, arms, fail_factor, fail_fid, fail_modes, reference)
     extra = [k for k in ("modes", "kl", "high_quality") if any(k in row for row in rows)]

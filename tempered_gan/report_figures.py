@@ -1,0 +1,114 @@
+"""The figures of a comparison's report: FID, modes and the lens against step, and sample strips.
+
+Each reads the runs' results (:class:`tempered_gan.report.RunResult`: ``arm``,
+``seed``, ``run_dir``, ``evals``, ``logs``, ``fids``) and writes one PNG
+atomically beside ``report.md``; arms keep their colours in every figure.
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from .arms import Arm
+from .runlog import save_figure
+
+
+def write_figures(results: list, arms: list[Arm], out: Path, labels: dict, colours: dict) -> tuple[str, bool, bool]:
+    """fid.png, lens.png, samples.png and (where modes are defined) modes.png; returns the
+    feature description and whether samples.png and modes.png were written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first_seed = {a.name: min((r.seed for r in results if r.arm == a.name), default=None) for a in arms}
+
+    def label(r) -> str | None:      # one legend entry per arm
+        return labels[r.arm] if r.seed == first_seed[r.arm] else None
+
+    feature = _fid_figure(plt, results, out, label, colours)
+    modes = _modes_figure(plt, results, out, label, colours)
+    _lens_figure(plt, results, out, colours)
+    strips = _sample_strips(plt, results, arms, out, labels)
+    return feature, strips, modes
+
+
+def _fid_figure(plt, results: list, out: Path, label, colours: dict) -> str:
+    """FID against step, one line per seed, arms in their colours; returns the feature description."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        if r.fids:
+            steps, fids = zip(*r.fids)
+            ax.plot(steps, fids, color=colours[r.arm], alpha=0.8, marker=".", label=label(r))
+    feature = next((e.get("features") for r in results for e in r.evals), "?")
+    ax.set(xlabel="step", ylabel="FID")
+    ax.set_title("FID against step\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out / "fid.png", dpi=100)
+    plt.close(fig)
+    return feature
+
+
+def _modes_figure(plt, results: list, out: Path, label, colours: dict) -> bool:
+    """Modes covered (and the KL of the mode histogram) against step, where the data set has modes."""
+    keys = [k for k in ("modes", "kl") if any(e.get(k) is not None for r in results for e in r.evals)]
+    if not keys:
+        return False
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for r in results:
+            points = [(e["step"], e[key]) for e in r.evals if e.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), color=colours[r.arm], alpha=0.8, marker=".", label=label(r))
+        ax.set(xlabel="step", ylabel=key, title={"modes": "modes covered", "kl": "KL(mode histogram ‖ uniform)"}[key])
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out / "modes.png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _lens_figure(plt, results: list, out: Path, colours: dict) -> None:
+    """λ and the lens reconstruction error against step."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for r in results:
+        logs = [x for x in r.logs if x.get("lambda") is not None]
+        if logs:
+            ax1.plot([x["step"] for x in logs], [x["lambda"] for x in logs], color=colours[r.arm])
+            ax2.plot([x["step"] for x in logs], [max(x["loss_lens_rec"], 1e-12) for x in logs], color=colours[r.arm])
+    ax1.set(xlabel="step", ylabel="λ", title="λ(t) (noise and blur: σ(t) = σ₀·λ(t))")
+    ax2.set(xlabel="step", ylabel="‖X − T(X)‖² (mean)", title="D's real input T(X) against X\n"
+            "(T = L, noise or blur; the lens's reconstruction error)", yscale="log")
+    fig.tight_layout()
+    save_figure(fig, out / "lens.png", dpi=100)
+    plt.close(fig)
+
+
+def _sample_strips(plt, results: list, arms: list[Arm], out: Path, labels: dict) -> bool:
+    """Sample strips (first seed of each arm) at up to four stages; whether any were drawn."""
+    strips = []
+    for arm in arms:
+        runs = [x for x in results if x.arm == arm.name]
+        if not runs:
+            continue
+        r = min(runs, key=lambda x: x.seed)
+        grids = sorted((r.run_dir / "samples").glob("step_*.png")) if (r.run_dir / "samples").exists() else []
+        if grids:
+            picks = sorted({grids[round(i * (len(grids) - 1) / 3)] for i in range(4)})
+            strips.append((arm.name, picks))
+    if not strips:
+        return False
+    cols = max(len(p) for _, p in strips)
+    fig, axes = plt.subplots(len(strips), cols, figsize=(4.5 * cols, 2.2 * len(strips)), squeeze=False)
+    for row, (arm, picks) in enumerate(strips):
+        for col in range(cols):
+            ax = axes[row][col]
+            ax.axis("off")
+            if col < len(picks):
+                ax.imshow(plt.imread(picks[col]))
+                ax.set_title(f"{labels[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
+    fig.suptitle("samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X")
+    fig.tight_layout()
+    save_figure(fig, out / "samples.png", dpi=100)
+    plt.close(fig)
+    return True
