@@ -121,7 +121,7 @@ def trend(values: list[float], *, window: int = CONVERGENCE_WINDOW, steps: list[
     noise = math.sqrt(sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys)) / (window - 2))
     span = xs[-1] - xs[0]
     change = slope * span
-    margin = stats.t.ppf(0.5 + confidence / 2, window - 2) * noise / math.sqrt(sxx) * span
+    margin = float(stats.t.ppf(0.5 + confidence / 2, window - 2)) * noise / math.sqrt(sxx) * span
     if abs(change) <= margin:
         state = CONVERGED
     else:
