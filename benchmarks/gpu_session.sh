@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Issue 17's GPU checks, one device call per part (docs/PERFORMANCE.md §6 has the exact calls).
+# Issues 17 and 22's GPU checks, one device call per part (docs/PERFORMANCE.md §6 has the exact calls).
 #
-#   benchmarks/gpu_session.sh 1   part 1, ≤ 5 min: (a) device, driver, torch; (b) tests/test_cuda_graphs.py;
-#                                 (c) bench_gpu.py: eager against CUDA graphs for gan, lsgan, wgan-gp with and
-#                                 without the paper's lens, then the 200-step loss agreement; (d) the command
-#                                 line as a user runs it, eager against --cuda-graphs; then, if time is left,
-#                                 aggregate steps/s of 1, 3 and 6 concurrent runs
-#   benchmarks/gpu_session.sh 2   part 2, ≤ 6 min: the Fashion-MNIST comparison (DCGAN, paper nets and lens,
+#   benchmarks/gpu_session.sh 1   part 1, ≤ 7 min: (a) device, driver, torch; (b) every command eagerly on
+#                                 CUDA as a user runs it, a few seconds each, its tensors on the GPU (issue 22:
+#                                 benchmarks/cuda_commands.py); (c) tests/test_cuda_graphs.py; (d) bench_gpu.py:
+#                                 eager against CUDA graphs for gan, lsgan, wgan-gp with and without the paper's
+#                                 lens, then the 200-step loss agreement; (e) the command line as a user runs it,
+#                                 eager against --cuda-graphs; then, if time is left, aggregate steps/s of 1, 3
+#                                 and 6 concurrent runs
+#   benchmarks/gpu_session.sh 2   part 2, ≤ 5 min: the Fashion-MNIST comparison (DCGAN, paper nets and lens,
 #                                 K = 10 000, seeds 0-2 × {none, sine, noise}, FID every 2000 steps on 4096
 #                                 samples, all nine runs at once on the one GPU: compare --jobs 9)
 #   STAGES=tests,cli-graphs-lens benchmarks/gpu_session.sh 1    only the named stages (a rerun after a fix)
@@ -25,7 +27,7 @@
 #   and carry data/cache/metrics only (data/cache also gets the decoded images, too large to travel).
 #
 # Settings (environment): COMPARE_STEPS (part 2 steps per run, default 12000; set it from part 1's
-# aggregate steps/s), COMPARE_JOBS (default 9), BUDGET (seconds for the part; default 285 and 345),
+# aggregate steps/s), COMPARE_JOBS (default 9), BUDGET (seconds for the part; default 405 and 300),
 # PYTHON (default python3), STAGES (see above). GPU_SESSION_FAKE=1 replaces every stage by a tiny
 # CPU stand-in (tests of this script: tests/test_gpu_session.py); GPU_SESSION_FAKE_FAIL and
 # GPU_SESSION_FAKE_SLOW name stand-ins that fail or overrun their limit.
@@ -61,7 +63,7 @@ mkdir -p "$OUT" "$LOGS"
 exec > >(tee -a "$OUT/session.log") 2>&1
 TEE_PID=$!
 trap 'exec 1>&- 2>&-; wait "$TEE_PID"' EXIT   # session.log is complete when the call returns
-if [ "$PART" = 1 ]; then BUDGET=${BUDGET:-285}; else BUDGET=${BUDGET:-345}; fi
+if [ "$PART" = 1 ]; then BUDGET=${BUDGET:-405}; else BUDGET=${BUDGET:-300}; fi
 RESERVE=15          # seconds kept for a stage to stop after its limit (8), the summary and the tar
 START=$SECONDS
 SUMMARY=$WORK/summary.tsv
@@ -85,6 +87,7 @@ stage() {
     echo "=== $name (limit ${limit}s, $((SECONDS - START))s into the part)"
     t0=$SECONDS
     if [ "$FAKE" = 1 ]; then
+        # shellcheck disable=SC2016   # expanded by the stand-in's own bash
         set -- bash -c 'if [[ ",${GPU_SESSION_FAKE_SLOW:-}," == *",$1,"* ]]; then sleep 30; fi
                         if [[ ",${GPU_SESSION_FAKE_FAIL:-}," == *",$1,"* ]]; then echo "stand-in $1 fails"; exit 1; fi
                         echo "stand-in $1 ran"' fake "$name"
@@ -101,6 +104,7 @@ stage() {
     return 0
 }
 
+# shellcheck disable=SC2317   # run by stage through `bash -c` (exported)
 device_info() {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
     "$PY" -c 'import torch, sys; p = torch.cuda.get_device_properties(0)
@@ -113,6 +117,7 @@ export PY
 
 BENCH=(benchmarks/bench_gpu.py --dataset fashion-mnist --data-dir "$DATA")
 # The command line as a user runs it: the paper's DCGAN and lens (K beyond the run: the lens stays), log every 100 steps.
+# shellcheck disable=SC2317   # likewise
 cli_train() {   # cli_train NAME STEPS [OPTIONS...]
     local name=$1 steps=$2
     shift 2
@@ -124,6 +129,7 @@ export DATA WORK
 
 if [ "$PART" = 1 ]; then
     stage device 30 bash -c device_info
+    stage commands 120 "$PY" benchmarks/cuda_commands.py --data-dir "$DATA" --workdir "$WORK/commands"
     stage tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py
     stage bench-speed 100 "$PY" "${BENCH[@]}" --parts ceilings,speed --rounds 3 --seconds 0.3 --json "$WORK/speed.json"
     stage bench-agreement 90 "$PY" "${BENCH[@]}" --parts agreement --agree-steps 200 --json "$WORK/agreement.json"

@@ -14,7 +14,7 @@ import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_session.sh")
-PART1 = ["device", "tests", "bench-speed", "bench-agreement", "cli-eager-lens", "cli-graphs-lens", "cli-eager-none",
+PART1 = ["device", "commands", "tests", "bench-speed", "bench-agreement", "cli-eager-lens", "cli-graphs-lens", "cli-eager-none",
          "cli-graphs-none", "bench-concurrent"]
 
 
@@ -53,9 +53,9 @@ def test_a_failed_or_overrunning_stage_never_stops_the_next_and_the_summary_come
     assert result.returncode == 1, result.stdout + result.stderr
     rows = summary_rows(out)
     assert list(rows) == PART1
-    assert rows["device"] == "ok" and rows["tests"] == "failed (exit 1)"
+    assert rows["device"] == rows["commands"] == "ok" and rows["tests"] == "failed (exit 1)"
     assert rows["bench-speed"] == "timed out at 7s"
-    assert all(rows[name] == "skipped: no time left" for name in PART1[3:])
+    assert all(rows[name] == "skipped: no time left" for name in PART1[PART1.index("bench-speed") + 1:])
     assert result.stdout.rstrip().endswith((out / "summary.txt").read_text().rstrip())
     assert "stand-in tests fails" in result.stdout
     files = sorted(p.name for p in out.iterdir())
@@ -65,14 +65,17 @@ def test_a_failed_or_overrunning_stage_never_stops_the_next_and_the_summary_come
 
 
 def test_stages_reruns_only_the_named_stages_and_part_two_runs_the_comparison(tmp_path):
-    result, out = session(tmp_path, "1", GPU_SESSION_FAKE="1", STAGES="device,cli-graphs-lens")
+    result, out = session(tmp_path, "1", GPU_SESSION_FAKE="1", STAGES="device,commands,cli-graphs-lens")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert summary_rows(out) == {"device": "ok", "cli-graphs-lens": "ok"}
+    assert summary_rows(out) == {"device": "ok", "commands": "ok", "cli-graphs-lens": "ok"}
+    budgets = [int(re.search(r"budget (\d+)s", result.stdout).group(1))]
     shutil.rmtree(out)
     result, out = session(tmp_path, "2", GPU_SESSION_FAKE="1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert summary_rows(out) == {"device": "ok", "compare": "ok"}
-    assert "budget 345s" in result.stdout
+    budgets.append(int(re.search(r"budget (\d+)s", result.stdout).group(1)))
+    # Both parts inside the session's 15 minutes of device time, with 3 minutes left for a cold start and transfers.
+    assert budgets == [405, 300] and sum(budgets) + 180 <= 15 * 60
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
