@@ -208,10 +208,11 @@ def assert_same_features(actual: torch.Tensor, expected: torch.Tensor) -> None:
 
     Equal only to float32 rounding: for another batch shape oneDNN or MKL may pick another kernel,
     which adds the same products (at most 256 per feature and layer here) in another order. Measured
-    over batches of 1 to 40 images, AVX2 and AVX-512, 1 and 2 threads: at most 2e-8 apart for features
-    up to 0.07, i.e. a few units of 2^-24 of the features' scale. The tolerance, 1e-5 of the largest
-    feature, is 30 times that, and 30 times below the smallest difference between two fixture images'
-    features (2e-5): the features of another image or channel still fail.
+    over batches of 1 to 40 images, AVX2 and AVX-512, 1 and 2 threads: at most 2.4e-7 of the largest
+    feature apart, a few units of 2^-24 (benchmarks/bench_rounding.py; 2e-8 for this fixture's features
+    of up to 0.07). The tolerance, 1e-5 of the largest feature, is 40 times that, and 30 times below the
+    smallest difference between two of this fixture's images (2e-5, 3e-4 of the largest feature): the
+    features of another image or channel still fail.
     """
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
 
