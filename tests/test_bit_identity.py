@@ -10,12 +10,17 @@ one thread, and hashes every tensor of the checkpoint's G, D and lens weights
 and optimiser states. The same computation on the same kind of machine gives the
 same bytes; another PyTorch or another CPU instruction set may legitimately round
 differently, so the test compares only where the recorded machine key (torch
-version, CPU capability) matches this machine's, and otherwise skips, saying why.
+version, CPU capability, and the instruction sets oneDNN and MKL dispatch to)
+matches this machine's, and otherwise skips, saying why.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,8 +52,27 @@ CASES = {
 }
 
 
+# One convolution (oneDNN) and one matrix product (MKL) in a fresh process whose libraries say what they run on.
+_PROBE = ("import torch; torch.set_num_threads(1); "
+          "torch.nn.functional.conv2d(torch.ones(2, 3, 8, 8), torch.ones(4, 3, 3, 3)); torch.ones(8, 8) @ torch.ones(8, 8)")
+
+
+@functools.lru_cache(maxsize=1)
 def machine_key() -> str:
-    return f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}"
+    """torch's version and CPU capability, and the instruction sets its kernels dispatch to here.
+
+    The capability alone (ATen's AVX2 / AVX512) does not decide the rounding: oneDNN picks its
+    convolution kernels by the CPU's full instruction set (AMX, for one) and ``ONEDNN_MAX_CPU_ISA``,
+    MKL its matrix products by the CPU's vendor and instruction set (issue 24: under
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` the capability still read AVX512 and every image case failed).
+    """
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "MKL_VERBOSE": "1"}
+    probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env)
+    said = probe.stdout + probe.stderr
+    onednn = re.search(r"onednn_verbose,.*cpu,isa:([^\n]*)", said)
+    mkl = re.search(r"MKL_VERBOSE oneMKL .*? for (.*?), Lnx", said)
+    return (f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}, "
+            f"oneDNN {onednn[1].strip() if onednn else 'not used'}, MKL {mkl[1] if mkl else 'not used'}")
 
 
 def _digest(value) -> str | None:
