@@ -17,9 +17,21 @@ from pathlib import Path
 from .arms import Arm, arm_colours, format_value, parse_arm, reference_arm
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
+from .paired import (
+    CONFIDENCE,
+    CONVERGED,
+    CONVERGENCE_WINDOW,
+    DIVERGING,
+    IMPROVING,
+    TOO_SHORT,
+    Paired,
+    Trend,
+    format_interval,
+    format_rate,
+    paired,
+    trend,
+)
 from .report_figures import write_figures
-from .paired import (CONFIDENCE, CONVERGED, CONVERGENCE_WINDOW, DIVERGING, IMPROVING, TOO_SHORT, Paired, Trend,
-                     format_interval, format_rate, paired, trend)
 
 
 @dataclass
@@ -162,7 +174,8 @@ def summarise(results: list[RunResult], arms: "list[Arm | str]", fail_factor: fl
             values = [r.final(key) for r in runs if r.final(key) is not None]
             finite = [v for v in values if math.isfinite(v)]
             if values:
-                row[key] = _mean_std(finite) + (f" ({len(values) - len(finite)} NaN left out)" if len(finite) < len(values) else "")
+                left_out = len(values) - len(finite)
+                row[key] = _mean_std(finite) + (f" ({left_out} NaN left out)" if left_out else "")
         rows.append(row)
     return rows, threshold, target
 
@@ -292,7 +305,8 @@ def _trend_section(results: list[RunResult], names: list[str], labels: dict) -> 
     """Each run's trend over its last evaluations: change, noise (scatter), margin and state."""
     lines = ["", f"**Trend of each run over its last {CONVERGENCE_WINDOW} evaluations** (FID units; noise: the sd "
              "of those FIDs about their fitted line)", "",
-             "| arm | seed | last step | final FID | change | noise | margin (95 %) | state |", "|---|---|---|---|---|---|---|---|"]
+             "| arm | seed | last step | final FID | change | noise | margin (95 %) | state |",
+             "|---|---|---|---|---|---|---|---|"]
     for arm in names:
         for r in sorted((x for x in results if x.arm == arm), key=lambda x: x.seed):
             t = r.trend

@@ -43,9 +43,10 @@ from .features import (
 )
 from .fid import FIDEvaluator
 
-__all__ = ["CLASSIFIER_VERSION", "DEFAULT_FID_SAMPLES", "FEATURE_KINDS", "INCEPTION_FILE", "INCEPTION_FILE_FIDELITY",
-           "CLASS_COVERAGE_SETS", "STACKED_MODES", "ClassifierFeatures", "ClassifierNet", "ClassifierSettings", "EvalSettings", "Evaluator",
-           "FIDEvaluator", "FeatureExtractor", "IdentityFeatures", "InceptionFeatures", "class_coverage", "coverage",
+__all__ = ["CLASSIFIER_VERSION", "DEFAULT_FID_SAMPLES", "FEATURE_KINDS", "INCEPTION_FILE",
+           "INCEPTION_FILE_FIDELITY", "CLASS_COVERAGE_SETS", "STACKED_MODES", "ClassifierFeatures",
+           "ClassifierNet", "ClassifierSettings", "EvalSettings", "Evaluator", "FIDEvaluator",
+           "FeatureExtractor", "IdentityFeatures", "InceptionFeatures", "class_coverage", "coverage",
            "default_fid_samples", "evaluate", "evaluator", "feature_extractor", "inception_weights_path",
            "mixture_coverage", "stacked_mode_coverage"]
 
