@@ -63,7 +63,8 @@ def paired(reference: dict[int, float], arm: dict[int, float], *, lower_is_bette
     mean = statistics.fmean(diffs) if diffs else None
     low = high = None
     verdict = f"cannot tell with {len(diffs)} seed{'s' if len(diffs) != 1 else ''}"
-    if len(diffs) >= 2 and statistics.stdev(diffs) > 0:
+    # Differences equal up to rounding have no spread either (1e-9 of their size).
+    if len(diffs) >= 2 and statistics.stdev(diffs) > 1e-9 * max(1.0, abs(mean)):
         half = stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
         low, high = mean - half, mean + half
         if low > 0 or high < 0:
@@ -117,6 +118,8 @@ def trend(values: list[float], *, window: int = CONVERGENCE_WINDOW, steps: list[
     xs = [float(x) for x in (steps[-window:] if steps is not None else range(window))]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:                      # every evaluation at one step: no trend to fit
+        return Trend(TOO_SHORT)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
     noise = math.sqrt(sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys)) / (window - 2))
     span = xs[-1] - xs[0]

@@ -208,8 +208,9 @@ def paired_rows(results: list[RunResult], arms: "list[Arm | str]", reference: st
             continue
         runs = [r for r in results if r.arm == arm]
         both = runs + ref_runs
+        last = [r.fids[-1][0] for r in both if r.fids]
         row = {"arm": arm, "converged": bool(both) and all(r.converged for r in both),
-               "last_step": max((r.fids[-1][0] for r in both if r.fids), default=0)}
+               "last_step": max(last, default=0), "first_last_step": min(last, default=0)}
         for key, _, lower in PAIRED_METRICS:
             ref, mine = _per_seed(ref_runs, key), _per_seed(runs, key)
             if ref and mine:
@@ -256,7 +257,8 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
         cells = [labels[row["arm"]], str(row["seeds"]), row["best_fid"], row["final_fid"], row["reached"],
                  row["failed"], row["converged"]]
         lines.append("| " + " | ".join(cells + [row.get(k, "–") for k in extra]) + " |")
-    failure_rule = ("a run counts as failed when it stopped on a NaN/Inf loss or its final FID exceeds "
+    failure_rule = ("a run counts as failed when it stopped on a NaN/Inf loss, had a NaN/Inf FID, has no "
+                    "evaluation, or its final FID exceeds "
                     + (f"{threshold:.3g} (--fail-fid)" if fail_fid is not None else
                        f"{fail_factor:g} × the best FID of any run here ({threshold:.3g}; --fail-factor, or set --fail-fid)")
                     + (f", or it covers fewer than {fail_modes} modes at the end (--fail-modes)" if fail_modes else ""))
@@ -312,7 +314,7 @@ def _trend_section(results: list[RunResult], names: list[str], labels: dict) -> 
             t = r.trend
             cells = ([f"{t.change:+.3g}", f"{t.noise:.3g}", f"{t.margin:.3g}"] if t.change is not None else ["–"] * 3)
             last = str(r.fids[-1][0]) if r.fids else "–"
-            final = f"{r.fids[-1][1]:.4g}" if r.fids else "–"
+            final = f"{r.final_fid:.4g}" if r.final_fid is not None else "–"
             lines.append("| " + " | ".join([labels[arm], str(r.seed), last, final, *cells, t.state]) + " |")
     return lines + [""]
 
@@ -347,7 +349,9 @@ def _paired_section(results: list[RunResult], arms: list[Arm], reference: str, l
             per_seed = ", ".join(f"s{s} {d:+.3g}" for s, d in zip(p.seeds, p.differences))
             if p.left_out:
                 per_seed += f" ({p.left_out} NaN left out)"
-            compared = "at convergence" if row["converged"] else f"at equal steps (step {row['last_step']})"
+            compared = ("at convergence" if row["converged"] else
+                        f"at equal steps (step {row['last_step']})" if row["first_last_step"] == row["last_step"] else
+                        f"at unequal steps ({row['first_last_step']}–{row['last_step']})")
             lines.append("| " + " | ".join([labels[row["arm"]], compared, str(p.n), *_paired_cell(p), per_seed]) + " |")
         lines.append("")
     return lines

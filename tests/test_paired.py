@@ -179,3 +179,23 @@ def test_report_shows_the_hand_computed_interval_and_verdict(tmp_path):
     assert f"-2 [{-2 - half:+.3g}, {-2 + half:+.3g}]" in row and "| 3/0 |" in row and "cannot tell with 3 seeds" in row
     assert "s0 -3, s1 -1, s2 -2" in row
     assert "`sine:k=10`: k = 10" in report                      # the variant's options are in the report
+
+
+def test_differences_equal_up_to_rounding_give_no_interval_either():
+    p = paired({1: .2, 2: .3, 3: .5}, {1: .3, 2: .4, 3: .6})      # +0.1 each, but for the last bits
+    assert p.low is None and p.verdict == "cannot tell with 3 seeds"
+    assert trend([1, 2, 3, 4, 5], steps=[10] * 5).state == TOO_SHORT
+
+
+def test_runs_ending_at_different_steps_are_not_called_equal_steps(tmp_path):
+    from tempered_gan.config import TrainConfig
+    base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=60, k=20)
+    results = [_result("none", 0, [60, 50, 52]), _result("sine", 0, [60, 50, 53, 56, 59, 63])]
+    results.append(RunResult("sine", 1, None, evals=[{"step": 10, "fid": 9.0}], failure="a loss became NaN at step 12"))
+    results.append(_result("none", 1, [70, 60]))
+    for r in results:
+        r.run_dir = tmp_path / f"{r.arm}-{r.seed}"
+    report = write_report(results, ["none", "sine"], tmp_path, command="test", base=base, fail_factor=10.0).read_text()
+    assert "| sine lens | at unequal steps (10–60) |" in report and "| sine lens | at equal steps" not in report
+    failed_row = next(line for line in report.splitlines() if line.startswith("| sine lens | 1 | 10 |"))
+    assert "| – |" in failed_row and "9" not in failed_row.split("|")[4]     # no final FID from an earlier evaluation
