@@ -92,6 +92,27 @@ class Trend:
     change: float | None = None       # fitted change over the window (last − first step), FID units
     noise: float | None = None        # scatter of the evaluations about the fitted line (sd)
     margin: float | None = None       # the largest |change| the scatter allows (95 %)
+    best_step: float | None = None    # step of the best evaluation, when at least a window of them follow it
+    drift: float | None = None        # fitted change over the evaluations after the best (last − first step)
+    drift_margin: float | None = None  # the largest |drift| their scatter allows (95 %)
+
+
+def _fitted_change(xs: list[float], ys: list[float], confidence: float) -> tuple[float, float, float] | None:
+    """Least-squares line through (xs, ys): its change from the first x to the last, the scatter
+    about it (sd, n − 2 degrees of freedom) and the largest |change| that scatter allows (the
+    two-sided Student-t interval of the slope, times the span). None when every x is the same."""
+    from scipy import stats
+
+    n = len(xs)
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    noise = math.sqrt(sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys)) / (n - 2))
+    span = xs[-1] - xs[0]
+    margin = float(stats.t.ppf(0.5 + confidence / 2, n - 2)) * noise / math.sqrt(sxx) * span
+    return slope * span, noise, margin
 
 
 def trend(values: list[float], *, window: int = CONVERGENCE_WINDOW, steps: list[int] | None = None,
@@ -106,30 +127,36 @@ def trend(values: list[float], *, window: int = CONVERGENCE_WINDOW, steps: list[
     scatter is the evaluation's noise plus G's own wander between evaluations; both are
     what a reader of the curve has to see through. A series with no scatter at all has
     a margin of 0, so any steady rise is diverging. A NaN or infinite value anywhere is
-    divergence. Fewer than ``window`` values (at least 3): ``too few evaluations``."""
-    from scipy import stats
+    divergence. Fewer than ``window`` values (at least 3): ``too few evaluations``.
 
+    A drift slower than the window's noise passes the window test, so a second line is
+    fitted through every value *after* the best one, when at least ``window`` follow it
+    (the best itself is left out: as the minimum of many noisy values it sits low and
+    would tilt the line up). A run the window calls converged whose values have got
+    worse since their best by more than that line's margin is ``diverging``."""
     if any(not math.isfinite(v) for v in values):
         return Trend(DIVERGING)
     window = max(window, 3)
     if len(values) < window:
         return Trend(TOO_SHORT)
-    ys = [float(v) for v in values[-window:]]
-    xs = [float(x) for x in (steps[-window:] if steps is not None else range(window))]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx == 0:                      # every evaluation at one step: no trend to fit
+    ys = [float(v) for v in values]
+    xs = [float(x) for x in (steps if steps is not None else range(len(ys)))]
+    fit = _fitted_change(xs[-window:], ys[-window:], confidence)
+    if fit is None:                   # every evaluation at one step: no trend to fit
         return Trend(TOO_SHORT)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    noise = math.sqrt(sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys)) / (window - 2))
-    span = xs[-1] - xs[0]
-    change = slope * span
-    margin = float(stats.t.ppf(0.5 + confidence / 2, window - 2)) * noise / math.sqrt(sxx) * span
+    change, noise, margin = fit
     if abs(change) <= margin:
         state = CONVERGED
     else:
         state = IMPROVING if (change < 0) == lower_is_better else DIVERGING
-    return Trend(state, change, noise, margin)
+    best = (min if lower_is_better else max)(range(len(ys)), key=ys.__getitem__)
+    after = _fitted_change(xs[best + 1:], ys[best + 1:], confidence) if len(ys) - best - 1 >= window else None
+    if after is None:
+        return Trend(state, change, noise, margin)
+    drift, _, drift_margin = after
+    if state == CONVERGED and abs(drift) > drift_margin and (drift > 0) == lower_is_better:
+        state = DIVERGING
+    return Trend(state, change, noise, margin, xs[best], drift, drift_margin)
 
 
 def format_interval(p: Paired, digits: str = ".3g") -> str:

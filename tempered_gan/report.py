@@ -298,21 +298,26 @@ CONVERGENCE_RULE = (
     f"Converged / improving / diverging: a straight line is fitted through each run's last {CONVERGENCE_WINDOW} "
     "FIDs; its change over those evaluations is compared with what their scatter about the line allows (the 95 % "
     "t interval of the slope). Within it the run has *converged* (no trend its evaluations can tell from their own "
-    "noise); beyond it, falling: *still improving*, rising: *diverging*. A NaN or infinite FID or loss counts as "
-    "diverging and as failed. The scatter is the evaluation's noise plus G's wander between evaluations; each run's "
-    "change, noise and margin are in the table below.")
+    "noise); beyond it, falling: *still improving*, rising: *diverging*. A drift slower than that window's noise is "
+    "caught by a second line, through every FID after the run's best (when at least "
+    f"{CONVERGENCE_WINDOW} follow it): a run whose FID has risen since its best by more than that line's margin is "
+    "*diverging*, not converged. A NaN or infinite FID or loss counts as diverging and as failed. The scatter is the "
+    "evaluation's noise plus G's wander between evaluations; each run's change, noise and margins are in the table "
+    "below.")
 
 
 def _trend_section(results: list[RunResult], names: list[str], labels: dict) -> list[str]:
     """Each run's trend over its last evaluations: change, noise (scatter), margin and state."""
     lines = ["", f"**Trend of each run over its last {CONVERGENCE_WINDOW} evaluations** (FID units; noise: the sd "
              "of those FIDs about their fitted line)", "",
-             "| arm | seed | last step | final FID | change | noise | margin (95 %) | state |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| arm | seed | last step | final FID | change | noise | margin (95 %) | since best (step): change / margin "
+             "| state |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for arm in names:
         for r in sorted((x for x in results if x.arm == arm), key=lambda x: x.seed):
             t = r.trend
             cells = ([f"{t.change:+.3g}", f"{t.noise:.3g}", f"{t.margin:.3g}"] if t.change is not None else ["–"] * 3)
+            cells.append(f"({t.best_step:.0f}): {t.drift:+.3g} / {t.drift_margin:.3g}" if t.drift is not None else "–")
             last = str(r.fids[-1][0]) if r.fids else "–"
             final = f"{r.final_fid:.4g}" if r.final_fid is not None else "–"
             lines.append("| " + " | ".join([labels[arm], str(r.seed), last, final, *cells, t.state]) + " |")

@@ -2,6 +2,7 @@
 import math
 
 import pytest
+from scipy import stats
 
 from tempered_gan.paired import CONVERGED, DIVERGING, IMPROVING, TOO_SHORT, paired, trend, wilson
 from tempered_gan.report import RunResult, paired_rows, summarise, write_report
@@ -79,6 +80,37 @@ def test_a_rising_fid_is_diverging_never_converged():
     assert trend([100, float("inf"), 49, 48, 47, 46]).state == DIVERGING
 
 
+# Study A's plain run of seed 302 (rounded): best at the 8th evaluation, then a climb of 47
+# over 32 evaluations, too slow for the last five to tell from their scatter.
+SLOW_CLIMB = [407, 198, 175, 151, 128, 119, 110, 96, 112, 99, 104, 111, 106, 101, 114, 113, 118, 112, 114, 114,
+              117, 122, 121, 118, 116, 120, 120, 121, 121, 127, 130, 130, 132, 132, 138, 135, 139, 142, 137, 143]
+
+
+def test_a_slow_climb_since_the_best_is_diverging_though_the_last_window_looks_flat():
+    last_five = trend(SLOW_CLIMB[-5:])
+    assert last_five.state == CONVERGED and last_five.drift is None       # the window alone misses it
+    t = trend(SLOW_CLIMB)
+    assert t.state == DIVERGING and t.best_step == 7
+    xs, ys = list(range(8, 40)), SLOW_CLIMB[8:]                          # every evaluation after the best
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    s = math.sqrt(sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys)) / (len(xs) - 2))
+    assert t.drift == pytest.approx(slope * 31)
+    assert t.drift_margin == pytest.approx(stats.t.ppf(0.975, len(xs) - 2) * s / math.sqrt(sxx) * 31)
+    # The same climb, higher is better (e.g. modes): falling since the best is diverging too.
+    assert trend([-v for v in SLOW_CLIMB], lower_is_better=False).state == DIVERGING
+
+
+def test_a_long_flat_run_stays_converged_and_a_late_best_is_not_drift():
+    wobble = [3.1, -2.4, 0.7, -1.9, 2.6, -0.3, 1.8, -2.8, 0.4, 2.2, -1.1, -0.6, 1.5, -2.0, 0.9]
+    flat = [300, 150, 90, *[60 + w for w in wobble * 2]]                 # ± 5 %, no trend, best early
+    t = trend(flat)
+    assert t.state == CONVERGED and t.drift is not None and abs(t.drift) <= t.drift_margin
+    improving = [300 - 8 * i + w for i, w in enumerate(wobble * 2)]       # best among the last: no drift to fit
+    assert trend(improving).state == IMPROVING and trend(improving).drift is None
+
+
 def test_the_rule_judges_against_the_noise_not_a_fixed_percentage():
     # The same 2 % fall over the window: hidden by a 5 % scatter, clear without scatter.
     assert trend([100, 105, 95.5, 104, 98]).state == CONVERGED
@@ -142,6 +174,20 @@ def test_the_report_calls_rising_runs_diverging_and_never_at_convergence(tmp_pat
     assert "at convergence" not in report and "at equal steps (step 60)" in report
     assert "| 0 / 0 / 2 |" in report                             # converged / improving / diverging per arm
     assert report.count("| diverging |") == 4
+
+
+def test_the_report_calls_a_slow_climb_diverging_and_shows_its_line_since_the_best(tmp_path):
+    from tempered_gan.config import TrainConfig
+    base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=400, k=20)
+    flat = [300, 150, 90, *[60 + w for w in [3.1, -2.4, 0.7, -1.9, 2.6, -0.3, 1.8, -2.8, 0.4, 2.2, -1.1, -0.6]] * 3]
+    results = [_result("none", 0, SLOW_CLIMB), _result("sine", 0, flat[:40])]
+    for r in results:
+        r.run_dir = tmp_path / f"{r.arm}-{r.seed}"
+    report = write_report(results, ["none", "sine"], tmp_path, command="test", base=base, fail_factor=10.0).read_text()
+    assert "| 0 / 0 / 1 |" in report and "| 1 / 0 / 0 |" in report   # converged / improving / diverging per arm
+    assert "at convergence" not in report
+    (climb,) = [line for line in report.splitlines() if line.startswith("| no ") and "| 400 |" in line]
+    assert "(80): +" in climb and climb.endswith("| diverging |")   # the best was at step 80 (8th evaluation)
 
 
 def test_the_report_leaves_out_nan_modes_and_counts_them(tmp_path):
