@@ -42,10 +42,6 @@ def runs_of(out: Path) -> dict[tuple[str, int], tuple[dict, object]]:
     return found
 
 
-def value(result, key: str) -> float | None:
-    return result.final_fid if key == "final_fid" else result.final(key)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("fp32", type=Path, help="the comparison folder run with --amp none")
@@ -72,8 +68,8 @@ def main() -> int:
               f"bf16 {failed['bf16'] or 'none'}")
         bf16_only = sorted(set(failed["bf16"]) - set(failed["fp32"]))
         for key, name, lower in MEASURES:
-            ref = {s: value(r, key) for (x, s), (_, r) in a.items() if x == arm}
-            new = {s: value(r, key) for (x, s), (_, r) in b.items() if x == arm}
+            ref = {s: r.measure(key) for (x, s), (_, r) in a.items() if x == arm}
+            new = {s: r.measure(key) for (x, s), (_, r) in b.items() if x == arm}
             ref = {s: v for s, v in ref.items() if v is not None}
             new = {s: v for s, v in new.items() if v is not None}
             if not ref or not new:

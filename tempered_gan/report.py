@@ -73,6 +73,10 @@ class RunResult:
         value = self.evals[-1].get(key) if self.evals and not self.failed_early else None
         return float(value) if value is not None else None
 
+    def measure(self, key: str) -> float | None:
+        """A paired measure: ``best_fid`` or ``final_fid``, else ``key`` at the last evaluation."""
+        return getattr(self, key) if key.endswith("_fid") else self.final(key)
+
     @property
     def trend(self) -> Trend:
         """Converged, still improving or diverging (:func:`tempered_gan.paired.trend`);
@@ -193,7 +197,7 @@ PAIRED_METRICS = (("final_fid", "final FID", True), ("best_fid", "best FID", Tru
 
 
 def _per_seed(runs: list[RunResult], key: str) -> dict[int, float]:
-    values = {r.seed: (getattr(r, key) if key.endswith("_fid") else r.final(key)) for r in runs}
+    values = {r.seed: r.measure(key) for r in runs}
     return {s: v for s, v in values.items() if v is not None}
 
 
