@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from tempered_gan.paired import format_interval, paired
-from tempered_gan.report import read_run
+from tempered_gan.report import per_seed, read_run
 
 MEASURES = (("final_fid", "final FID", True), ("modes", "modes", False), ("kl", "KL", True))
 
@@ -68,10 +68,8 @@ def main() -> int:
               f"bf16 {failed['bf16'] or 'none'}")
         bf16_only = sorted(set(failed["bf16"]) - set(failed["fp32"]))
         for key, name, lower in MEASURES:
-            ref = {s: r.measure(key) for (x, s), (_, r) in a.items() if x == arm}
-            new = {s: r.measure(key) for (x, s), (_, r) in b.items() if x == arm}
-            ref = {s: v for s, v in ref.items() if v is not None}
-            new = {s: v for s, v in new.items() if v is not None}
+            ref = per_seed([r for (x, _), (_, r) in a.items() if x == arm], key)
+            new = per_seed([r for (x, _), (_, r) in b.items() if x == arm], key)
             if not ref or not new:
                 continue
             p = paired(ref, new, lower_is_better=lower)

@@ -196,7 +196,8 @@ PAIRED_METRICS = (("final_fid", "final FID", True), ("best_fid", "best FID", Tru
                   ("kl", "KL of the mode histogram", True))
 
 
-def _per_seed(runs: list[RunResult], key: str) -> dict[int, float]:
+def per_seed(runs: list[RunResult], key: str) -> dict[int, float]:
+    """{seed: the measure ``key``} over the runs that have it (:meth:`RunResult.measure`)."""
     values = {r.seed: r.measure(key) for r in runs}
     return {s: v for s, v in values.items() if v is not None}
 
@@ -216,7 +217,7 @@ def paired_rows(results: list[RunResult], arms: "list[Arm | str]", reference: st
         row = {"arm": arm, "converged": bool(both) and all(r.converged for r in both),
                "last_step": max(last, default=0), "first_last_step": min(last, default=0)}
         for key, _, lower in PAIRED_METRICS:
-            ref, mine = _per_seed(ref_runs, key), _per_seed(runs, key)
+            ref, mine = per_seed(ref_runs, key), per_seed(runs, key)
             if ref and mine:
                 row[key] = paired(ref, mine, lower_is_better=lower)
         rows.append(row)
