@@ -24,6 +24,18 @@ reached by all ranks at the same step. The process group carries a timeout
 a process never joins ends the run with an error instead of hanging; it must
 exceed the longest rank-0-only stretch (building the FID evaluator, one
 evaluation), during which the other ranks wait at the next collective.
+
+Shutting down: the CLI destroys the process group when a command ends, which
+joins gloo's worker threads while the interpreter is still whole. That works
+only if nothing else still holds the group, and ``torch.distributed.nn.functional``
+(imported by ``torch._dynamo``, which the optimisers import on first use)
+captures the default group in its functions' default arguments when it is first
+imported after the group exists. The group then outlived ``destroy_process_group``,
+its worker threads lived on into the interpreter's finalisation, and a worker
+still releasing the tensors of the last collective died taking the GIL there
+(``terminate called without an active exception``, SIGABRT, about one exit in
+twenty on a busy machine). :func:`init_from_env` therefore imports that module
+before it joins the group.
 """
 from __future__ import annotations
 
@@ -83,6 +95,7 @@ def init_from_env() -> Dist:
     if world <= 1:
         return SINGLE_PROCESS
     if not dist.is_initialized():
+        import torch.distributed.nn.functional  # noqa: F401  (before the group exists: see the module's docstring)
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
                                 timeout=datetime.timedelta(seconds=collective_timeout()))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -34,7 +34,7 @@ class RunLog:
         elif not resume_step:
             with writing(self.path):
                 self.path.write_text("")
-        from torch.utils.tensorboard import SummaryWriter   # here, not at import: the CLI's error paths stay quick
+        from torch.utils.tensorboard import SummaryWriter  # here, not at import: the CLI's error paths stay quick
 
         with writing(self.run_dir / "tb"):
             self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
@@ -108,7 +108,7 @@ def image_panel(fake: torch.Tensor, lensed: torch.Tensor | None, real: torch.Ten
     """One (3, H, W) image in [0, 1]: G(Z) | L(X) | X (G(Z) | X without a middle
     batch), each an 8-wide grid; with ``title`` or ``names``, a white header
     holding the title and each grid's name above it."""
-    from torchvision.utils import make_grid   # here, not at import: torchvision takes seconds to load
+    from torchvision.utils import make_grid  # here, not at import: torchvision takes seconds to load
 
     grids = [make_grid(t.float().cpu().clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1), pad_value=1)
              for t in (fake, lensed, real) if t is not None]

@@ -121,6 +121,29 @@ def test_a_stuck_collective_ends_with_one_clear_error_line(tmp_path):
     assert time.perf_counter() - start < 100
 
 
+THREADS_AFTER_MAIN = """
+import os, sys
+from tempered_gan.cli import main
+code = main(sys.argv[1:])
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print("gloo threads after main:", sum(n.startswith(("pt_gloo", "gloo")) for n in names), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+def test_a_command_joins_the_collective_threads_before_python_exits(tmp_path):
+    """A process group still held after destroy_process_group keeps gloo's worker threads
+    alive into the interpreter's finalisation, where one still releasing the last collective's
+    tensors aborts the process (SIGABRT, about one exit in twenty under load): the group
+    must be gone, and its threads joined, when the command returns."""
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS_AFTER_MAIN)
+    result = torchrun("train", "--steps", 2, "--out", tmp_path / "run", *TINY, script=script)
+    counts = [line for line in result.stderr.splitlines() if line.startswith("gloo threads after main:")]
+    assert counts == ["gloo threads after main: 0"] * 2, result.stderr[-3000:]
+
+
 def test_a_bad_timeout_setting_is_one_clear_line(monkeypatch):
     from tempered_gan.distributed import DEFAULT_TIMEOUT_S, collective_timeout
     from tempered_gan.errors import UserError
