@@ -51,13 +51,16 @@ def _resume(args) -> int:
     run_dir = Path(args.resume)
     given = [f.name for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None]
     rundir.check_resume_options(run_dir, given + [name for name in ("out", "overwrite") if getattr(args, name)])
+    dist = init_from_env()
+    # One process per run, held until this process ends; taken before the folder is read,
+    # so a run still training before its first checkpoint is named as busy, not as empty.
+    on_main(dist, lambda: runlock.acquire(run_dir))
     cfg = rundir.resumed_config(run_dir, {k: getattr(args, k) for k in RESUME_OPTIONS if getattr(args, k) is not None})
     step = rundir.checkpoint_step(run_dir, cfg, required=True)
     if step >= cfg.steps:
-        print(f"{run_dir} is already at step {step} (asked for {cfg.steps}); nothing to do", file=sys.stderr)
+        if dist.main:
+            print(f"{run_dir} is already at step {step} (asked for {cfg.steps}); nothing to do", file=sys.stderr)
         return 0
-    dist = init_from_env()
-    on_main(dist, lambda: runlock.acquire(run_dir))   # one process per run; held until this process ends
     data = load_data(cfg)
     device = preflight(cfg, data, dist)
     barrier(dist)                       # every process has read the folder before rank 0 rewrites its config

@@ -92,6 +92,14 @@ def check_resume_options(run_dir: Path, given: list[str]) -> None:
                         f"logging and evaluation options, not {', '.join(extra)}")
 
 
+def open_run(run_dir: Path) -> None:
+    """Lock an existing run folder for reading (``eval``, ``sample``) until this process ends:
+    shared, so readers coexist, and refused, naming the holder, while a run trains there."""
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    runlock.acquire(run_dir, shared=True)
+
+
 def resumed_config(run_dir: Path, changes: dict) -> TrainConfig:
     """The saved configuration of ``run_dir`` with ``changes`` (RESUME_OPTIONS), resolved."""
     return resolve(dataclasses.replace(TrainConfig.load(run_dir / CONFIG), **changes))

@@ -18,6 +18,7 @@ from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import CONFIG, TrainConfig
 from .errors import writing
 from .nets import eval_mode
+from .rundir import open_run
 from .runlog import RunLog, save_image_panel, save_point_panel
 from .trainer import Trainer
 
@@ -91,9 +92,11 @@ def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
 
 
 def load_run(run_dir: Path, device: str | None = None) -> Trainer:
-    """The trainer of a saved run, at its checkpoint (for eval and sample)."""
+    """The trainer of a saved run, at its checkpoint (for eval and sample). The folder is
+    locked (shared: readers coexist) before it is read, so a run still training is named as busy."""
     from .data import load_dataset
 
+    open_run(Path(run_dir))
     cfg = TrainConfig.load(Path(run_dir) / CONFIG)
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
     # --cuda-graphs is how a run trained, not what it is: eval and sample never step, and run anywhere.

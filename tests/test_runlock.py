@@ -90,6 +90,37 @@ def test_a_running_train_refuses_resume_overwrite_and_a_second_train(tmp_path, c
         proc.wait(timeout=30)
 
 
+def test_a_run_training_before_its_first_checkpoint_is_named_as_busy_not_as_empty(tmp_path, capsys):
+    """resume, eval and sample take the folder's lock before they look for the checkpoint: a run that is
+    training but has not saved one yet is refused in one line naming its process, with nothing changed."""
+    out = tmp_path / "busy"
+    proc = subprocess.Popen([sys.executable, "-m", "tempered_gan", "train", "--out", str(out), "--steps", "100000",
+                             "--k", "2", "--checkpoint-every", "100000", *TINY], stderr=subprocess.DEVNULL, env=env())
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)
+        before = snapshot(out)
+        assert "config.json" in before and "checkpoint.pt" not in before
+        for argv in (["train", "--resume", out], ["eval", out], ["sample", out]):
+            err = refused(capsys, run(*argv))
+            assert f"{out} is in use by pid {proc.pid} on {socket.gethostname()} since " in err, (argv, err)
+        assert snapshot(out) == before
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_eval_and_sample_of_a_missing_folder_create_nothing(tmp_path, capsys):
+    for command in ("eval", "sample"):
+        err = refused(capsys, run(command, tmp_path / "nowhere"))
+        assert "no such run folder" in err
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_a_dead_holder_never_blocks(trained, capsys):
     holder = Holder(trained)
     assert "in use by" in refused(capsys, run("train", "--resume", trained, "--steps", 6))
