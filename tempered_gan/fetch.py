@@ -40,7 +40,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError, writing
@@ -145,6 +145,40 @@ def _fetch(key: str, what: str, folder: Path, elsewhere: str, only: str | None =
         return False
     where = f"{base}/{key}/" if base else todo[0].urls[0].rsplit("/", 1)[0] + "/"
     print(f"{what}: fetching {', '.join(s.name for s in todo)} from {where} into {root}", file=sys.stderr)
+    added = _Added(folders=[p for p in (root, *root.parents) if not p.exists()])
+    try:
+        _fetch_into(what, key, root, todo, base, timeout, elsewhere, added)
+    except BaseException:
+        added.undo()
+        raise
+    return True
+
+
+@dataclass
+class _Added:
+    """What one fetch put on disk: the files it moved into place and the folders it made.
+    When the fetch fails they are removed again (files, then folders, deepest first), so it
+    leaves nothing behind; a folder that also holds something else stays."""
+
+    folders: list[Path]
+    files: list[Path] = field(default_factory=list)
+
+    def make_folder(self, folder: Path) -> None:
+        self.folders += [p for p in (folder, *folder.parents) if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def undo(self) -> None:
+        for path in self.files:
+            path.unlink(missing_ok=True)
+        for folder in sorted(set(self.folders), key=lambda d: len(d.parts), reverse=True):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass                     # not empty (someone else's files), or already gone
+
+
+def _fetch_into(what: str, key: str, root: Path, todo: list, base: str | None, timeout: float, elsewhere: str,
+                added: _Added) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.TemporaryDirectory(dir=root, prefix=".fetch-", ignore_cleanup_errors=True)
@@ -164,10 +198,10 @@ def _fetch(key: str, what: str, folder: Path, elsewhere: str, only: str | None =
             else:
                 raise UserError(f"{what}: cannot fetch {s.name} from {'; '.join(failures)}; nothing was kept in {root}")
             if s.unpacks_to:
-                _unpack(what, path, Path(tmp) / "unpacked", root, s)
+                _unpack(what, path, Path(tmp) / "unpacked", root, s, added)
             else:
                 os.replace(path, root / s.name)
-    return True
+                added.files.append(root / s.name)
 
 
 def _present(root: Path, source: Source) -> bool:
@@ -227,8 +261,9 @@ def _reason(exc: BaseException, timeout: float) -> str:
     return str(cause) or type(cause).__name__
 
 
-def _unpack(what: str, archive: Path, unpacked: Path, root: Path, source: Source) -> None:
-    """Unpack a verified archive into ``unpacked``, check the members torchvision has md5s for, move them to ``root``."""
+def _unpack(what: str, archive: Path, unpacked: Path, root: Path, source: Source, added: _Added) -> None:
+    """Unpack a verified archive into ``unpacked``, check the members torchvision has md5s for, move them to
+    ``root`` (recorded in ``added``)."""
     from torchvision.datasets.utils import check_integrity, extract_archive
 
     with writing(root / source.unpacks_to):
@@ -246,5 +281,6 @@ def _unpack(what: str, archive: Path, unpacked: Path, root: Path, source: Source
         for member, _ in members:
             dest = root / member
             if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                added.make_folder(dest.parent)
                 os.replace(unpacked / member, dest)
+                added.files.append(dest)

@@ -163,13 +163,28 @@ def test_right_names_wrong_bytes_give_one_line_naming_the_checksum_and_keep_noth
     assert f"mnist: cannot fetch train-images-idx3-ubyte.gz from {mirror.url}/mnist/train-images-idx3-ubyte.gz: " \
            "md5 checksum mismatch" in line and "expected f68b3c2dcbeaaa9fbdd348bbdeb94873" in line, line
     assert f"nothing was kept in {folder}" in line
-    assert leftovers(folder) == [] and mirror.requests == ["/mnist/train-images-idx3-ubyte.gz"]
+    assert not (tmp_path / "data").exists() and mirror.requests == ["/mnist/train-images-idx3-ubyte.gz"]
 
 
 def test_http_404_is_one_line(tmp_path, mirror, capsys):
     assert run("train", *TINY_MNIST, "--out", tmp_path / "run") == 2   # the mirror serves nothing: 404
     assert "train-images-idx3-ubyte.gz" in (line := one_line(capsys, 2)) and "HTTP 404 Not Found" in line
-    assert leftovers(tmp_path / "data" / "mnist") == []
+    assert not (tmp_path / "data").exists()             # no folder left behind either
+
+
+def test_a_fetch_that_fails_part_way_removes_what_it_fetched_and_the_folders_it_made(tmp_path, mirror, monkeypatch,
+                                                                                      capsys):
+    files = tiny_mnist(tmp_path)
+    trust(monkeypatch, "mnist", files)
+    serve(mirror, "mnist", {name: raw for name, raw in files.items() if name != IDX_FILES[-1]})   # the last is 404
+    assert run("train", *TINY_MNIST, "--out", tmp_path / "run") == 2
+    assert IDX_FILES[-1] in one_line(capsys, 2)
+    assert len(mirror.requests) == 4 and not (tmp_path / "data").exists()
+    kept = tmp_path / "data" / "mnist"                  # a folder that was there before keeps what it held
+    kept.mkdir(parents=True)
+    (kept / "notes.txt").write_text("mine")
+    assert run("train", *TINY_MNIST, "--out", tmp_path / "run") == 2
+    assert leftovers(tmp_path / "data") == ["mnist", "mnist/notes.txt"]
 
 
 @pytest.fixture()
@@ -201,7 +216,7 @@ def test_an_unreachable_mirror_is_one_line_within_a_minute(tmp_path, monkeypatch
     assert time.monotonic() - start < 60
     line = one_line(capsys, 2)
     assert "cannot fetch train-images-idx3-ubyte.gz" in line and reason in line, line
-    assert leftovers(tmp_path / "data" / "mnist") == []
+    assert not (tmp_path / "data").exists()
 
 
 def test_offline_makes_no_request_and_says_where_the_files_go(tmp_path, mirror, monkeypatch, capsys):
@@ -272,7 +287,7 @@ def test_cifar10_is_fetched_checked_and_unpacked_without_keeping_the_archive(tmp
     if damaged:
         with pytest.raises(UserError, match="cifar-10-batches-py/data_batch_3 in it did not; nothing was kept"):
             load_dataset("cifar10")
-        assert leftovers(folder) == []
+        assert not (tmp_path / "data").exists()
         return
     assert len(load_dataset("cifar10", split="test")) == 2
     assert leftovers(folder) == ["cifar-10-batches-py", *sorted(members)]
@@ -328,7 +343,7 @@ def test_inception_weights_with_the_wrong_sha256_are_not_kept(hub, mirror):
     message = str(info.value)
     assert "\n" not in message and f"Inception FID weights: cannot fetch {M.INCEPTION_FILE}" in message
     assert "sha256 checksum mismatch" in message and "expected 6726825d" in message
-    assert leftovers(hub) == []
+    assert not hub.exists()
 
 
 def test_a_given_weights_path_is_never_fetched(tmp_path, hub, mirror):
