@@ -14,6 +14,9 @@ from .checkpoint import atomic_write_bytes
 from .errors import UserError, WriteError, writing
 
 METRICS = "metrics.jsonl"
+# What an evaluation was made of, not what it measured: constant along a run, so in metrics.jsonl,
+# and in TensorBoard as text (once, and again when it changes), never as a flat curve.
+SETTINGS = ("samples", "real_samples", "modes_total", "features")
 
 
 class RunLog:
@@ -38,16 +41,23 @@ class RunLog:
 
         with writing(self.run_dir / "tb"):
             self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+        self.settings: dict = {}         # the evaluation settings last written as text
 
     def write(self, record: dict) -> None:
         """Append one line. A full disk may leave a torn last line, which
         :func:`read_metric_lines` drops; the lines before it stay."""
         with writing(self.path), open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        settings = {k: record[k] for k in SETTINGS if k in record}
         with writing(self.run_dir / "tb"):
             for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                if key == "step" or key in settings:
+                    continue
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self.tb.add_scalar(key, value, record["step"])
+            if settings and settings != self.settings:
+                self.tb.add_text("evaluation", ", ".join(f"{k}: {v}" for k, v in settings.items()), record["step"])
+                self.settings = settings
 
     def close(self, quiet: bool = False) -> None:
         """Flush TensorBoard; ``quiet``: when the run already stopped on an error

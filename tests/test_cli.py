@@ -53,6 +53,22 @@ def test_a_run_writes_config_metrics_samples_and_checkpoint(tmp_path, capsys):
     assert (out / "checkpoint.pt").is_file()
 
 
+def test_tensorboard_has_curves_for_measures_and_the_evaluation_counts_as_text(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert run("train", "--steps", 4, "--k", 2, "--eval-every", 2, "--fid-samples", 256, "--out", out, *TINY) == 0
+    evaluations = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
+    assert {"samples", "real_samples", "modes_total"} <= evaluations[0].keys()      # the counts stay in the file
+    events = EventAccumulator(str(out / "tb"), size_guidance={"tensors": 0}).Reload()
+    curves = set(events.Tags()["scalars"])
+    assert {"fid", "modes", "loss_d", "lambda"} <= curves
+    assert not curves & {"samples", "real_samples", "modes_total"}, curves
+    (text,) = [t for t in events.Tags()["tensors"] if t.startswith("evaluation")]
+    written = [e.tensor_proto.string_val[0].decode() for e in events.Tensors(text)]
+    assert len(written) == 1 and "samples: 256" in written[0] and "modes_total: 8" in written[0], written
+
+
 def test_no_lens_run_logs_null_lens_terms(tmp_path):
     out = tmp_path / "run"
     assert run("train", "--steps", 2, "--lens", "none", "--out", out, *TINY) == 0
