@@ -95,6 +95,11 @@ COMPARE_SETS = ("seed", "lens", "lambda_value", "tempering")
 EPILOG = ("Defaults follow the paper (§4) for images; where a default differs from the paper, or the paper gives "
           "none, the option says so (docs/DECISIONS.md has the reasons). The 2-D mixtures use a setting that "
           "trains in about two minutes on two CPU cores.")
+THREADS = ("Threads on the CPU: an image run uses every core by default. When other "
+           "work keeps the cores busy (another run, a test suite, a shared machine), set OMP_NUM_THREADS=1 (or the "
+           "number of cores left free): PyTorch's threads wait for each other on busy cores, and image runs were "
+           "1.6-6x slower with the default (docs/PERFORMANCE.md, 'Why one thread'). The 2-D mixtures always use one "
+           "thread unless OMP_NUM_THREADS is set, and compare --jobs N gives each run its share of the cores.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train(commands) -> None:
-    train = commands.add_parser("train", help="train a GAN, with or without a lens", epilog=EPILOG)
+    train = commands.add_parser("train", help="train a GAN, with or without a lens", epilog=f"{EPILOG} {THREADS}")
     groups = _add_config_flags(train)
     run = groups["run"]
     run.add_argument("--out", help="run folder (default: a new numbered folder under runs/)")
