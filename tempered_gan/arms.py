@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .config import TrainConfig, resolve
 from .errors import UserError
 
+R1_GAMMA = 10.0
 ARMS = {
     "none": {"lens": "none"},
     "sine": {"lens": "sine"},
@@ -27,14 +28,16 @@ ARMS = {
     # The baselines the paper names but never ran, on the same sine schedule: σ(t) = σ₀·λ(t), ending at K.
     "noise": {"lens": "sine", "tempering": "noise"},
     "blur": {"lens": "sine", "tempering": "blur"},
+    # The field's standard stabiliser, no tempering: R1 on D's real input, γ = 10 (Mescheder et al.'s images).
+    "r1": {"lens": "none", "r1_gamma": R1_GAMMA},
 }
 ARM_LABELS = {"none": "no lens", "sine": "sine lens", "constant": "constant λ = 1",
               "exit-blend": "sine, blend exit", "exit-drop": "sine, drop exit",
               "exit-converge": "sine, converge exit (paper)", "exit-blend-zero": "sine, blend exit, zero-init lens",
-              "noise": "instance noise", "blur": "blurring lens"}
+              "noise": "instance noise", "blur": "blurring lens", "r1": "R1 penalty"}
 ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green", "exit-blend": "tab:purple",
                "exit-drop": "tab:orange", "exit-converge": "tab:brown", "exit-blend-zero": "tab:cyan",
-               "noise": "tab:olive", "blur": "tab:pink"}
+               "noise": "tab:olive", "blur": "tab:pink", "r1": "tab:gray"}
 
 # Options an arm variant may override (``--arms sine:k=600,noise:noise_sigma=0.5``), by the
 # kind of tempering of its base arm. None of them touches G, D, the data or G's noise, so every
@@ -42,7 +45,8 @@ ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green", "
 _LENS_OPTIONS = ("lens_width", "lens_blocks", "lens_zero_init", "lens_lr", "reconstruction", "lens_exit",
                  "lens_exit_steps", "keep_lens", "retire_tolerance", "retire_patience")
 VARIANT_OPTIONS = {"lens": ("k", *_LENS_OPTIONS), "noise": ("k", "noise_sigma"), "blur": ("k", "blur_sigma")}
-_EXTRA_COLOURS = ("tab:gray", "darkblue", "darkgreen", "gold", "black", "teal", "indigo", "salmon", "lime", "navy",
+OWN_OPTIONS = {"r1": ("r1_gamma",), "constant": ("lambda_value",)}   # a base arm's own hyperparameter
+_EXTRA_COLOURS = ("darkblue", "darkgreen", "gold", "black", "teal", "indigo", "salmon", "lime", "navy",
                   "maroon", "orchid", "peru", "slategray")
 
 
@@ -88,8 +92,7 @@ def parse_arm(spec: str) -> Arm:
     options = {"tempering": "lens", **ARMS[base]}
     allowed = () if options["lens"] == "none" else VARIANT_OPTIONS[options["tempering"]]
     allowed = tuple(a for a in allowed if a not in options and not (a == "k" and options["lens"] != "sine"))
-    if options["lens"] == "constant":
-        allowed += ("lambda_value",)
+    allowed += OWN_OPTIONS.get(base, ())
     types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     overrides = {}
     for part in parts:
@@ -156,11 +159,14 @@ def arm_colours(arms: list[Arm]) -> dict[str, str]:
 def arm_config(base: TrainConfig, arm: "Arm | str", seed: int) -> TrainConfig:
     """The arm's configuration for one seed. Options of the other kinds of tempering
     are reset: the lens arms take no σ₀, the noise and blur arms no lens-exit options
-    (they end at K), and each σ₀ goes to its own arm only. A variant's overrides come last."""
+    (they end at K), and each σ₀ goes to its own arm only, as γ of R1 (``--r1-gamma``) goes to
+    the r1 arm only. A variant's overrides come last."""
     arm = parse_arm(arm) if isinstance(arm, str) else arm
     options = {"tempering": "lens", **ARMS[arm.base]}
+    if arm.base == "r1" and base.r1_gamma:
+        options["r1_gamma"] = base.r1_gamma
     kind = options["tempering"]
-    reset = {"noise_sigma": None, "blur_sigma": None}
+    reset = {"noise_sigma": None, "blur_sigma": None, "r1_gamma": 0.0}
     if kind != "lens":
         reset = {**reset, f"{kind}_sigma": getattr(base, f"{kind}_sigma"), "lens_exit": None, "keep_lens": False,
                  "lens_zero_init": False}

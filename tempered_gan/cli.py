@@ -109,7 +109,7 @@ def cmd_compare(args) -> int:
                         "(leave it out for ten evaluations per run)")
     given = given_options(args)
     if {"lens", "lambda_value", "tempering"} & set(given):
-        raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur")
+        raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur,r1")
     base = TrainConfig(**{**chosen.options, **given})
     report = compare(base, arms, seeds, Path(args.out), command=_command_line(args), fail_factor=args.fail_factor,
                      fail_fid=fail_fid, fail_modes=args.fail_modes, reference=args.reference,

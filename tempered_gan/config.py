@@ -96,6 +96,7 @@ class TrainConfig:
     beta2: float | None = None
     critic_steps: int | None = None
     gp_weight: float | None = None
+    r1_gamma: float = 0.0             # R1: γ/2·E‖∇D(x)‖² at D's real input (Mescheder et al. 2018); 0: none
     log_every: int = 100
     sample_every: int | None = None
     checkpoint_every: int | None = None
@@ -200,7 +201,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
             raise UserError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}")
     for name in ("lr", "lens_lr", "retire_tolerance"):
         check_number(name, getattr(out, name), positive=True)
-    for name in ("lambda_value", "gp_weight"):
+    for name in ("lambda_value", "gp_weight", "r1_gamma"):
         check_number(name, getattr(out, name))
     for name in ("beta1", "beta2"):
         check_number(name, getattr(out, name), below_one=True)

@@ -194,6 +194,8 @@ def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: P
     for kind in ("noise", "blur"):
         if getattr(base, f"{kind}_sigma") is not None and kind not in {a.base for a in arms}:
             raise UserError(f"--{kind}-sigma is σ₀ of the {kind} arm, which --arms does not include")
+    if base.r1_gamma and "r1" not in {a.base for a in arms}:
+        raise UserError("--r1-gamma is γ of the r1 arm, which --arms does not include")
     configs = {(arm.name, seed): arm_config(base, arm, seed) for seed in seeds for arm in arms}
     for i, a in enumerate(arms):                  # two spellings of one run (sine:k=600 with --k 600)
         for b in arms[:i]:

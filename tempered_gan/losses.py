@@ -76,6 +76,14 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, alpha: Tenso
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
+def r1_penalty(real: Tensor, real_scores: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E‖∇ₓD(x)‖² at D's real input (X without a tempering),
+    from the scores D gave ``real``, which must require grad. The caller weights it by γ/2.
+    Uses ``torch.autograd.grad`` with a graph, so D's update descends the penalty too."""
+    (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
+
+
 def reconstruction(x: Tensor, lensed: Tensor, reduction: str = "mean") -> Tensor:
     """L_L^R = ‖X − L(X)‖².
 
@@ -110,11 +118,17 @@ OBJECTIVES = {
 
 
 def discriminator_loss(objective: Objective, critic: nn.Module, real: Tensor, fake: Tensor, gp_weight: float = 0.0,
-                       generator: torch.Generator | None = None) -> Tensor:
+                       generator: torch.Generator | None = None, r1_gamma: float = 0.0) -> Tensor:
     """D's loss on its real input L(X) (data: no gradient into L) and G(Z), plus
     ``gp_weight`` × :func:`gradient_penalty` (WGAN-GP: 10) at interpolates
-    between L(X) and G(Z) whose weights are drawn from ``generator``."""
-    loss = objective.d_loss(critic(real).float(), critic(fake).float())
+    between L(X) and G(Z) whose weights are drawn from ``generator``, plus
+    ``r1_gamma``/2 × :func:`r1_penalty` at the real input (the ``r1`` arm: X itself)."""
+    if r1_gamma:
+        real = real.detach().requires_grad_(True)
+    real_scores = critic(real)
+    loss = objective.d_loss(real_scores.float(), critic(fake).float())
+    if r1_gamma:
+        loss = loss + r1_gamma / 2 * r1_penalty(real, real_scores).float()
     if gp_weight:
         alpha = torch.rand(real.shape[0], generator=generator, device=real.device)
         loss = loss + gp_weight * gradient_penalty(critic, real, fake, alpha).float()

@@ -111,11 +111,14 @@ def _baseline_lines(arm_configs: dict[str, TrainConfig], labels: dict[str, str])
             parts.append(f"{labels[arm]}: N(0, σ(t)²) added to both of D's inputs, σ₀ = {cfg.noise_sigma:g}")
         elif cfg.tempering == "blur":
             parts.append(f"{labels[arm]}: real images blurred by a Gaussian of σ(t) pixels, σ₀ = {cfg.blur_sigma:g} px")
+    r1 = [f"{labels[arm]}: no tempering, γ/2·E‖∇D(X)‖² added to D's loss on the real data, γ = {cfg.r1_gamma:g}"
+          for arm, cfg in arm_configs.items() if cfg.r1_gamma and cfg.lens == "none"]
+    lines = [f"R1 (Mescheder et al. 2018), {'; '.join(r1)}."] if r1 else []
     if not parts:
-        return []
+        return lines
     ks = sorted({cfg.k for cfg in arm_configs.values() if cfg.tempering != "lens"})
     return [f"Baselines, σ(t) = σ₀·λ(t) on the sine schedule, gone after K = {', '.join(map(str, ks))}: "
-            + "; ".join(parts) + "."]
+            + "; ".join(parts) + ".", *lines]
 
 
 def _mean_std(values: list[float], digits: str = ".3g") -> str:

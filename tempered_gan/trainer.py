@@ -155,7 +155,8 @@ class Trainer:
             with torch.no_grad(), self.autocast():
                 fake = self._d_fake(self.G(self._z()).float(), mode, lam)
             with self.autocast():
-                loss_d = discriminator_loss(objective, self.D, real, fake, cfg.gp_weight, self.penalty_noise)
+                loss_d = discriminator_loss(objective, self.D, real, fake, cfg.gp_weight, self.penalty_noise,
+                                            r1_gamma=cfg.r1_gamma)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             average_gradients(self.D, self.dist.world)

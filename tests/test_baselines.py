@@ -204,7 +204,7 @@ def test_blur_only_for_images():
 def test_every_arm_of_a_seed_starts_alike_and_draws_the_same_streams(mnist, loss):
     base = TrainConfig(**TINY_IMAGES, loss=loss, steps=6, k=4, seed=3)
     arms = {arm: Trainer.create(arm_config(base, arm, 3), mnist, torch.device("cpu"))
-            for arm in ("none", "sine", "constant", "noise", "blur")}
+            for arm in ("none", "sine", "constant", "noise", "blur", "r1")}
     assert type(arms["noise"].tempering).__name__ == "InstanceNoise" and arms["blur"].tempering.sigma0 == 2.0
     ref = arms.pop("none")
     for name, tr in arms.items():

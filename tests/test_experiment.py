@@ -168,6 +168,32 @@ def test_arm_options_go_to_their_own_arms():
         ("lens", None, None, "converge", True)
 
 
+def test_r1_is_an_arm_with_its_own_gamma_and_no_other_arm_gets_it():
+    from tempered_gan.arms import R1_GAMMA, parse_arm
+    from tempered_gan.config import TrainConfig
+    from tempered_gan.errors import UserError
+    from tempered_gan.experiment import arm_config
+    r1 = arm_config(TrainConfig(), "r1", 0)
+    assert (r1.lens, r1.r1_gamma) == ("none", R1_GAMMA)
+    assert arm_config(TrainConfig(), "r1:r1_gamma=1", 0).r1_gamma == 1.0
+    given = TrainConfig(r1_gamma=3.0)                     # --r1-gamma: γ of the r1 arm only
+    assert arm_config(given, "r1", 0).r1_gamma == 3.0
+    assert all(arm_config(given, arm, 0).r1_gamma == 0 for arm in ("none", "sine", "noise"))
+    for bad, message in (("r1:k=5", "does not apply"), ("r1:r1_gamma=x", "finite number"), ("sine:r1_gamma=1", "does not")):
+        with pytest.raises(UserError, match=message):
+            parse_arm(bad)
+
+
+def test_r1_trains_as_an_arm_of_compare_and_the_report_names_it(tmp_path):
+    out = tmp_path / "c"
+    assert run("compare", "--out", out, "--seeds", 1, "--arms", "none,r1:r1_gamma=1", "--steps", 4, "--k", 2,
+               *TINY) == 0
+    report = (out / "report.md").read_text()
+    assert "| R1 penalty (r1_gamma = 1) | 1 |" in report and "γ = 1" in report
+    assert json.loads((out / "runs" / "r1+r1_gamma=1-s0" / "config.json").read_text())["r1_gamma"] == 1.0
+    assert run("compare", "--out", tmp_path / "d", "--r1-gamma", 2, "--arms", "none,sine", *TINY) == 2
+
+
 def test_report_names_the_baselines(tmp_path):
     from tempered_gan.config import TrainConfig
     from tempered_gan.experiment import arm_config, write_report

@@ -288,3 +288,43 @@ def test_five_critic_steps_see_five_lensed_batches_and_the_lens_steps_once(ring)
     (0.3 * lens_adversarial("wgan-gp", D(lensed)) + (x - lensed).pow(2).mean()).backward()
     assert_grads(lens_before, trainer.lens, "lens")
     assert_one_update(lens_before, opt, trainer.lens, "lens")
+
+
+# --- R1, the stabiliser baseline (Mescheder et al. 2018) --------------------------------
+
+def r1(critic, real: torch.Tensor) -> torch.Tensor:
+    """E‖∇ₓD(x)‖² at the real data x."""
+    real = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
+
+
+@pytest.mark.parametrize("gamma", [1.0, 10.0])
+def test_the_r1_arm_penalises_d_at_the_real_data_by_gamma_over_two(ring, gamma):
+    """The r1 arm: no tempering, D's update takes X and G(Z), and its loss is the GAN's plus
+    γ/2·E‖∇D(X)‖², taken at X (not at G(Z)) and scaled by γ; replayed on a copy of D."""
+    from tempered_gan.arms import arm_config
+
+    cfg = arm_config(resolve(TrainConfig(loss="lsgan", steps=10, **TINY_POINTS)), f"r1:r1_gamma={gamma:g}", 0)
+    assert cfg.lens == "none" and cfg.r1_gamma == gamma
+    trainer = Trainer.create(cfg, ring, torch.device("cpu"))
+    D = copy.deepcopy(trainer.D)
+    with Recorder(trainer) as rec:
+        trainer.step()
+    fakes = [c.output for c in rec.of("G", grad_enabled=False)]
+    d_calls = rec.of("D", d_trainable=True)
+    reals = [c.input for c in d_calls if not among(c.input, fakes)]
+    fake = next(c.input for c in d_calls if among(c.input, fakes))
+    assert reals and all(same(r, reals[0]) for r in reals)
+    real = reals[0]
+    data = ring.batch(torch.arange(len(ring)))
+    assert (real[:, None, :] == data[None]).all(-1).any(1).all(), "D's real input is not the data itself (no tempering)"
+    plain = d_loss("lsgan", D(real), D(fake))
+    grads_plain = torch.autograd.grad(plain, list(D.parameters()), retain_graph=True)
+    (plain + gamma / 2 * r1(D, real)).backward()
+    assert_grads(D, trainer.D, "D")
+    assert any(not torch.allclose(p.grad, g, rtol=1e-3) for p, g in zip(D.parameters(), grads_plain)), \
+        "the penalty changed nothing here: the test could not tell it was applied"
+    D.zero_grad(set_to_none=True)
+    (d_loss("lsgan", D(real), D(fake)) + gamma / 2 * r1(D, fake)).backward()   # the penalty at G(Z): another update
+    assert any(not torch.allclose(p.grad, q.grad, rtol=1e-3) for p, q in zip(D.parameters(), trainer.D.parameters()))

@@ -218,6 +218,8 @@ def _checks(ring, mnist_dir):
             trainer(*TINY, "--critic-steps", 3, data=ring)),
         "--gp-weight": lambda: not torch.equal(first_losses(*TINY, "--gp-weight", 5, data=ring)[0],
                                                first_losses(*TINY, data=ring)[0]),
+        "--r1-gamma": lambda: not torch.equal(first_losses(*TINY, "--r1-gamma", 5, data=ring)[0],
+                                              first_losses(*TINY, data=ring)[0]),
         "--batch-size": lambda: (lambda t: t.step() is not None and t.sampler.position == 16)(
             trainer(*TINY, "--batch-size", 16, data=ring)),
         "--seed": lambda: not torch.equal(linears(trainer(*TINY, "--seed", 1, data=ring).G)[0].weight,
@@ -243,7 +245,7 @@ TRAINER_FLAGS = ["--dataset", "--data-dir", "--loss", "--lens", "--tempering", "
                  "--lambda-value", "--reconstruction", "--lens-exit", "--lens-exit-steps", "--keep-lens",
                  "--retire-tolerance", "--retire-patience", "--arch", "--width", "--z-dim", "--lens-width",
                  "--lens-blocks", "--lens-zero-init", "--optimizer", "--lr", "--lens-lr", "--beta1", "--beta2",
-                 "--critic-steps", "--gp-weight", "--batch-size", "--seed", "--amp", "--channels-last"]
+                 "--critic-steps", "--gp-weight", "--r1-gamma", "--batch-size", "--seed", "--amp", "--channels-last"]
 
 
 @pytest.mark.parametrize("flag", TRAINER_FLAGS)
@@ -297,7 +299,8 @@ COMPARE_VALUES = {
     "--dataset": "mixture-grid25", "--k": 3, "--steps": 9, "--batch-size": 16, "--width": 8, "--z-dim": 3,
     "--lens-width": 4, "--lens-blocks": 1, "--reconstruction": "sum", "--lens-exit": "blend", "--lens-exit-steps": 2,
     "--retire-tolerance": 0.5, "--retire-patience": 7, "--optimizer": "rmsprop", "--lr": 0.01, "--lens-lr": 0.02,
-    "--beta1": 0.1, "--beta2": 0.2, "--critic-steps": 2, "--gp-weight": 1.5, "--log-every": 3, "--sample-every": 4,
+    "--beta1": 0.1, "--beta2": 0.2, "--critic-steps": 2, "--gp-weight": 1.5, "--r1-gamma": 2.5, "--log-every": 3,
+    "--sample-every": 4,
     "--checkpoint-every": 5, "--eval-every": 6, "--fid-samples": 64, "--fid-features": "points",
     "--inception-weights": "w.pth", "--device": "cpu", "--amp": "bf16", "--arch": "mlp", "--data-dir": "d",
     "--loss": "lsgan", "--noise-sigma": 0.3}
