@@ -172,25 +172,44 @@ def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: P
     With ``jobs`` > 1 that many runs train at once, each in a process of its
     own writing to ``out/logs/<arm>-s<seed>.log`` (see :func:`run_parallel`).
     How many run at once never changes what each run trains."""
-    from .build import preflight
-    from .data import load_dataset
+    check_fail_rule(fail_factor, fail_fid, fail_modes)
+    arms, base, configs = grid_configs(base, arms, seeds)
+    reference = reference_arm(arms, reference)
+    folders = {a.name: a.folder for a in arms}
+    run_dirs = {key: out / "runs" / f"{folders[key[0]]}-s{key[1]}" for key in configs}
+    logs = {key: out / "logs" / f"{folders[key[0]]}-s{key[1]}.log" for key in configs}
+    trained = train_grid(configs, run_dirs, logs, out, "compare", progress=progress, jobs=jobs, shard=shard,
+                         report_only=report_only)
+    if trained is None:
+        return None
+    failures, others = trained
+    return cell_report(arms, seeds, configs, run_dirs, failures, others, out, command=command,
+                       fail_factor=fail_factor, fail_fid=fail_fid, fail_modes=fail_modes, reference=reference)
 
-    arms = [parse_arm(a) if isinstance(a, str) else a for a in arms]
-    if len({a.name for a in arms}) != len(arms):
-        raise UserError("--arms names an arm twice")
-    if len(set(seeds)) != len(seeds):
-        raise UserError("--seeds names a seed twice")
+
+def check_fail_rule(fail_factor: float, fail_fid: float | None, fail_modes: int | None) -> None:
     check_number("fail_factor", fail_factor, at_least=1.0)   # below 1, even the best run would count as failed
     if fail_fid is not None:
         check_number("fail_fid", fail_fid, positive=True)
     if fail_modes is not None and (isinstance(fail_modes, bool) or not isinstance(fail_modes, int) or fail_modes < 1):
         raise UserError(f"fail-modes must be a whole number ≥ 1, got {fail_modes!r}")
-    reference = reference_arm(arms, reference)
+
+
+def grid_configs(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], *,
+                 quiet: bool = False) -> tuple[list[Arm], TrainConfig, dict]:
+    """The arms (parsed), the base (with ten evaluations per run unless told) and every
+    run's configuration {(arm, seed): config}: for each seed, every arm from the same G and D."""
+    arms = [parse_arm(a) if isinstance(a, str) else a for a in arms]
+    if len({a.name for a in arms}) != len(arms):
+        raise UserError("--arms names an arm twice")
+    if len(set(seeds)) != len(seeds):
+        raise UserError("--seeds names a seed twice")
     if not base.eval_every:   # the comparison is about FID: ten evaluations per run unless told otherwise
         steps = resolve(base).steps
         base = dataclasses.replace(base, eval_every=max(1, steps // DEFAULT_EVALUATIONS))
-        print(f"compare: FID every {base.eval_every} steps ({DEFAULT_EVALUATIONS} evaluations in {steps} steps; "
-              "choose with --eval-every N)", file=sys.stderr)
+        if not quiet:
+            print(f"compare: FID every {base.eval_every} steps ({DEFAULT_EVALUATIONS} evaluations in {steps} steps; "
+                  "choose with --eval-every N)", file=sys.stderr)
     for kind in ("noise", "blur"):
         if getattr(base, f"{kind}_sigma") is not None and kind not in {a.base for a in arms}:
             raise UserError(f"--{kind}-sigma is σ₀ of the {kind} arm, which --arms does not include")
@@ -201,38 +220,57 @@ def compare(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], out: P
         for b in arms[:i]:
             if configs[a.name, seeds[0]] == configs[b.name, seeds[0]]:
                 raise UserError(f"arms {b.name!r} and {a.name!r} are the same run; drop one")
-    first = configs[arms[0].name, seeds[0]]
-    folders = {a.name: a.folder for a in arms}
-    run_dirs = {key: out / "runs" / f"{folders[key[0]]}-s{key[1]}" for key in configs}
-    devices = {}
+    return arms, base, configs
+
+
+def train_grid(configs: dict, run_dirs: dict, logs: dict, out: Path, what: str, *, progress: bool | None, jobs: int,
+               shard: "grid.Shard | None", report_only: bool) -> tuple[dict, list[str]] | None:
+    """Train this process's runs of a grid {key: config} whose runs live in ``run_dirs`` (the
+    shard's share, ``jobs`` at a time, each with its log in ``logs``; none with ``report_only``).
+    Returns (the finished runs {key: failure or None}, a line for each other run), or None when
+    this shard is done and others are not."""
+    from .build import preflight
+    from .data import load_dataset
+
+    devices, data = {}, None
     if not report_only:   # every run's checks before anything is written; each run is preflighted once
+        first = next(iter(configs.values()))
         data = load_dataset(first.dataset, first.data_dir)
         devices = {key: preflight(cfg, data) for key, cfg in configs.items()}
     # Lock out, check the grid manifest, pick this shard's runs (tempered_gan/grid.py).
-    mine = grid.open_grid(out, configs, run_dirs, shard, report_only=report_only)
+    mine = grid.open_grid(out, configs, run_dirs, shard, report_only=report_only,
+                          what="comparison" if what == "compare" else what)
     todo = {key: configs[key] for key in mine}
     if jobs > 1:
-        failures = run_parallel({key: (cfg, run_dirs[key], out / "logs" / f"{folders[key[0]]}-s{key[1]}.log",
-                                       str(devices[key])) for key, cfg in todo.items()}, jobs)
+        failures = run_parallel({key: (cfg, run_dirs[key], logs[key], str(devices[key])) for key, cfg in todo.items()},
+                                jobs)
     else:
         failures = {key: run_arm(cfg, run_dirs[key], data, progress, devices[key]) for key, cfg in todo.items()}
     others: list[str] = []
     if shard is not None or report_only:   # the other shards' runs: finished, running, unfinished or missing
         failures, others = grid.survey(configs, run_dirs)
         if others and not report_only:
-            print(f"compare: shard {shard} is done; {len(failures)} of {len(configs)} runs of the grid are finished. "
-                  "The last shard to finish writes the report (or run the command with --report-only)", file=sys.stderr)
+            print(f"{what}: shard {shard} is done; {len(failures)} of {len(configs)} runs of the grid are finished. "
+                  f"The last shard to finish writes the report (or run the command with --report-only)",
+                  file=sys.stderr)
             return None
         if not failures:
             raise UserError(f"no run of the grid in {out} has finished yet; nothing to report")
+    return failures, others
+
+
+def cell_report(arms: list[Arm], seeds: list[int], configs: dict, run_dirs: dict, failures: dict, others: list[str],
+                out: Path, *, command: str, fail_factor: float, fail_fid: float | None, fail_modes: int | None,
+                reference: str) -> Path:
+    """``out/report.md`` of one comparison from its finished runs ({(arm, seed): failure or None})."""
     shown = [arm for arm in arms if any(key[0] == arm.name for key in failures)]
     results = [read_run(arm, seed, run_dirs[arm, seed], failures[arm, seed]) for arm, seed in configs
                if (arm, seed) in failures]
     if reference not in {a.name for a in shown}:
         reference = None if not shown else reference_arm(shown, None)
     with runlock.waiting(out / ".report.lock"):   # shards finishing together: one report at a time
-        report = write_report(results, shown, out, command=command, base=first, fail_factor=fail_factor,
-                              fail_fid=fail_fid, fail_modes=fail_modes, reference=reference,
+        report = write_report(results, shown, out, command=command, base=configs[arms[0].name, seeds[0]],
+                              fail_factor=fail_factor, fail_fid=fail_fid, fail_modes=fail_modes, reference=reference,
                               arm_configs={arm.name: configs[arm.name, seeds[0]] for arm in shown})
         grid.note_unfinished(report, others, len(configs))
     return report

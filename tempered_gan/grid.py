@@ -128,10 +128,11 @@ def _read_manifest(path: Path) -> dict | None:
     return manifest
 
 
-def open_grid(out: Path, configs: dict, run_dirs: dict, shard: Shard | None, *, report_only: bool = False) -> list:
+def open_grid(out: Path, configs: dict, run_dirs: dict, shard: Shard | None, *, report_only: bool = False,
+              what: str = "comparison") -> list:
     """Lock ``out`` for this process (shared for a shard or ``report_only``),
     check or write the manifest, and return the keys this process trains."""
-    runlock.acquire(out, "comparison", shared=shard is not None or report_only)
+    runlock.acquire(out, what, shared=shard is not None or report_only)
     if shard is not None:
         runlock.acquire(out / "shards" / f"{shard.index}-of-{shard.count}", f"shard {shard}")
     mine = manifest_for(configs, run_dirs, out)
