@@ -107,11 +107,12 @@ def parse_arm(spec: str) -> Arm:
                             + (f" (it takes {', '.join(allowed)})" if allowed else " (it has no tempering options)"))
         if key in overrides:
             raise UserError(f"arm {spec!r}: {key} is given twice")
-        overrides[key] = _parse_value(spec, key, text.strip(), types[key])
+        overrides[key] = parse_value(f"arm {spec!r}", key, text.strip(), types[key])
     return Arm(base, tuple(sorted(overrides.items())))
 
 
-def _parse_value(spec: str, key: str, text: str, kind: str):
+def parse_value(where: str, key: str, text: str, kind: str):
+    """``text`` as a value of option ``key`` of type ``kind``; one error naming ``where`` if it is not one."""
     try:
         if kind.startswith("bool"):
             lowered = text.lower()
@@ -127,7 +128,7 @@ def _parse_value(spec: str, key: str, text: str, kind: str):
             return value
     except ValueError:
         need = {"b": "true or false", "i": "a whole number", "f": "a finite number"}[kind[0]]
-        raise UserError(f"arm {spec!r}: {key} must be {need}, got {text!r}") from None
+        raise UserError(f"{where}: {key} must be {need}, got {text!r}") from None
     return text
 
 

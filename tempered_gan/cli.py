@@ -119,6 +119,36 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .arms import parse_arms
+    from .grid import grid_options
+    from .sweep import parse_grid, sweep
+
+    axes = parse_grid(args.grid or [])
+    seeds = parse_seeds(args.seeds if args.seeds is not None else "3")
+    arms = parse_arms(args.arms or "none,sine")
+    shard = grid_options(args.jobs, args.shard, args.report_only, "sweep")
+    if args.seed is not None:
+        raise UserError("sweep runs several seeds; choose them with --seeds N, A-B or a list")
+    if args.eval_every == 0:
+        raise UserError("sweep needs FID during training: --eval-every must be at least 1 "
+                        "(leave it out for ten evaluations per run)")
+    given = given_options(args)
+    if {"lens", "lambda_value", "tempering"} & set(given):
+        raise UserError("sweep sets the tempering per arm; choose arms with --arms none,sine,noise,blur,r1")
+    fixed = sorted(set(given) & set(axes))
+    if fixed:
+        raise UserError(f"{', '.join('--' + k.replace('_', '-') for k in fixed)} is an axis of the grid; "
+                        "give its values in --grid only")
+    report = sweep(TrainConfig(**given), axes, arms, seeds, Path(args.out), command=_command_line(args),
+                   fail_fid=args.fail_fid, fail_modes=args.fail_modes, reference=args.reference,
+                   map_axes=args.map.split(",") if args.map else None, progress=args.progress, jobs=args.jobs,
+                   shard=shard, report_only=args.report_only)
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from .grid import grid_options
     from .reproduce import parse_rows, reproduce
@@ -194,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a malformed option (already printed as one line)
         return exc.code
     try:
-        return {"train": cmd_train, "compare": cmd_compare, "reproduce": cmd_reproduce, "eval": cmd_eval,
-                "sample": cmd_sample}[args.command](args)
+        return {"train": cmd_train, "compare": cmd_compare, "sweep": cmd_sweep, "reproduce": cmd_reproduce,
+                "eval": cmd_eval, "sample": cmd_sample}[args.command](args)
     except NonFiniteLoss as exc:
         print(f"tempered-gan: error: {exc}", file=sys.stderr)
         return 3
@@ -204,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tempered-gan: error: {line}", file=sys.stderr)
         return 2
     except Interrupted as exc:
-        if args.command == "compare":
-            print(f"tempered-gan: {exc}; checkpoint saved; run the same compare command again to continue",
+        if args.command in ("compare", "sweep"):
+            print(f"tempered-gan: {exc}; checkpoint saved; run the same {args.command} command again to continue",
                   file=sys.stderr)
             return 128 + exc.signum
         where = args.resume or getattr(args, "run_dir", "RUN_DIR")

@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(commands)
     _add_compare(commands)
+    _add_sweep(commands)
     _add_reproduce(commands)
     _add_eval_and_sample(commands)
     return parser
@@ -184,6 +185,35 @@ def _add_compare(commands) -> None:
                                                      "so that N processes, on N machines, share the grid (default: all)")
     both.add_argument("--report-only", action="store_true",
                       help="train nothing: write OUT/report.md from the finished runs and list the others")
+
+
+def _add_sweep(commands) -> None:
+    from .sweep import GRID_KEYS, SUCCESS_DEFAULTS
+
+    sweep = commands.add_parser("sweep", help="where does training work? a grid of training settings × arms × seeds, "
+                                              "an absolute success rule, OUT/report.md and OUT/map.png", epilog=EPILOG)
+    own = sweep.add_argument_group("sweep")
+    own.add_argument("--out", required=True, help="folder of the sweep (cells/, report.md, map.png); required")
+    own.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                     help=f"one axis of the grid, repeatable; KEY is one of {', '.join(GRID_KEYS)} (tempering options "
+                          "belong to --arms); the cells are every combination")
+    own.add_argument("--seeds", help="N: seeds 0 … N−1 (default 3); A-B; or a list 3,5,8")
+    own.add_argument("--arms", help=f"comma-separated, as compare's, from {', '.join(ARMS)} (default: none,sine)")
+    own.add_argument("--reference", help="the arm every other arm is compared with (default: none)")
+    defaults = "; ".join(f"{name} {'≤ ' + format(fid, 'g') if fid is not None else 'none (give it)'}"
+                         f"{', ≥ ' + str(modes) + ' modes' if modes else ''}" for name, (fid, modes) in SUCCESS_DEFAULTS.items())
+    own.add_argument("--fail-fid", type=float, help=f"a run trains only with a final FID at most this (defaults: {defaults}; "
+                                                    "other image sets: none, give it)")
+    own.add_argument("--fail-modes", type=int, help="... and at least this many modes where the data set has modes "
+                                                    "(defaults above)")
+    own.add_argument("--map", help="the one or two grid axes of map.png, X,Y (default: the first two --grid keys)")
+    own.add_argument("--jobs", type=int, default=1, help="runs trained at once, as compare --jobs (default 1)")
+    own.add_argument("--shard", metavar="I/N", help="train only shard I of N of all the sweep's runs (default: all)")
+    own.add_argument("--report-only", action="store_true",
+                     help="train nothing: write OUT/report.md from the finished runs and list the others")
+    _add_config_flags(sweep, hide=COMPARE_SETS)
+    next(a for a in sweep._actions if a.dest == "eval_every").help = \
+        "steps between FID evaluations (default: a tenth of --steps)"
 
 
 def _add_reproduce(commands) -> None:
