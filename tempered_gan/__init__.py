@@ -12,4 +12,4 @@ from .tempering import BaseTempering, GaussianBlur, InstanceNoise, Tempering, fr
 __all__ = ["BaseTempering", "GaussianBlur", "ImageLens", "InstanceNoise", "LambdaSchedule", "OBJECTIVES", "Objective",
            "PointLens", "Tempering", "UserError", "frozen", "gaussian_blur", "gradient_penalty", "make_lens",
            "reconstruction", "sine_lambda"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
