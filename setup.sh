@@ -12,10 +12,10 @@ if [ ! -e "$FASHION" ] && command -v apt-get >/dev/null; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-pip_install() {  # quiet, less the lab mirror's "Location ... is ignored" notices
+pip_install() {  # quiet, less a local package index's "Location ... is ignored" notices
     .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
     return "${PIPESTATUS[0]}"
 }
-# The PyTorch builds this project is tested with (pip finds them on the lab machines' disk).
+# The PyTorch builds this project is tested with (pip finds them on this machine's disk or on PyPI).
 pip_install torch==2.14.1 torchvision==0.29.1
 pip_install -e '.[dev]'

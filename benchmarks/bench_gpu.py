@@ -1,6 +1,6 @@
 """The CUDA fast path (``--cuda-graphs``) against the eager path, side by side
-in one process. Not yet run: written in a session without a GPU (issue 10);
-benchmarks/gpu_session.sh runs it on the lent GPU (issue 17). Without CUDA it
+in one process. Not yet run: written on a machine without a GPU;
+benchmarks/gpu_session.sh runs it on a CUDA GPU. Without CUDA it
 says so in one line and exits with status 2.
 
 Fashion-MNIST (or --dataset), the paper's nets at batch 64: DCGAN (C = 64),

@@ -13,8 +13,8 @@ Arms of ``tempered_gan.train.train`` (each in a fresh temporary run folder,
 
 Whole runs are interleaved (the order rotates every round). In the same
 process, r = (one iteration with the lens) / (one without) is measured by
-interleaved blocks of ``Trainer.step`` before K. Target (issue 9):
-sine / none ≤ 1 + 0.15·(r − 1). Samples and the checkpoint are written once,
+interleaved blocks of ``Trainer.step`` before K. Target (after K the lens
+costs next to nothing): sine / none ≤ 1 + 0.15·(r − 1). Samples and the checkpoint are written once,
 at the end, so the figure is about training.
 
     .venv/bin/python benchmarks/bench_run.py                     # Fashion-MNIST, the paper's nets and lens

@@ -1,4 +1,4 @@
-"""Issue 22: every command run eagerly on a device as a user runs it, a few seconds each, with its tensors on that
+"""Every command run eagerly on a device as a user runs it, a few seconds each, with its tensors on that
 device (gpu_session.sh part 1, stage ``commands``; on the CPU: tests/test_cuda_commands.py, ``--device cpu``).
 Through the command line (``python -m tempered_gan``, tiny nets): train with --tempering lens (sine), noise and blur,
 FID during training; eval and sample of the lens run; compare none,sine, one seed; train --amp bf16; train --resume.

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issues 17 and 22's GPU checks, one device call per part (docs/PERFORMANCE.md §6 has the exact calls).
+# The project's GPU checks, one call per part (docs/PERFORMANCE.md §6 has the exact calls).
 #
 #   benchmarks/gpu_session.sh 1   part 1, ≤ 7 min: (a) device, driver, torch; (b) every command eagerly on
-#                                 CUDA as a user runs it, a few seconds each, its tensors on the GPU (issue 22:
-#                                 benchmarks/cuda_commands.py); (c) tests/test_cuda_graphs.py; (d) bench_gpu.py:
+#                                 CUDA as a user runs it, a few seconds each, its tensors on the GPU
+#                                 (benchmarks/cuda_commands.py); (c) tests/test_cuda_graphs.py; (d) bench_gpu.py:
 #                                 eager against CUDA graphs for gan, lsgan, wgan-gp with and without the paper's
 #                                 lens, then the 200-step loss agreement; (e) the command line as a user runs it,
 #                                 eager against --cuda-graphs; then, if time is left, aggregate steps/s of 1, 3
@@ -16,7 +16,7 @@
 # It runs the package from this source tree (PYTHONPATH=.) with the device's python3 (torch 2.11, no venv).
 # Each stage has its own time limit (`timeout`), cut to what is left of the part's budget; a failed or
 # timed-out stage never stops the next. Logs and results go to $OUT (at most 8 files come back: the
-# summary, the session log, the JSON results and one tar.gz of the rest); a summary table is printed last.
+# summary, session.log, the JSON results and one tar.gz of the rest); a summary table is printed last.
 #
 # Data (git-ignored, carried with the call; about 30 MB):
 #   mkdir -p data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/*-ubyte.gz data/fashion-mnist/

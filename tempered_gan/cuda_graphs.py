@@ -2,12 +2,12 @@
 (``EagerRunner``, the default), or replayed as captured CUDA graphs
 (``CudaGraphRunner``, ``--cuda-graphs`` on one GPU).
 
-Status: **experimental, not yet run on a GPU.** It was written in a session
+Status: **experimental, not yet run on a GPU.** It was written on a machine
 without one; its GPU tests (tests/test_cuda_graphs.py) skip on the CPU, where
 the same file checks what needs no GPU (the tests' set-up, the device packet,
 resuming across the option, eval and sample of such a run); the benchmark
 (benchmarks/bench_gpu.py) and benchmarks/gpu_session.sh need a GPU. It stays
-opt-in until a GPU session has measured it (issues 10 and 17).
+opt-in until those have measured it on a GPU.
 
 An eager GPU step of the paper's nets is bound by the host: about 670 kernel
 launches per lens step, each costing more host time than the GPU spends on it.

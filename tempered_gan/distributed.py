@@ -18,7 +18,7 @@ FID, are rank 0's, and rank 0 alone writes logs, samples and checkpoints.
 Rank 0 alone evaluates FID, so nothing it runs there may be a collective: the
 torchmetrics objects in ``metrics/fid.py`` are built with ``sync_on_compute=False``
 (by default their ``compute()`` gathers over the default process group, which
-the other ranks never join: issue 8). Every collective of the training loop is
+the other ranks never join, so the run would hang). Every collective of the training loop is
 reached by all ranks at the same step. The process group carries a timeout
 (``TEMPERED_GAN_DIST_TIMEOUT`` seconds, default 30 minutes), so a collective that
 a process never joins ends the run with an error instead of hanging; it must

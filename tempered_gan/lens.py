@@ -16,7 +16,7 @@ SCHEDULES = ("sine", "constant", "none")
 
 
 def sine_lambda(t: float, k: float) -> float:
-    """λ(t) = 1 − sin(tπ / 2K) for t ≤ K, else 0 (SPEC, "The λ schedule")."""
+    """λ(t) = 1 − sin(tπ / 2K) for t ≤ K, else 0 (paper §2, Eq. 4)."""
     if t > k:
         return 0.0
     return 1.0 - math.sin(t * math.pi / (2.0 * k))

@@ -1,4 +1,4 @@
-"""The three objectives of the paper (SPEC, "Losses"), as pure functions of D's
+"""The three objectives of the paper (§2.1–2.3), as pure functions of D's
 raw outputs (logits for the original GAN; scores for LSGAN and WGAN-GP).
 
 Notation: ``real`` = D(L(X)), ``fake`` = D(G(Z)). Every term is a batch mean.
@@ -87,7 +87,7 @@ def r1_penalty(real: Tensor, real_scores: Tensor) -> Tensor:
 def reconstruction(x: Tensor, lensed: Tensor, reduction: str = "mean") -> Tensor:
     """L_L^R = ‖X − L(X)‖².
 
-    ``mean``: mean over all elements (the project's default; SPEC explains why).
+    ``mean``: mean over all elements (the project's default; docs/DECISIONS.md explains why).
     ``sum``: squared norm per sample, averaged over the batch.
     """
     diff = (x - lensed).pow(2)

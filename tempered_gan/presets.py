@@ -1,4 +1,4 @@
-"""The paper's settings (§4, SPEC) and a small CPU demo, as ``compare --preset``
+"""The paper's settings (paper §2.4 and §4) and a small CPU demo, as ``compare --preset``
 and the rows of ``reproduce``. A preset holds TrainConfig fields and, optionally,
 compare's own ``seeds``, ``arms`` and ``fail_fid``; options given on the command
 line override it."""

@@ -26,7 +26,7 @@ from .config import TrainConfig, resolve
 from .errors import UserError
 from .presets import PRESETS, preset
 
-# The paper's numbers (SPEC.md, "What the paper reports"): FID with Inception features, lower is better.
+# The paper's numbers (paper §4): FID with Inception features, lower is better.
 ROWS = {
     "dcgan-mnist": ("DCGAN, MNIST", "42", "22"),
     "dcgan-color-mnist": ("DCGAN, Color MNIST", "best 53, never below 50", "9"),

@@ -1,6 +1,6 @@
 """One TAN iteration: the :class:`Trainer` holds a run's nets, optimisers, streams and tempering.
 
-Iteration t (SPEC, "Losses"):
+Iteration t (paper §2.1–2.4):
   1. ``critic_steps`` D updates on {L(X) as data, G(Z)} (+ gradient penalty on
      interpolates between L(X) and G(Z) for WGAN-GP; :func:`~tempered_gan.losses.discriminator_loss`);
   2. one G update, gradients through a frozen D;

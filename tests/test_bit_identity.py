@@ -1,7 +1,7 @@
 """Weights after N steps, bit for bit, against a fingerprint the code wrote before a refactor.
 
 ``tests/fixtures/weights_fingerprint.json`` was made by the code at 3eca64b (before
-train.py, metrics.py and cli.py were split, issue 21) with::
+train.py, metrics.py and cli.py were split) with::
 
     PYTHONPATH=. python tests/test_bit_identity.py --write
 
@@ -63,7 +63,7 @@ def machine_key() -> str:
 
     The capability alone (ATen's AVX2 / AVX512) does not decide the rounding: oneDNN picks its
     convolution kernels by the CPU's full instruction set (AMX, for one) and ``ONEDNN_MAX_CPU_ISA``,
-    MKL its matrix products by the CPU's vendor and instruction set (issue 24: under
+    MKL its matrix products by the CPU's vendor and instruction set (on one machine, under
     ``ONEDNN_MAX_CPU_ISA=AVX2`` the capability still read AVX512 and every image case failed).
     """
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "MKL_VERBOSE": "1"}

@@ -290,7 +290,7 @@ def test_retired_lens_resumes_bit_identically(tmp_path):
 
 @pytest.mark.parametrize("patience", [2])
 def test_logging_sampling_evaluation_and_checkpoint_intervals_never_change_the_run(tmp_path, patience):
-    """Issue 8: retirement used to be decided at log steps, so --log-every changed the trained weights."""
+    """Retirement used to be decided at log steps, so --log-every changed the trained weights."""
     common = [*TINY, "--k", 4, "--steps", 24, "--retire-tolerance", 1e9, "--retire-patience", patience]
     runs = {"a": ["--log-every", 2, "--sample-every", 3, "--checkpoint-every", 5],
             "b": ["--log-every", 8, "--sample-every", 24, "--checkpoint-every", 24, "--eval-every", 7,
@@ -322,7 +322,7 @@ def test_a_saved_configuration_with_an_impossible_number_is_refused_on_resume(tm
 
 
 def test_resume_drops_a_torn_last_metrics_line_and_keeps_the_others(tmp_path, capsys):
-    """Issue 8: a run killed (or out of disk) while appending a line left it torn; --resume crashed on it."""
+    """A run killed (or out of disk) while appending a line left it torn; --resume crashed on it."""
     out = tmp_path / "run"
     assert run("train", "--steps", 4, "--out", out, *TINY) == 0
     metrics = out / "metrics.jsonl"
@@ -362,7 +362,7 @@ class _Payload:
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, capsys):
-    """Issue 8: checkpoints were read with weights_only=False, so --resume, eval, sample and compare ran
+    """Checkpoints used to be read with weights_only=False, so --resume, eval, sample and compare ran
     whatever a colleague's checkpoint.pt had pickled."""
     marker = tmp_path / "payload-ran"
     out = tmp_path / "run"
@@ -391,7 +391,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, ca
 
 
 def test_log_lines_leave_out_the_values_that_do_not_exist(tmp_path, capsys):
-    """Issue 16: after the lens left, every line printed lambda=None … loss_lens_rec=None."""
+    """After the lens left, every line used to print lambda=None … loss_lens_rec=None."""
     runs = {"drop": ["--k", 2, "--steps", 4], "no lens": ["--lens", "none", "--steps", 4],
             "converge": [*RETIRE, "--steps", 6]}                   # retires after step 4
     for name, extra in runs.items():
@@ -417,7 +417,7 @@ def _summary(err: str) -> str:
 
 @pytest.mark.parametrize("extra", [[], ["--eval-every", 3, "--fid-samples", 256]], ids=["2-D, no eval", "eval-every"])
 def test_the_summary_line_gives_what_eval_reports_for_the_checkpoint(tmp_path, capsys, extra):
-    """Issue 16: the run ended with a raw dict; now one line for people, whose FID and modes are eval's."""
+    """The run used to end with a raw dict; now one line for people, whose FID and modes are eval's."""
     out = tmp_path / "run"
     assert run("train", "--steps", 6, "--k", 2, "--out", out, *TINY, *extra) == 0
     summary = _summary(capsys.readouterr().err)
@@ -449,7 +449,7 @@ def test_the_summary_of_an_image_run_says_how_to_measure_fid(tmp_path, mnist_dir
 
 
 def test_point_samples_after_the_lens_left_say_so_and_show_x_in_the_middle(tmp_path, monkeypatch):
-    """Issue 16: the last grid of a lens run was titled "no lens" with an empty middle panel."""
+    """The last grid of a lens run used to be titled "no lens" with an empty middle panel."""
     from tempered_gan import snapshot
     drawn = {}
 

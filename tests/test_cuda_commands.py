@@ -1,4 +1,4 @@
-"""benchmarks/cuda_commands.py (issue 22: every command on the GPU as a user runs it), run end to
+"""benchmarks/cuda_commands.py (every command on the GPU as a user runs it), run end to
 end on the CPU on a 40-image MNIST, and its placement walker shown to name the first tensor that
 is not on the asked device ("meta" stands in for a device the CPU cannot have)."""
 import importlib.util

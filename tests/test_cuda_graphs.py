@@ -2,14 +2,14 @@
 phase changes, and no host synchronisation inside a replayed step.
 
 The GPU cases (``needs_cuda``) skip without one (CI has none; they run on the
-lent GPU machine: ``python -m pytest tests/test_cuda_graphs.py``, or
+a machine with a CUDA GPU: ``python -m pytest tests/test_cuda_graphs.py``, or
 benchmarks/gpu_session.sh). Everything they rely on that needs no GPU runs on
 the CPU here, so that a mistake in it never costs device time: each case's
 configuration and trainer, the device packet (λ, α, t as tensors), the phase
 schedule and retirement step, resuming across ``--cuda-graphs`` (the
 optimisers' flags), eval and sample of a ``--cuda-graphs`` run, and the
-benchmark's configurations. Written in sessions without a GPU: the GPU cases
-have not yet run (issues 10 and 17).
+benchmark's configurations. Written on machines without a GPU: the GPU cases
+have not yet run.
 """
 import json
 import os
@@ -347,7 +347,7 @@ def test_nan_stops_the_fast_path_and_keeps_the_last_good_checkpoint(tmp_path, mn
     assert state["step"] == 8
 
 
-# --- the GPU benchmark and session script without a GPU ------------------------
+# --- the GPU benchmark and GPU check script without a GPU ----------------------
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 

@@ -129,7 +129,7 @@ def test_a_cache_on_a_full_disk_costs_only_the_cache(tmp_path, full_disk):
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tmpfs needs root")
 def test_a_real_full_tmpfs(tmp_path):
-    """The issue's case on a real small file system: a run fills it, then --resume on the same disk."""
+    """A full disk for real, on a small file system: a run fills it, then --resume on the same disk."""
     disk = tmp_path / "disk"
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode:

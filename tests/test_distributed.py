@@ -77,7 +77,7 @@ def test_fingerprint_sees_a_single_changed_weight():
 
 
 def test_two_processes_evaluate_fid_during_training_and_finish(tmp_path):
-    """Issue 8: rank 0's FID went through torchmetrics' compute(), which gathers over the process
+    """Rank 0's FID used to go through torchmetrics' compute(), which gathers over the process
     group; rank 1 was at the next all_reduce, so both waited forever. A short collective timeout
     makes the old code fail here in seconds instead of hanging the suite."""
     out = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""Issue 23: data sets and the Inception weights fetched on first use, checksummed, from a mirror or not at all.
+"""Data sets and the Inception weights fetched on first use, checksummed, from a mirror or not at all.
 
 Every fetch here is from a loopback HTTP server (127.0.0.1) that the test starts and that counts the
 requests; the rest of the suite runs offline (tests/conftest.py). The served files are tiny fakes, so the

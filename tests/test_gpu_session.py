@@ -1,4 +1,4 @@
-"""benchmarks/gpu_session.sh, the one script a GPU session runs (issue 17), checked
+"""benchmarks/gpu_session.sh, the one script that runs the GPU checks, checked
 on the CPU: its one-line refusals, and its stage, time-limit and summary logic
 with every stage replaced by a tiny stand-in (GPU_SESSION_FAKE=1); and
 benchmarks/gpu_session_results.py on made-up results."""
@@ -74,7 +74,7 @@ def test_stages_reruns_only_the_named_stages_and_part_two_runs_the_comparison(tm
     assert result.returncode == 0, result.stdout + result.stderr
     assert summary_rows(out) == {"device": "ok", "compare": "ok"}
     budgets.append(int(re.search(r"budget (\d+)s", result.stdout).group(1)))
-    # Both parts inside the session's 15 minutes of device time, with 3 minutes left for a cold start and transfers.
+    # Both parts inside 15 minutes of GPU time, with 3 minutes left for a cold start and transfers.
     assert budgets == [405, 300] and sum(budgets) + 180 <= 15 * 60
 
 

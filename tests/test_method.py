@@ -1,4 +1,4 @@
-"""The method itself (SPEC, "Losses"), checked from outside the trainer.
+"""The method itself (paper §2.1–2.4), checked from outside the trainer.
 
 Each test runs real ``Trainer.step()`` iterations on tiny nets and records, with
 forward hooks, what G, D and the lens receive and return. From those records it
@@ -32,10 +32,10 @@ from tempered_gan.trainer import Trainer
 
 TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
 TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)
-GP_WEIGHT = 10.0   # SPEC: WGAN-GP's penalty weight
+GP_WEIGHT = 10.0   # WGAN-GP's penalty weight (Gulrajani et al.'s, whose code paper §2.4 uses)
 
 
-# --- the paper's terms (SPEC, "Losses"); D's outputs are logits for the original GAN -----
+# --- the paper's terms (§2.1–2.3); D's outputs are logits for the original GAN ----------
 
 def d_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     if loss == "gan":      # −log D(L(X)) − log(1 − D(G(Z)))
@@ -221,7 +221,7 @@ def check_iterations(trainer: Trainer, steps: int) -> list[float]:
         through_d = any(same(c.input, lx) for c in rec.of("D", d_trainable=False))
         if cfg.lens != "sine" or t <= cfg.k:
             assert through_d, "the lens's loss is not of D(L(X))"
-        else:   # λ = 0 for good: the term weighs nothing, so D's pass is skipped (issue 9)
+        else:   # λ = 0 for good: the term weighs nothing, so D's pass is skipped
             assert not through_d, "after K the lens step still ran D for a term weighted by λ = 0"
         lensed = L(x)
         assert_close(lensed.detach(), lx)

@@ -204,7 +204,7 @@ def never_train(*args, **kwargs):
 
 
 def assert_same_features(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """The same net's features of the same images, computed in batches of different shapes (issue 24).
+    """The same net's features of the same images, computed in batches of different shapes.
 
     Equal only to float32 rounding: for another batch shape oneDNN or MKL may pick another kernel,
     which adds the same products (at most 256 per feature and layer here) in another order. Measured

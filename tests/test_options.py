@@ -1,4 +1,4 @@
-"""Every option that --help lists reaches what it controls, and --help is grouped by topic (issue 16).
+"""Every option that --help lists reaches what it controls, and --help is grouped by topic.
 
 Each option gets a check that would fail if the option were parsed and then ignored:
 the object it configures (network, optimiser, schedule, tempering) is built through the

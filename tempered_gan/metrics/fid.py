@@ -71,7 +71,7 @@ class FIDEvaluator:
         dim = extractor.num_features
         # reset_real_features=False: reset() between scores clears only the generated side.
         # LOCAL: with torchrun only rank 0 evaluates; torchmetrics' default compute() would gather
-        # over the process group, a collective the other ranks never join (issue 8: a hang).
+        # over the process group, a collective the other ranks never join: --eval-every with torchrun would hang.
         self._fid = FrechetInceptionDistance(feature=_Precomputed(dim), reset_real_features=False, **LOCAL)
         self._fid.update(features, real=True)
         self._kid = None
