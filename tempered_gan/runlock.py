@@ -20,7 +20,7 @@ Network file systems: ``flock`` is honoured on local file systems; on NFS Linux
 maps it to NFS byte-range locks, which work only where the lock service runs
 (not with the ``nolock`` mount option), and some cluster file systems ignore it
 unless mounted with a flock option (e.g. Lustre's ``flock``). There two
-processes may both believe they own a folder (README, "Shards").
+processes may both believe they own a folder (docs/SCALE.md, "One process per folder").
 
 The locks of this process are kept in ``_HELD`` until :func:`release_all`
 (the CLI calls it when a command ends) or the process ends.
@@ -135,7 +135,7 @@ def acquire(folder: Path, what: str = "run", *, shared: bool = False) -> FolderL
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise _refusal(folder, _holder_text(fd), what) from None
             raise UserError(f"cannot lock {folder / LOCK_NAME}: {exc.strerror or exc} (a file system without "
-                            "flock support? see README, 'Shards')") from None
+                            "flock support? see docs/SCALE.md, 'One process per folder')") from None
         finally:
             os.close(fd)
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

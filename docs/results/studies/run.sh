@@ -1,6 +1,6 @@
 #!/bin/bash
 # The two image studies of docs/RESULTS.md ("Run until FID stops improving") and the bf16 check of
-# docs/PERFORMANCE.md §7, as they are run: from a worktree pinned at the rules' commit, e.g.
+# docs/PERFORMANCE.md §6, as they are run: from a worktree pinned at the rules' commit, e.g.
 #
 #   git worktree add --detach ../study 18a814c && cd ../study && PYTHON=/path/to/venv/bin/python bash ../main/docs/results/studies/run.sh
 #
