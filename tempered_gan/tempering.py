@@ -127,6 +127,48 @@ class BaseTempering:
             self._x, self._real = x, real
         return real
 
+    # --- checkpoints --------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a resumed loop needs: the lens and its optimiser (when learned) and the
+        states of its random generators. The schedule and the options are the constructor's:
+        build the same tempering, then :meth:`load_state_dict`."""
+        return {"kind": type(self).__name__,
+                "lens": self.lens.state_dict() if self.lens is not None else None,
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "generators": [g.get_state() for g in self.generators]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output into a tempering built as the saved one was."""
+        if state.get("kind") != type(self).__name__:
+            raise ValueError(f"a {state.get('kind')} state does not fit a {type(self).__name__}")
+        if (state["lens"] is None) != (self.lens is None) or len(state["generators"]) != len(self.generators):
+            raise ValueError(f"the saved {state['kind']} was built with other parts (lens, optimiser, generators)")
+        if self.lens is not None:
+            self.lens.load_state_dict(state["lens"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        for generator, saved in zip(self.generators, state["generators"]):
+            generator.set_state(saved)
+
+    def to(self, device: torch.device | str) -> "BaseTempering":
+        """Move the lens and its optimiser's state to ``device``; returns self. A random
+        generator stays where it was made (a generator's state cannot change device): the
+        noise is drawn there and moved to the data."""
+        if self.lens is not None:
+            self.lens.to(device)
+        if self.optimizer is not None:
+            for per_param in self.optimizer.state.values():
+                for key, value in per_param.items():
+                    if torch.is_tensor(value) and not (key == "step" and value.device.type == "cpu"
+                                                       and not _on_device(self.optimizer)):
+                        per_param[key] = value.to(device)
+        return self
+
+
+def _on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimiser keeps its step counts on the parameters' device (capturable or fused)."""
+    return any(group.get("capturable") or group.get("fused") for group in optimizer.param_groups)
+
 
 class Tempering(BaseTempering):
     """The learned lens: L, its optimiser and its loss ``λ(t)·L_L^A + L_L^R``.

@@ -2,6 +2,8 @@
 import re
 from pathlib import Path
 
+import torch
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -47,3 +49,15 @@ def test_readme_opens_with_the_default_runs_summary_line_and_image():
                         r"final FID [0-9.]+, [0-8] of 8 modes; last samples: \S+/samples/step_0004000\.png", line[1])
     image = re.search(r"!\[[^\]]*\]\(([^)]+)\)", first_section)
     assert image and (README.parent / image[1]).is_file()
+
+
+def test_readme_checkpoint_example_restores_the_lens_and_its_optimiser(tmp_path, monkeypatch, capsys):
+    loop, _, checkpoint = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)[:3]
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(loop, "README.md", "exec"), scope)
+    saved = {k: v.clone() for k, v in scope["tempering"].lens.state_dict().items()}
+    exec(compile(checkpoint, "README.md", "exec"), scope)
+    restored = scope["tempering"].lens.state_dict()
+    assert all(torch.equal(saved[k], restored[k].cpu()) for k in saved) and scope["start"] == 4
+    assert scope["tempering"].optimizer.state_dict()["state"], "the lens optimiser's moments were not restored"
