@@ -203,14 +203,20 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .snapshot import load_run, write_sample_panel
+    from .snapshot import export_samples, load_run, write_sample_panel
 
-    if args.count < 1:
-        raise UserError(f"--count must be at least 1, got {args.count}")
+    if args.count is not None and args.count < 1:
+        raise UserError(f"--n must be at least 1, got {args.count}")
     trainer = load_run(Path(args.run_dir), device=args.device)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "samples" / f"sample_{trainer.step_count:07d}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_sample_panel(trainer, out, args.count)
+    step = trainer.step_count
+    if args.format == "grid":
+        out = Path(args.out) if args.out else Path(args.run_dir) / "samples" / f"sample_{step:07d}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_sample_panel(trainer, out, args.count or 64)
+    else:
+        name = f"export_{step:07d}" + (".npz" if args.format == "npz" else "")
+        out = Path(args.out) if args.out else Path(args.run_dir) / "samples" / name
+        export_samples(trainer, out, args.count or trainer.cfg.fid_samples, args.format)
     print(out)
     return 0
 

@@ -250,8 +250,15 @@ def _add_eval_and_sample(commands) -> None:
                                                                 "(default: the run's)")
         else:
             output = sub.add_argument_group("output")
-            output.add_argument("--out", help="PNG to write (default: RUN_DIR/samples/sample_<step>.png)")
-            output.add_argument("--count", type=int, default=64, help="samples in the grid (default 64)")
+            output.add_argument("--format", choices=("grid", "png", "npz"), default="grid",
+                                help="grid: one PNG of G(Z) | what D sees | X (default); png: a folder of N "
+                                     "PNGs; npz: one .npz holding arr_0, uint8 (N, H, W, C) (float32 (N, 2) for 2-D "
+                                     "points), for pytorch-fid, clean-fid or torch-fidelity")
+            output.add_argument("--out", help="where to write (default: RUN_DIR/samples/sample_<step>.png, "
+                                              "…/export_<step>/ or …/export_<step>.npz)")
+            output.add_argument("--n", "--count", dest="count", type=int,
+                                help="samples (default: 64 in a grid; else the run's --fid-samples, the very "
+                                     "samples eval scores)")
         sub.add_argument_group("speed and device").add_argument(
             "--device", default=None, help="auto, cpu, cuda or cuda:N (default: the run's)")
 

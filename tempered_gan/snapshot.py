@@ -8,6 +8,7 @@ in eval mode, from generators of their own.
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from . import exits
 from .build import preflight, seed_for
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import CONFIG, TrainConfig
-from .errors import writing
+from .errors import UserError, writing
 from .nets import eval_mode
 from .rundir import open_run
 from .runlog import RunLog, save_image_panel, save_point_panel
@@ -81,6 +82,47 @@ def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> Path:
         with writing(run_dir / "tb"):
             log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
     return path
+
+
+EXPORT_FORMATS = ("grid", "png", "npz")
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1], (N, C, H, W) → uint8 (N, H, W, C), as image files hold them."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def export_samples(trainer: Trainer, out: Path, count: int, fmt: str) -> Path:
+    """``count`` samples G(Z) from the evaluation's own noise stream (the very samples ``eval``
+    scores when ``count`` is the run's ``--fid-samples``): ``png``, a folder of numbered PNGs;
+    ``npz``, one ``arr_0`` array, uint8 (N, H, W, C) for images, float32 (N, 2) for 2-D points.
+    For pytorch-fid, clean-fid or torch-fidelity. Written atomically; an existing file or a
+    folder that holds something is refused."""
+    import numpy as np
+
+    from .checkpoint import atomic_write_bytes
+
+    if fmt == "png" and trainer.data.kind == "points":
+        raise UserError("2-D points are not images: export them with --format npz")
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        raise UserError(f"{out} already exists; choose another --out")
+    samples = trainer.generate(count)
+    if fmt == "npz":
+        array = samples.float().numpy() if trainer.data.kind == "points" else to_uint8(samples).numpy()
+        buffer = io.BytesIO()
+        np.savez(buffer, arr_0=array)
+        with writing(out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, buffer.getvalue())
+        return out
+    from PIL import Image
+
+    pixels = to_uint8(samples).numpy()
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(pixels):
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(out / f"{i:06d}.png")
+    return out
 
 
 def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:

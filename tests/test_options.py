@@ -399,7 +399,7 @@ CHECKED_HERE = {
                                    "--fid-samples", "--fid-features", "--inception-weights", "--device", "--progress"},
     "compare": set(COMPARE_VALUES) | set(COMPARE_SWITCHES) | COMPARE_OWN,
     "eval": {"--fid-samples", "--fid-features", "--inception-weights", "--device"},
-    "sample": {"--out", "--count", "--device"},
+    "sample": {"--out", "--count", "--device", "--n", "--format"},   # --n, --format: test_sample_export.py
     "reproduce": set(REPRODUCE_VALUES) | set(COMPARE_SWITCHES) | REPRODUCE_OWN,
 }
 
