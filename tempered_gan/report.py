@@ -177,7 +177,7 @@ def summarise(results: list[RunResult], arms: "list[Arm | str]", fail_factor: fl
             "failed": format_rate(len(failed), len(runs)),
             "converged": _trend_counts(runs),
         }
-        for key in ("modes", "kl", "high_quality"):
+        for key in COLUMNS:
             values = [r.final(key) for r in runs if r.final(key) is not None]
             finite = [v for v in values if math.isfinite(v)]
             if values:
@@ -195,8 +195,13 @@ def _trend_counts(runs: list[RunResult]) -> str:
 
 
 # Metrics compared seed by seed: key, label, lower is better.
+# The per-arm columns after FID, as the table heads them (mean ± sd at the last evaluation).
+COLUMNS = {"modes": "modes", "kl": "KL", "high_quality": "high-quality share", "precision": "precision",
+           "recall": "recall", "density": "density", "coverage": "coverage"}
 PAIRED_METRICS = (("final_fid", "final FID", True), ("best_fid", "best FID", True), ("modes", "modes", False),
-                  ("kl", "KL of the mode histogram", True))
+                  ("kl", "KL of the mode histogram", True), ("precision", "precision (k = 3)", False),
+                  ("recall", "recall (k = 3)", False), ("density", "density (k = 5)", False),
+                  ("coverage", "coverage (k = 5)", False))
 
 
 def per_seed(runs: list[RunResult], key: str) -> dict[int, float]:
@@ -244,9 +249,9 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
     feature, strips, modes_figure = write_figures(results, arms, out, labels, colours)
 
     rows, threshold, target = summarise(results, arms, fail_factor, fail_fid, fail_modes, reference)
-    extra = [k for k in ("modes", "kl", "high_quality") if any(k in row for row in rows)]
+    extra = [k for k in COLUMNS if any(k in row for row in rows)]
     header = ["arm", "seeds", "best FID", "final FID", "step reaching reference best", "failed (95 % CI)",
-              "converged / improving / diverging", *extra]
+              "converged / improving / diverging", *(COLUMNS[k] for k in extra)]
     seeds = sorted({r.seed for r in results})
     lines = [
         f"# Comparison: {base.dataset}, {base.loss}",
@@ -272,8 +277,8 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
                     + (f", or it covers fewer than {fail_modes} modes at the end (--fail-modes)" if fail_modes else ""))
     lines += [
         "",
-        "Best and final FID, modes, KL, high-quality share: mean ± standard deviation over seeds, at the last "
-        "evaluation. "
+        "Best and final FID, modes, KL, high-quality share, precision and recall (k = 3), density and coverage "
+        "(k = 5, on FID's features): mean ± standard deviation over seeds, at the last evaluation. "
         + (f"'Step reaching reference best': first evaluation at which a run's FID was at most the mean best FID of "
            f"{labels[reference]} ({target:.3g}), mean over the seeds that reached it. " if target is not None else "")
         + f"Failed: {failure_rule}; the interval is Wilson's. " + CONVERGENCE_RULE,
@@ -342,7 +347,8 @@ def _paired_section(results: list[RunResult], arms: list[Arm], reference: str, l
         "",
         f"Δ = arm − {labels[reference]} on the same seed (same initial weights, batches and noise), over the seeds "
         f"where both runs have the value; mean with a {100 * CONFIDENCE:g} % Student-t interval. Wins/losses: seeds "
-        "on which the arm was better/worse (lower FID and KL, more modes). The verdict says better or worse only when "
+        "on which the arm was better/worse (lower FID and KL; more modes, precision, recall, density and coverage). "
+        "The verdict says better or worse only when "
         "the whole interval lies on one side of 0; when every per-seed difference is the same (no spread, no "
         "interval) it comes from the two-sided sign test instead. Seeds where either value is NaN are left out and "
         "counted. 'At convergence' when every run of both arms had converged by the rule above, else 'at equal "

@@ -38,7 +38,9 @@ def test_compare_writes_every_report_item(comparison):
     assert "instance noise: N(0, σ(t)²) added to both of D's inputs, σ₀ = 1" in report
     assert "best FID" in report and "final FID" in report and "step reaching reference best" in report
     assert "Seed by seed against no lens" in report
-    assert "failed" in report and "modes" in report and "high_quality" in report
+    assert "failed" in report and "modes" in report and "high-quality share" in report
+    assert "high_quality" not in report.split("## How this was produced")[0]     # columns a person reads
+    assert "| precision | recall | density | coverage |" in report and "**recall (k = 3)**" in report
     assert "tempered-gan compare --out" in report and '"dataset": "mixture-ring8"' in report
     first_eval = next(json.loads(x) for x in (comparison / "runs" / "none-s0" / "metrics.jsonl").read_text().splitlines()
                       if "fid" in json.loads(x))

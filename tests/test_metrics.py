@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -343,3 +344,32 @@ def test_fashion_classifier_separates_real_from_noise(tmp_path):
     real = evaluator.score(first_rows(evaluator, test.batch(torch.arange(2000))))["fid"]
     noise = evaluator.score(torch.rand(evaluator.n_samples, 1, 32, 32) * 2 - 1)["fid"]
     assert real < 5 and noise > 50 * real
+
+
+def test_precision_recall_density_coverage_are_wired_the_right_way_round(tmp_path):
+    """Generated = real gives precision and recall of 1; every sample at one real point is all
+    precision (it lies on the real manifold) and no recall or coverage (it covers one real point)."""
+    from tempered_gan.data import load_dataset
+    from tempered_gan.metrics.fid import REAL_SUBSET_SEED, FIDEvaluator
+
+    real = load_dataset("mixture-ring8")
+    fid = FIDEvaluator(M.feature_extractor("points", "mixture-ring8"), real, n_samples=512, cache_dir=str(tmp_path),
+                       kid=False)
+    idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:512]
+    same = fid.score(real.batch(idx))
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0 and same["density"] == pytest.approx(1.0)
+    collapsed = fid.score(real.batch(idx[:1]).expand(512, 2).clone())
+    assert collapsed["precision"] == 1.0 and collapsed["recall"] < 0.01 and collapsed["coverage"] < 0.02
+    shifted = fid.score(real.batch(idx) + 10.0)                       # off the manifold altogether
+    assert shifted["precision"] == shifted["density"] == shifted["recall"] == shifted["coverage"] == 0.0
+
+
+def test_eval_prints_precision_recall_density_and_coverage(tmp_path, capsys):
+    from tempered_gan.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "--steps", "2", "--k", "1", "--batch-size", "32", "--width", "8", "--lens-width", "4",
+                 "--lens-blocks", "1", "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--fid-samples", "256"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert all(0 <= scores[k] <= 1 for k in ("precision", "recall", "coverage")) and scores["density"] >= 0

@@ -6,7 +6,9 @@ the network and the real features can be cached on disk as a plain ``(n, d)`` te
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import math
 import warnings
 
@@ -22,6 +24,10 @@ from ..errors import UserError
 from .features import CHUNK, FeatureExtractor, data_fingerprint, metrics_dir
 
 REAL_SUBSET_SEED = 20180401
+# Precision and recall with k = 3 (Kynkäänniemi et al. 2019), density and coverage with k = 5
+# (Naeem et al. 2020): each paper's own k, on the same features as FID (prdc, Naeem et al.'s code).
+PR_NEIGHBOURS, DC_NEIGHBOURS = 3, 5
+FIDELITY_KEYS = ("precision", "recall", "density", "coverage")
 KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 0
 # Metrics that never take part in a collective: scores are of this process's samples alone.
 LOCAL = dict(sync_on_compute=False, distributed_available_fn=lambda: False)
@@ -104,11 +110,13 @@ class FIDEvaluator:
                "real_samples": len(self.real_features)}
         if self._kid is not None:
             out["kid"] = out["kid_std"] = math.nan
+        out.update(dict.fromkeys(FIDELITY_KEYS, math.nan))
         if not torch.isfinite(fake).all():  # a diverged G: report NaN rather than fail the run
             return out
         self._fid.reset()
         self._fid.update(fake, real=False)
         out["fid"] = float(self._fid.compute())
+        out.update(fidelity_and_diversity(self.real_features, fake))
         if self._kid is not None and len(fake) >= self._kid.subset_size:
             self._kid.reset()
             self._kid.update(fake, real=False)
@@ -121,3 +129,19 @@ class FIDEvaluator:
                 mean, std = self._kid.compute()
             out["kid"], out["kid_std"] = float(mean), float(std)
         return out
+
+
+def fidelity_and_diversity(real: torch.Tensor, fake: torch.Tensor) -> dict:
+    """Precision and recall (k = 3), density and coverage (k = 5) of ``fake`` against ``real``
+    features, by ``prdc``. Precision and density: how much of the generated lies on the real
+    manifold; recall and coverage: how much of the real the generated covers. NaN with fewer
+    samples on either side than a neighbourhood needs."""
+    from prdc import compute_prdc
+
+    if min(len(real), len(fake)) <= DC_NEIGHBOURS:
+        return dict.fromkeys(FIDELITY_KEYS, math.nan)
+    r, f = real.double().numpy(), fake.double().numpy()
+    with contextlib.redirect_stdout(io.StringIO()):   # prdc prints the sample counts; eval's stdout is JSON
+        pr, dc = compute_prdc(r, f, nearest_k=PR_NEIGHBOURS), compute_prdc(r, f, nearest_k=DC_NEIGHBOURS)
+    return {"precision": float(pr["precision"]), "recall": float(pr["recall"]),
+            "density": float(dc["density"]), "coverage": float(dc["coverage"])}
