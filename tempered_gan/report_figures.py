@@ -27,7 +27,7 @@ def write_figures(results: list, arms: list[Arm], out: Path, labels: dict, colou
 
     feature = _fid_figure(plt, results, out, label, colours)
     modes = _modes_figure(plt, results, out, label, colours)
-    _lens_figure(plt, results, out, colours)
+    _lens_figure(plt, results, out, label, colours)
     strips = _sample_strips(plt, results, arms, out, labels)
     return feature, strips, modes
 
@@ -40,9 +40,11 @@ def _fid_figure(plt, results: list, out: Path, label, colours: dict) -> str:
             steps, fids = zip(*r.fids)
             ax.plot(steps, fids, color=colours[r.arm], alpha=0.8, marker=".", label=label(r))
     feature = next((e.get("features") for r in results for e in r.evals), "?")
-    ax.set(xlabel="step", ylabel="FID")
-    ax.set_title("FID against step\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
-    ax.legend(fontsize=8)
+    values = [f for r in results for _, f in r.fids if f == f and abs(f) != float("inf")]
+    log = bool(values) and min(values) > 0     # one diverged run's FID must not flatten every other curve
+    ax.set(xlabel="step", ylabel="FID" + (" (log scale)" if log else ""), yscale="log" if log else "linear")
+    ax.set_title("FID against step, one line per seed\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
+    ax.legend(fontsize=8, title="arm (colour)", title_fontsize=8)
     fig.tight_layout()
     save_figure(fig, out / "fid.png", dpi=100)
     plt.close(fig)
@@ -68,17 +70,24 @@ def _modes_figure(plt, results: list, out: Path, label, colours: dict) -> bool:
     return True
 
 
-def _lens_figure(plt, results: list, out: Path, colours: dict) -> None:
-    """λ and the lens reconstruction error against step."""
+def _lens_figure(plt, results: list, out: Path, label, colours: dict) -> None:
+    """λ and the lens reconstruction error against step, one line per seed, a legend of the arms."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     for r in results:
         logs = [x for x in r.logs if x.get("lambda") is not None]
         if logs:
-            ax1.plot([x["step"] for x in logs], [x["lambda"] for x in logs], color=colours[r.arm])
-            ax2.plot([x["step"] for x in logs], [max(x["loss_lens_rec"], 1e-12) for x in logs], color=colours[r.arm])
-    ax1.set(xlabel="step", ylabel="λ", title="λ(t) (noise and blur: σ(t) = σ₀·λ(t))")
-    ax2.set(xlabel="step", ylabel="‖X − T(X)‖² (mean)", title="D's real input T(X) against X\n"
-            "(T = L, noise or blur; the lens's reconstruction error)", yscale="log")
+            ax1.plot([x["step"] for x in logs], [x["lambda"] for x in logs], color=colours[r.arm], marker=".",
+                     label=label(r))
+            ax2.plot([x["step"] for x in logs], [max(x["loss_lens_rec"], 1e-12) for x in logs], color=colours[r.arm],
+                     marker=".")
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(fontsize=8, title="arm (colour; one line per seed)", title_fontsize=8)
+    else:
+        ax1.text(0.5, 0.5, "no arm tempers the real data", ha="center", va="center", transform=ax1.transAxes)
+    ax1.set(xlabel="step", ylabel="λ")
+    ax1.set_title("λ(t) (noise and blur: σ(t) = σ₀·λ(t))", fontsize=9)
+    ax2.set(xlabel="step", ylabel="‖X − T(X)‖² (mean)", yscale="log")
+    ax2.set_title("D's real input T(X) against X\n(T = L, noise or blur; the lens's reconstruction error)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out / "lens.png", dpi=100)
     plt.close(fig)
@@ -107,8 +116,9 @@ def _sample_strips(plt, results: list, arms: list[Arm], out: Path, labels: dict)
             if col < len(picks):
                 ax.imshow(plt.imread(picks[col]))
                 ax.set_title(f"{labels[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
-    fig.suptitle("samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X")
-    fig.tight_layout()
+    title = "samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X"
+    fig.suptitle(textwrap.fill(title, max(30, int(10 * 4.5 * cols))), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.92 if cols > 1 else 0.86))   # room for the title, never clipped
     save_figure(fig, out / "samples.png", dpi=100)
     plt.close(fig)
     return True
