@@ -96,10 +96,10 @@ def parse_arm(spec: str) -> Arm:
     types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     overrides = {}
     for part in parts:
-        key, eq, text = part.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key or not text.strip():
+        pair = option_pair(part)
+        if pair is None:
             raise UserError(f"arm {spec!r}: write each option as name=value after a colon, e.g. sine:k=600")
+        key, text = pair
         if key not in types:
             raise UserError(f"arm {spec!r}: unknown option {key!r}")
         if key not in allowed:
@@ -109,6 +109,13 @@ def parse_arm(spec: str) -> Arm:
             raise UserError(f"arm {spec!r}: {key} is given twice")
         overrides[key] = parse_value(f"arm {spec!r}", key, text.strip(), types[key])
     return Arm(base, tuple(sorted(overrides.items())))
+
+
+def option_pair(text: str) -> tuple[str, str] | None:
+    """``name=value`` → (the option's field name, the value's text); None when either is missing."""
+    key, eq, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    return (key, value) if eq and key and value.strip() else None
 
 
 def parse_value(where: str, key: str, text: str, kind: str):

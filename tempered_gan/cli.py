@@ -102,14 +102,7 @@ def cmd_compare(args) -> int:
     arms = parse_arms(args.arms or chosen.arms)
     fail_fid = args.fail_fid if args.fail_fid is not None else chosen.fail_fid
     shard = grid_options(args.jobs, args.shard, args.report_only, "grid")
-    if args.seed is not None:
-        raise UserError("compare runs several seeds; choose them with --seeds N, A-B or a list")
-    if args.eval_every == 0:
-        raise UserError("compare needs FID during training: --eval-every must be at least 1 "
-                        "(leave it out for ten evaluations per run)")
-    given = given_options(args)
-    if {"lens", "lambda_value", "tempering"} & set(given):
-        raise UserError("compare sets the lens per arm; choose arms with --arms none,sine,constant,noise,blur,r1")
+    given = _grid_run_options(args)
     base = TrainConfig(**{**chosen.options, **given})
     report = compare(base, arms, seeds, Path(args.out), command=_command_line(args), fail_factor=args.fail_factor,
                      fail_fid=fail_fid, fail_modes=args.fail_modes, reference=args.reference,
@@ -117,6 +110,21 @@ def cmd_compare(args) -> int:
     if report is not None:
         print(f"report: {report}", file=sys.stderr)
     return 0
+
+
+def _grid_run_options(args) -> dict:
+    """The run options given to ``compare`` or ``sweep``: neither takes a seed (``--seeds``), needs FID
+    during training, and sets the tempering per arm."""
+    if args.seed is not None:
+        raise UserError(f"{args.command} runs several seeds; choose them with --seeds N, A-B or a list")
+    if args.eval_every == 0:
+        raise UserError(f"{args.command} needs FID during training: --eval-every must be at least 1 "
+                        "(leave it out for ten evaluations per run)")
+    given = given_options(args)
+    if {"lens", "lambda_value", "tempering"} & set(given):
+        raise UserError(f"{args.command} sets the lens per arm; choose arms with --arms "
+                        "none,sine,constant,noise,blur,r1")
+    return given
 
 
 def cmd_sweep(args) -> int:
@@ -128,14 +136,7 @@ def cmd_sweep(args) -> int:
     seeds = parse_seeds(args.seeds if args.seeds is not None else "3")
     arms = parse_arms(args.arms or "none,sine")
     shard = grid_options(args.jobs, args.shard, args.report_only, "sweep")
-    if args.seed is not None:
-        raise UserError("sweep runs several seeds; choose them with --seeds N, A-B or a list")
-    if args.eval_every == 0:
-        raise UserError("sweep needs FID during training: --eval-every must be at least 1 "
-                        "(leave it out for ten evaluations per run)")
-    given = given_options(args)
-    if {"lens", "lambda_value", "tempering"} & set(given):
-        raise UserError("sweep sets the tempering per arm; choose arms with --arms none,sine,noise,blur,r1")
+    given = _grid_run_options(args)
     fixed = sorted(set(given) & set(axes))
     if fixed:
         raise UserError(f"{', '.join('--' + k.replace('_', '-') for k in fixed)} is an axis of the grid; "

@@ -32,7 +32,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arms import Arm, format_value, parse_value, reference_arm
+from .arms import Arm, format_value, option_pair, parse_value, reference_arm
 from .config import TrainConfig, resolve
 from .errors import UserError
 from .experiment import cell_report, check_fail_rule, grid_configs, train_grid
@@ -73,10 +73,10 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
     types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     axes: dict[str, list] = {}
     for spec in specs:
-        key, eq, text = spec.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key or not text.strip():
+        pair = option_pair(spec)
+        if pair is None:
             raise UserError(f"--grid {spec!r}: write KEY=V1,V2,…, e.g. --grid lr=2e-4,1e-3")
+        key, text = pair
         if key not in GRID_KEYS:
             why = ("it belongs to the arms (e.g. --arms sine:k=600, noise:noise_sigma=0.5, r1:r1_gamma=1)"
                    if key in types else "no such option")

@@ -1,4 +1,5 @@
 """One owner per run folder: a second process is refused with nothing changed; a dead holder never blocks."""
+import contextlib
 import hashlib
 import os
 import signal
@@ -64,18 +65,31 @@ def trained(tmp_path):
     return out
 
 
-def test_a_running_train_refuses_resume_overwrite_and_a_second_train(tmp_path, capsys):
-    """A real `train` is stopped (SIGSTOP) once it has a checkpoint, holding its folder: every second process
-    is refused in one line naming it, and not a byte of the folder changes."""
-    out = tmp_path / "run"
+@contextlib.contextmanager
+def stopped_train(out: Path, checkpoint_every: int, until: str):
+    """A real `train` into ``out``, stopped (SIGSTOP) once ``out/until`` exists, so that it holds its folder;
+    yields the process, then kills it."""
     proc = subprocess.Popen([sys.executable, "-m", "tempered_gan", "train", "--out", str(out), "--steps", "100000",
-                             "--k", "2", "--checkpoint-every", "2", *TINY], stderr=subprocess.DEVNULL, env=env())
+                             "--k", "2", "--checkpoint-every", str(checkpoint_every), *TINY],
+                            stderr=subprocess.DEVNULL, env=env())
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and not (out / "checkpoint.pt").exists():
+        while time.time() < deadline and not (out / until).exists():
             time.sleep(0.1)
         proc.send_signal(signal.SIGSTOP)
-        time.sleep(0.5)                      # let a write in flight land before the snapshot
+        time.sleep(0.5)                      # let a write in flight land before the caller's snapshot
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_running_train_refuses_resume_overwrite_and_a_second_train(tmp_path, capsys):
+    """A real `train` is stopped once it has a checkpoint, holding its folder: every second process
+    is refused in one line naming it, and not a byte of the folder changes."""
+    out = tmp_path / "run"
+    with stopped_train(out, 2, "checkpoint.pt") as proc:
         before = snapshot(out)
         assert "checkpoint.pt" in before
         for argv in (["train", "--resume", out, "--steps", 200000],
@@ -84,34 +98,19 @@ def test_a_running_train_refuses_resume_overwrite_and_a_second_train(tmp_path, c
             err = refused(capsys, run(*argv))
             assert f"{out} is in use by pid {proc.pid} on {socket.gethostname()} since " in err, err
         assert snapshot(out) == before
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 def test_a_run_training_before_its_first_checkpoint_is_named_as_busy_not_as_empty(tmp_path, capsys):
     """resume, eval and sample take the folder's lock before they look for the checkpoint: a run that is
     training but has not saved one yet is refused in one line naming its process, with nothing changed."""
     out = tmp_path / "busy"
-    proc = subprocess.Popen([sys.executable, "-m", "tempered_gan", "train", "--out", str(out), "--steps", "100000",
-                             "--k", "2", "--checkpoint-every", "100000", *TINY], stderr=subprocess.DEVNULL, env=env())
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (out / "metrics.jsonl").exists():
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGSTOP)
-        time.sleep(0.5)
+    with stopped_train(out, 100000, "metrics.jsonl") as proc:
         before = snapshot(out)
         assert "config.json" in before and "checkpoint.pt" not in before
         for argv in (["train", "--resume", out], ["eval", out], ["sample", out]):
             err = refused(capsys, run(*argv))
             assert f"{out} is in use by pid {proc.pid} on {socket.gethostname()} since " in err, (argv, err)
         assert snapshot(out) == before
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 def test_eval_and_sample_of_a_missing_folder_create_nothing(tmp_path, capsys):
