@@ -65,8 +65,9 @@ HELP = {
     "checkpoint_every": "steps between checkpoints (default: a tenth of the run, at most 5000)",
     "eval_every": "steps between FID (and mode-coverage) evaluations; 0 (default): none",
     "fid_samples": "samples per FID (default 4096; 10000 for wgan-gp, as in the paper)",
-    "fid_features": "auto (default: points for 2-D data, else classifier), classifier, inception (the paper's; "
-                    "weights fetched on first use) or points",
+    "fid_features": "auto (default: points for 2-D data, inception for celeba and folder, which have no labels, "
+                    "else classifier), classifier (offline, trained on the data set's labels), inception (the "
+                    "paper's; weights fetched on first use) or points",
     "inception_weights": "path of pt_inception-2015-12-05-6726825d.pth for paper-comparable FID (default: "
                          "$TEMPERED_GAN_INCEPTION, else torch hub's cache, fetched there on first use)",
     "device": "auto (default), cpu, cuda or cuda:N",

@@ -373,3 +373,26 @@ def test_eval_prints_precision_recall_density_and_coverage(tmp_path, capsys):
     assert main(["eval", str(out), "--fid-samples", "256"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert all(0 <= scores[k] <= 1 for k in ("precision", "recall", "coverage")) and scores["density"] >= 0
+
+
+def test_an_unlabelled_folder_offline_is_told_where_the_inception_file_goes_not_sent_in_a_circle(tmp_path, capsys,
+                                                                                                monkeypatch):
+    from PIL import Image
+
+    from tempered_gan.cli import main
+    for i in range(12):
+        Image.fromarray(np.full((40, 48, 3), 20 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("TEMPERED_GAN_INCEPTION", raising=False)
+    monkeypatch.setenv("TEMPERED_GAN_OFFLINE", "1")
+    base = ["train", "--dataset", "folder", "--data-dir", str(tmp_path), "--steps", "2", "--eval-every", "2",
+            "--batch-size", "4", "--width", "4", "--lens-width", "4", "--lens-blocks", "1", "--no-progress",
+            "--out", str(tmp_path / "run")]
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    assert main(base) == 2                                          # auto is Inception for an unlabelled folder
+    err = capsys.readouterr().err
+    assert f"put the file at {hub / M.INCEPTION_FILE}" in err and "--fid-features classifier" not in err
+    assert main([*base, "--fid-features", "classifier"]) == 2
+    err = capsys.readouterr().err
+    assert "use --fid-features inception" in err and str(hub) in err
+    assert not (tmp_path / "run").exists()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -33,6 +34,7 @@ from ..errors import UserError
 from .classifier import CLASSIFIER_VERSION, ClassifierFeatures, ClassifierNet, ClassifierSettings, classifier_features
 from .coverage import CLASS_COVERAGE_SETS, STACKED_MODES, class_coverage, coverage, mixture_coverage, stacked_mode_coverage
 from .features import (
+    CLASSIFIER_INSTEAD,
     INCEPTION_FILE,
     INCEPTION_FILE_FIDELITY,
     FeatureExtractor,
@@ -58,17 +60,27 @@ def feature_extractor(kind: str, dataset: str, data_dir: str | None = None, *, c
 
     The classifier is trained on first use (``classifier``: how; default
     ``ClassifierSettings()``) and cached (:mod:`.classifier`);
-    Inception weights are never downloaded (:func:`inception_weights_path`).
+    Inception weights are fetched on first use unless offline (:func:`inception_weights_path`).
     """
     kind = _resolve_kind(kind, dataset)
     if kind == "points":
         extractor: FeatureExtractor = IdentityFeatures(2)
     elif kind == "inception":
-        extractor = inception_features(inception_weights)
+        unlabelled = dataset in UNLABELLED
+        extractor = inception_features(inception_weights, f"{dataset} has no labels, so no classifier features can "
+                                       "stand in offline" if unlabelled else CLASSIFIER_INSTEAD)
     else:
         extractor = classifier_features(dataset, data_dir, cache_dir, classifier or ClassifierSettings(),
                                         torch.device(device))
     return extractor.to(device).eval()
+
+
+UNLABELLED = ("celeba", "folder")   # image sets without class labels: no classifier features, no class modes
+
+
+def hub_checkpoints() -> Path:
+    """torch hub's checkpoint folder, where fetched weights go."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def _resolve_kind(kind: str, dataset: str) -> str:
@@ -76,12 +88,14 @@ def _resolve_kind(kind: str, dataset: str) -> str:
         raise UserError(f"unknown FID features {kind!r}; choose one of: {', '.join(FEATURE_KINDS)}")
     points = dataset.startswith("mixture-")
     if kind == "auto":
-        return "points" if points else "inception" if dataset in ("celeba", "folder") else "classifier"
+        return "points" if points else "inception" if dataset in UNLABELLED else "classifier"
     if points != (kind == "points"):
         raise UserError(f"--fid-features {kind} does not apply to {dataset}; use "
                         f"{'points' if points else 'classifier or inception'} (or auto)")
-    if kind == "classifier" and dataset in ("celeba", "folder"):
-        raise UserError(f"{dataset} has no labels to train the FID classifier on; use --fid-features inception")
+    if kind == "classifier" and dataset in UNLABELLED:
+        raise UserError(f"{dataset} has no labels to train the FID classifier on; use --fid-features inception "
+                        f"(its weights, {INCEPTION_FILE}, are fetched on first use into {hub_checkpoints()}, or "
+                        "name a local file with --inception-weights PATH or TEMPERED_GAN_INCEPTION)")
     return kind
 
 

@@ -32,6 +32,8 @@ INCEPTION_FILE_FIDELITY = "weights-inception-2015-12-05-6726825d.pth"
 CHUNK = 256   # samples per forward pass of an extractor
 
 
+CLASSIFIER_INSTEAD = "or use --fid-features classifier, which works offline"   # what a missing Inception file suggests
+
 class FeatureExtractor(nn.Module):
     """Maps samples as the data set yields them (images in [-1, 1], or points) to ``(B, num_features)``.
 
@@ -83,20 +85,21 @@ class InceptionFeatures(FeatureExtractor):
         return self.net(pixels)
 
 
-def inception_features(explicit: str | None = None) -> InceptionFeatures:
-    """The Inception extractor of the weights file :func:`inception_weights_path` finds."""
-    path = inception_weights_path(explicit)
+def inception_features(explicit: str | None = None, instead: str = CLASSIFIER_INSTEAD) -> InceptionFeatures:
+    """The Inception extractor of the weights file :func:`inception_weights_path` finds
+    (``instead``: the alternative its error names)."""
+    path = inception_weights_path(explicit, instead)
     return InceptionFeatures(path, _check_inception_file(path))
 
 
-def inception_weights_path(explicit: str | None = None) -> Path:
+def inception_weights_path(explicit: str | None = None, instead: str = CLASSIFIER_INSTEAD) -> Path:
     """Where the Inception weights are: ``explicit``, else ``$TEMPERED_GAN_INCEPTION``, else the torch hub cache.
 
     Where neither is given and the cache lacks the file, it is fetched there
     (``fetch.fetch_weights``); else a one-line UserError names the missing file
     and the places looked in.
     """
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    hub = Path(torch.hub.get_dir()) / "checkpoints"   # where torchmetrics and torch-fidelity keep theirs
     if explicit:
         candidates = [Path(explicit).expanduser()]
     elif os.environ.get("TEMPERED_GAN_INCEPTION"):
@@ -110,8 +113,7 @@ def inception_weights_path(explicit: str | None = None) -> Path:
         return hub / INCEPTION_FILE
     raise UserError(f"Inception FID weights {INCEPTION_FILE} not found (looked at: {', '.join(map(str, candidates))}); "
                     f"put the file at {hub / INCEPTION_FILE}, set TEMPERED_GAN_INCEPTION or pass --inception-weights PATH "
-                    "(nothing is downloaded for a given path or with TEMPERED_GAN_OFFLINE=1), "
-                    "or use --fid-features classifier, which works offline")
+                    f"(nothing is downloaded for a given path or with TEMPERED_GAN_OFFLINE=1); {instead}")
 
 
 def _check_inception_file(path: Path) -> str:
