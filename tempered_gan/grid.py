@@ -155,7 +155,8 @@ def open_grid(out: Path, configs: dict, run_dirs: dict, shard: Shard | None, *, 
     keys = share(list(configs), shard)
     if shard is not None:
         names = ", ".join(f"{a}-s{s}" for a, s in keys) or "none (the grid has fewer runs than shards)"
-        print(f"compare: shard {shard} of {len(configs)} runs: {names}", file=sys.stderr, flush=True)
+        command = "compare" if what == "comparison" else what
+        print(f"{command}: shard {shard} of {len(configs)} runs: {names}", file=sys.stderr, flush=True)
     return keys
 
 

@@ -77,7 +77,8 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, alpha: Tenso
 
 
 def r1_penalty(real: Tensor, real_scores: Tensor) -> Tensor:
-    """R1 (Mescheder et al. 2018): E‖∇ₓD(x)‖² at D's real input (X without a tempering),
+    """R1 (Mescheder et al. 2018): E‖∇ₓD(x)‖² at D's real input (X for the r1 arm; L(X) when
+    a run combines it with a lens),
     from the scores D gave ``real``, which must require grad. The caller weights it by γ/2.
     Uses ``torch.autograd.grad`` with a graph, so D's update descends the penalty too."""
     (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)

@@ -93,11 +93,13 @@ def check_resume_options(run_dir: Path, given: list[str]) -> None:
 
 
 def open_run(run_dir: Path) -> None:
-    """Lock an existing run folder for reading (``eval``, ``sample``) until this process ends:
-    shared, so readers coexist, and refused, naming the holder, while a run trains there."""
+    """Check an existing run folder before reading it (``eval``, ``sample``): refused, naming the
+    holder, while a process trains there (before its first checkpoint too). A probe that writes and
+    creates nothing, so runs on read-only media or of another user stay readable, and a reader never
+    blocks the run's owner; the checkpoint it then reads is always whole (written atomically)."""
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: no such run folder")
-    runlock.acquire(run_dir, shared=True)
+    runlock.check_free(run_dir)
 
 
 def resumed_config(run_dir: Path, changes: dict) -> TrainConfig:

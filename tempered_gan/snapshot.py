@@ -96,8 +96,8 @@ def export_samples(trainer: Trainer, out: Path, count: int, fmt: str) -> Path:
     """``count`` samples G(Z) from the evaluation's own noise stream (the very samples ``eval``
     scores when ``count`` is the run's ``--fid-samples``): ``png``, a folder of numbered PNGs;
     ``npz``, one ``arr_0`` array, uint8 (N, H, W, C) for images, float32 (N, 2) for 2-D points.
-    For pytorch-fid, clean-fid or torch-fidelity. Written atomically; an existing file or a
-    folder that holds something is refused."""
+    For pytorch-fid, clean-fid or torch-fidelity. The .npz is written atomically; an existing file
+    or a folder that holds something is refused."""
     import numpy as np
 
     from .checkpoint import atomic_write_bytes
@@ -134,8 +134,8 @@ def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
 
 
 def load_run(run_dir: Path, device: str | None = None) -> Trainer:
-    """The trainer of a saved run, at its checkpoint (for eval and sample). The folder is
-    locked (shared: readers coexist) before it is read, so a run still training is named as busy."""
+    """The trainer of a saved run, at its checkpoint (for eval and sample). The folder's lock is
+    probed before it is read, so a run still training is named as busy."""
     from .data import load_dataset
 
     open_run(Path(run_dir))

@@ -32,6 +32,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import runlock
 from .arms import Arm, format_value, option_pair, parse_value, reference_arm
 from .config import TrainConfig, resolve
 from .errors import UserError
@@ -93,6 +94,11 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
 def cells_of(axes: dict[str, list], base: TrainConfig) -> list[Cell]:
     """Every combination of the axes' values, each checked as a configuration (one error line if not)."""
     cells = [Cell(tuple(zip(axes, combo))) for combo in itertools.product(*axes.values())]
+    names = [c.name for c in cells]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"--grid: two values print alike ({', '.join(twice)}); give values that differ in their "
+                        "first six significant digits")
     for cell in cells:
         cfg = dataclasses.replace(base, **dict(cell.values))
         if "gp_weight" in axes and cfg.loss != "wgan-gp":
@@ -158,8 +164,10 @@ def sweep(base: TrainConfig, axes: dict[str, list], arms: "list[Arm | str]", see
                         command=f"{command}  (cell {cell.name})", fail_factor=2.0, fail_fid=rule[0],
                         fail_modes=rule[1], reference=reference)
     from .sweep_report import write_sweep_report
-    return write_sweep_report(out, cells, parsed, seeds, results, others, rule=rule, reference=reference,
-                              map_axes=map_axes, command=command, base=grids[cells[0]][1], total=len(configs))
+    first = grids[cells[0]][2][parsed[0].name, seeds[0]]
+    with runlock.waiting(out / ".report.lock"):   # shards finishing together: one report at a time
+        return write_sweep_report(out, cells, parsed, seeds, results, others, rule=rule, reference=reference,
+                                  map_axes=map_axes, command=command, base=first, total=len(configs))
 
 
 def _map_axes(axes: dict[str, list], chosen: list[str] | None) -> list[str]:

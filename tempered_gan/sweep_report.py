@@ -11,6 +11,7 @@ from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
 from .grid import note_unfinished
 from .paired import CONFIDENCE
+from .runlog import save_figure
 from .sweep import BOOTSTRAP_REPS, BOOTSTRAP_SEED, mcnemar, median_or_none, rate_interval, trains
 
 
@@ -67,13 +68,13 @@ def _cell_table(cells, arms, seeds, results, ok, reference, labels) -> list[str]
             k = sum(ok[cell, arm.name, s] for s in done)
             rates[arm.name] = (k / len(done)) if done else -1
         top = max(rates.values())
-        best = ", ".join(labels[a] for a, r in rates.items() if r == top and r >= 0) or "–"
+        best = ", ".join(labels[a] for a, r in rates.items() if r == top) if top > 0 else "–"
         for i, arm in enumerate(arms):
             done = [s for s in seeds if (cell, arm.name, s) in results]
             k = sum(ok[cell, arm.name, s] for s in done)
             versus, p = "–", "–"
-            if arm.name != reference:
-                both = [s for s in done if (cell, reference, s) in results]
+            both = [s for s in done if (cell, reference, s) in results] if arm.name != reference else []
+            if both:
                 a_only = sum(ok[cell, arm.name, s] and not ok[cell, reference, s] for s in both)
                 r_only = sum(ok[cell, reference, s] and not ok[cell, arm.name, s] for s in both)
                 versus, p = f"{a_only} / {r_only}", f"{mcnemar(a_only, r_only):.3g}"
@@ -106,47 +107,72 @@ def _aggregate(cells, arms, seeds, results, ok, reference, labels, fid_max) -> l
     success, fid = _matrices(cells, arms, seeds, results, ok, cap)
 
     def estimates(*args, **kwargs):
-        with warnings.catch_warnings():     # arch's notice about rliable's random_state argument
-            warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
-            return rly.get_interval_estimates(*args, **kwargs)
+        """rliable's stratified bootstrap, reproducible: rliable draws from NumPy's global generator
+        (its random_state argument does not reach the draws), so it is seeded here and restored after."""
+        saved = np.random.get_state()
+        np.random.seed(BOOTSTRAP_SEED)
+        try:
+            with warnings.catch_warnings():     # arch's notice about rliable's random_state argument
+                warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+                return rly.get_interval_estimates(*args, reps=BOOTSTRAP_REPS, confidence_interval_size=CONFIDENCE,
+                                                  random_state=np.random.RandomState(BOOTSTRAP_SEED), **kwargs)
+        finally:
+            np.random.set_state(saved)
 
-    state = lambda: np.random.RandomState(BOOTSTRAP_SEED)  # noqa: E731  (the same draws for every estimate)
-    boot = dict(reps=BOOTSTRAP_REPS, confidence_interval_size=CONFIDENCE)
     mean = lambda x: np.array([np.mean(x)])  # noqa: E731
-    rate, rate_ci = estimates(success, mean, random_state=state(), **boot)
-    diffs = {a.name: success[a.name] - success[reference] for a in arms if a.name != reference}
-    diff, diff_ci = estimates(diffs, mean, random_state=state(), **boot) if diffs else ({}, {})
-    iqm, iqm_ci = estimates(fid, lambda x: np.array([metrics.aggregate_iqm(x)]),
-                                             random_state=state(), **boot)
+    rate, rate_ci = estimates(success, mean)
+    iqm, iqm_ci = estimates(fid, lambda x: np.array([metrics.aggregate_iqm(x)]))
     # rliable takes higher as better: the probability that the arm's final FID is *lower* is P(−FID_arm > −FID_ref).
     pairs = {a.name: [-fid[a.name], -fid[reference]] for a in arms if a.name != reference}
-    poi, poi_ci = (estimates(pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]),
-                                              random_state=state(), **boot) if pairs else ({}, {}))
+    poi, poi_ci = (estimates(pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]))
+                   if pairs else ({}, {}))
+    diff = {a.name: seed_difference(success[a.name] - success[reference]) for a in arms if a.name != reference}
     lines = ["## Across cells", "",
-             f"Mean success rate over the {len(cells)} cells (each cell weighs the same) and its difference from "
-             f"{labels[reference]}'s, seed by seed within each cell; IQM (interquartile mean) of final FID over every "
-             f"run, a run without a finite one counted as the worst final FID of the sweep ({cap:.3g}); probability "
-             f"of improvement: the chance that the arm's final FID is lower than {labels[reference]}'s in a cell, "
-             f"averaged over cells. Intervals: {CONFIDENCE:.0%} stratified bootstrap over seeds within cells "
-             f"(rliable, {BOOTSTRAP_REPS} replications, percentile). Verdict, fixed before the runs: an arm *widens "
-             "the region where training works* when the interval of its difference lies wholly above 0, *narrows it* "
-             "when wholly below, else *cannot tell*.", "",
-             "| arm | mean success rate | difference from reference | IQM final FID | P(lower FID than reference) | "
-             "verdict |", "|---|---|---|---|---|---|"]
+             f"Mean success rate over the {len(cells)} cells (each cell weighs the same), with a {CONFIDENCE:.0%} "
+             f"stratified bootstrap interval over seeds within cells (rliable, {BOOTSTRAP_REPS} replications, "
+             f"percentile). Difference from {labels[reference]}: for each seed, the mean over cells of the arm's "
+             "success minus the reference's on that seed (a seed starts from the same weights, batches and noise in "
+             f"every cell, so the seed is the unit): their mean, a {CONFIDENCE:.0%} bootstrap interval that resamples "
+             f"seeds (the same seeds in every cell; {BOOTSTRAP_REPS} replications, percentile), and the exact "
+             "two-sided sign test of the per-seed differences (seeds with none left out). IQM (interquartile mean) "
+             f"of final FID over every run, a run without a finite one counted as the worst final FID of the sweep "
+             f"({cap:.3g}); probability of improvement: the chance that the arm's final FID is lower than "
+             f"{labels[reference]}'s in a cell, averaged over cells (both rliable, stratified). Verdict, fixed before "
+             "the runs: an arm *widens the region where training works* when the interval of its difference lies "
+             "wholly above 0 and the sign test gives p < 0.05, *narrows it* when the interval lies wholly below 0 "
+             "and p < 0.05, else *cannot tell*.", "",
+             "| arm | mean success rate | difference from reference | seeds better / worse (sign test p) | "
+             "IQM final FID | P(lower FID than reference) | verdict |", "|---|---|---|---|---|---|---|"]
     for arm in arms:
         name = arm.name
+        d = diff.get(name)
         row = [labels[name], _interval(rate[name][0], rate_ci[name][:, 0]),
-               "(reference)" if name == reference else _interval(diff[name][0], diff_ci[name][:, 0], "+.2f"),
+               "(reference)" if d is None else _interval(d["mean"], d["interval"], "+.2f"),
+               "–" if d is None else f"{d['better']} / {d['worse']} ({d['p']:.3g})",
                _interval(iqm[name][0], iqm_ci[name][:, 0], ".3g"),
                "–" if name == reference else _interval(poi[name][0], poi_ci[name][:, 0])]
-        if name == reference:
-            verdict = "–"
-        else:
-            low, high = diff_ci[name][:, 0]
-            verdict = ("**widens** the region where training works" if low > 0 else
-                       "**narrows** the region where training works" if high < 0 else "cannot tell")
+        verdict = "–" if d is None else d["verdict"]
         lines.append("| " + " | ".join(row + [verdict]) + " |")
     return lines + [""]
+
+
+def seed_difference(differences: np.ndarray) -> dict:
+    """The verdict's statistics from a (seeds × cells) matrix of success differences (arm − reference):
+    per-seed means over cells, their mean, a bootstrap interval resampling seeds (all cells together),
+    the exact two-sided sign test, and the verdict (:func:`write_sweep_report`'s rule)."""
+    from scipy.stats import binomtest
+
+    per_seed = differences.mean(axis=1)
+    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(per_seed), (BOOTSTRAP_REPS, len(per_seed)))
+    means = per_seed[draws].mean(axis=1)
+    alpha = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    better, worse = int((per_seed > 0).sum()), int((per_seed < 0).sum())
+    p = float(binomtest(better, better + worse, 0.5).pvalue) if better + worse else 1.0
+    verdict = ("**widens** the region where training works" if low > 0 and p < 0.05 else
+               "**narrows** the region where training works" if high < 0 and p < 0.05 else "cannot tell")
+    return {"mean": float(per_seed.mean()), "interval": (float(low), float(high)), "better": better, "worse": worse,
+            "p": p, "verdict": verdict}
 
 
 def write_map(out: Path, cells, arms, seeds, ok, reference, labels, map_axes: list[str]) -> None:
@@ -194,11 +220,11 @@ def write_map(out: Path, cells, arms, seeds, ok, reference, labels, map_axes: li
                     (k, n), (kr, nr) = counts(arm.name, x, y), counts(reference, x, y)
                     if n and nr:
                         delta[iy, ix] = k / n - kr / nr
-                        ax.text(ix, iy, f"{k - kr:+d}", ha="center", va="center", fontsize=9)
+                        ax.text(ix, iy, f"{k / n - kr / nr:+.2f}", ha="center", va="center", fontsize=9)
             shown = ax.imshow(delta, vmin=-1, vmax=1, cmap="RdBu", origin="lower", aspect="auto")
             _label(ax, xs, ys, map_axes, f"{labels[arm.name]} − {labels[reference]}")
         fig.colorbar(shown, ax=grid[1].tolist(), label="difference in success rate", shrink=0.9)
-    fig.savefig(out / "map.png", dpi=110)
+    save_figure(fig, out / "map.png", dpi=110)
     plt.close(fig)
 
 

@@ -188,3 +188,14 @@ def test_shared_holders_coexist_and_exclude_an_exclusive_one(tmp_path):
         first.stop()
         second.stop()
     runlock.acquire(tmp_path / "c").release()
+
+
+def test_eval_and_sample_write_nothing_into_the_folder_they_read(trained, tmp_path, capsys):
+    """Readers only probe the lock: a run copied without its lock file (another user's, read-only media)
+    stays without one, and nothing is written there but what sample is asked to write elsewhere."""
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy, ignore=shutil.ignore_patterns(runlock.LOCK_NAME))
+    before = snapshot(copy)
+    assert run("eval", copy) == 0 and run("sample", copy, "--out", tmp_path / "grid.png") == 0
+    assert not (copy / runlock.LOCK_NAME).exists() and snapshot(copy) == before

@@ -160,3 +160,38 @@ def test_the_aggregate_says_widens_only_when_the_interval_of_the_difference_is_a
     sine_row = next(line for line in report.splitlines() if line.startswith("|  | sine lens | 6/6") and "6 / 0" in line)
     assert "0.0312" in sine_row                                # McNemar: 6 discordant seeds, all one way
     assert (tmp_path / "map.png").stat().st_size > 3000
+
+
+def _aggregate_of(tmp_path, seeds, arm_trains, name="agg"):
+    """The across-cell rows of a hand-made sweep: four cells; the reference never trains, the arm
+    where ``arm_trains(cell index, seed)``."""
+    cells = [Cell((("lr", lr),)) for lr in (1e-4, 1e-3, 1e-2, 1e-1)]
+    arms = [parse_arm(a) for a in ("none", "sine")]
+    results = {}
+    for i, cell in enumerate(cells):
+        for s in seeds:
+            results[cell, "none", s] = result("none", s, 3.0)
+            results[cell, "sine", s] = result("sine", s, 0.04 if arm_trains(i, s) else 3.0)
+    out = tmp_path / name
+    out.mkdir()
+    report = write_sweep_report(out, cells, arms, seeds, results, [], rule=(0.1, 8), reference="none",
+                                map_axes=["lr"], command="…", base=TrainConfig(), total=8 * len(seeds)).read_text()
+    return report, next(line for line in report.splitlines() if line.startswith("| sine lens |"))
+
+
+def test_the_verdict_needs_seeds_not_cells(tmp_path):
+    """Seeds share their starts across cells, so they are the unit: one seed, or one lucky seed of
+    eight, never widens the region, however many cells agree; eight of eight does."""
+    _, one_seed = _aggregate_of(tmp_path, [0], lambda i, s: True, "one")
+    assert "cannot tell" in one_seed
+    _, lucky = _aggregate_of(tmp_path, list(range(8)), lambda i, s: s == 0, "lucky")
+    assert "cannot tell" in lucky and "1 / 0" in lucky
+    report, every = _aggregate_of(tmp_path, list(range(8)), lambda i, s: i < 2, "every")
+    assert "**widens**" in every and "8 / 0 (0.00781)" in every and "+0.50 [+0.50, +0.50]" in every
+    again, _ = _aggregate_of(tmp_path, list(range(8)), lambda i, s: i < 2, "again")
+    assert again == report                                    # the same runs give the same report, intervals too
+
+
+def test_grid_values_that_print_alike_are_refused(tmp_path, capsys):
+    assert run("sweep", "--grid", "lr=1e-3,1.0000001e-3", "--out", tmp_path / "x", *TINY) == 2
+    assert "print alike" in one_error(capsys)

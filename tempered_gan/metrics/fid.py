@@ -138,7 +138,7 @@ def fidelity_and_diversity(real: torch.Tensor, fake: torch.Tensor) -> dict:
     samples on either side than a neighbourhood needs."""
     from prdc import compute_prdc
 
-    if min(len(real), len(fake)) <= DC_NEIGHBOURS:
+    if min(len(real), len(fake)) < DC_NEIGHBOURS + 2:      # prdc needs k + 2 samples on each side
         return dict.fromkeys(FIDELITY_KEYS, math.nan)
     r, f = real.double().numpy(), fake.double().numpy()
     with contextlib.redirect_stdout(io.StringIO()):   # prdc prints the sample counts; eval's stdout is JSON
