@@ -1,7 +1,8 @@
 """Every command run eagerly on a device as a user runs it, a few seconds each, with its tensors on that
 device (gpu_session.sh part 1, stage ``commands``; on the CPU: tests/test_cuda_commands.py, ``--device cpu``).
 Through the command line (``python -m tempered_gan``, tiny nets): train with --tempering lens (sine), noise and blur,
-FID during training; eval and sample of the lens run; compare none,sine, one seed; train --amp bf16; train --resume.
+FID during training; eval (with precision, recall, density, coverage), sample and sample --format npz of the lens
+run; compare none,sine, one seed; a 2-cell sweep with an r1 arm; train --amp bf16; train --resume.
 Each must exit 0, record the asked device in config.json and save G, D and the lens from that device. Then, in this
 process, a Trainer per tempering (and one with --amp bf16) runs 2 steps: every parameter, buffer, optimiser state,
 noise generator, bookkeeping tensor, loss and sample-panel tensor must be on the device. On the CPU by design, not
@@ -113,6 +114,26 @@ def train(args, name: str, *options) -> None:
 def evaluate(args) -> None:
     out = json.loads(cli(args, "eval lens", "eval", args.workdir / "lens"))
     assert out["step"] == args.steps and math.isfinite(out["fid"]), f"eval printed {out}"
+    missing = [k for k in ("precision", "recall", "density", "coverage") if not math.isfinite(out.get(k, math.nan))]
+    assert not missing, f"eval printed no finite {', '.join(missing)}"
+
+
+def export(args) -> None:
+    path = args.workdir / "samples.npz"
+    cli(args, "sample npz", "sample", args.workdir / "lens", "--format", "npz", "--n", 16, "--out", path)
+    import numpy as np
+    shape = np.load(path)["arr_0"].shape
+    assert shape[0] == 16 and shape[-1] in (1, 3), f"samples.npz holds {shape}"
+
+
+def sweep(args) -> None:
+    out = args.workdir / "sweep"
+    cli(args, "sweep", "sweep", *args.common, "--grid", "lr=1e-4,2e-4", "--arms", "none,r1", "--seeds", 1,
+        "--fail-fid", 1e6, "--out", out)
+    assert (out / "report.md").is_file() and (out / "map.png").is_file(), "no report.md or map.png"
+    for cell in ("lr=0.0001", "lr=0.0002"):
+        for arm in ("none", "r1"):
+            on_device(args, out / "cells" / cell / "runs" / f"{arm}-s0")
 
 
 def sample(args) -> None:
@@ -139,10 +160,11 @@ def resume(args) -> None:
 # A chain's checks run one after another (eval, sample and resume need the lens run); chains run side by side.
 CHAINS = [
     {"train lens": lambda a: train(a, "lens", "--tempering", "lens", "--lens", "sine"), "eval lens": evaluate,
-     "sample lens": sample, "train resume": resume},
+     "sample lens": sample, "sample npz": export, "train resume": resume},
     {"train noise": lambda a: train(a, "noise", "--tempering", "noise")},
     {"train blur": lambda a: train(a, "blur", "--tempering", "blur")},
     {"compare": compare},
+    {"sweep": sweep},
     {"train bf16": lambda a: train(a, "bf16", "--amp", "bf16")},
     {"tensors lens": lambda a: in_process(a, "lens"), "tensors noise": lambda a: in_process(a, "noise"),
      "tensors blur": lambda a: in_process(a, "blur"), "tensors lens bf16": lambda a: in_process(a, "lens", "bf16")},
