@@ -223,7 +223,7 @@ def grid_configs(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], *
     return arms, base, configs
 
 
-def train_grid(configs: dict, run_dirs: dict, logs: dict, out: Path, what: str, *, progress: bool | None, jobs: int,
+def train_grid(configs: dict, run_dirs: dict, logs: dict, out: Path, command: str, *, progress: bool | None, jobs: int,
                shard: "grid.Shard | None", report_only: bool) -> tuple[dict, list[str]] | None:
     """Train this process's runs of a grid {key: config} whose runs live in ``run_dirs`` (the
     shard's share, ``jobs`` at a time, each with its log in ``logs``; none with ``report_only``).
@@ -238,8 +238,7 @@ def train_grid(configs: dict, run_dirs: dict, logs: dict, out: Path, what: str, 
         data = load_dataset(first.dataset, first.data_dir)
         devices = {key: preflight(cfg, data) for key, cfg in configs.items()}
     # Lock out, check the grid manifest, pick this shard's runs (tempered_gan/grid.py).
-    mine = grid.open_grid(out, configs, run_dirs, shard, report_only=report_only,
-                          what="comparison" if what == "compare" else what)
+    mine = grid.open_grid(out, configs, run_dirs, shard, report_only=report_only, command=command)
     todo = {key: configs[key] for key in mine}
     if jobs > 1:
         failures = run_parallel({key: (cfg, run_dirs[key], logs[key], str(devices[key])) for key, cfg in todo.items()},
@@ -250,7 +249,7 @@ def train_grid(configs: dict, run_dirs: dict, logs: dict, out: Path, what: str, 
     if shard is not None or report_only:   # the other shards' runs: finished, running, unfinished or missing
         failures, others = grid.survey(configs, run_dirs)
         if others and not report_only:
-            print(f"{what}: shard {shard} is done; {len(failures)} of {len(configs)} runs of the grid are finished. "
+            print(f"{command}: shard {shard} is done; {len(failures)} of {len(configs)} runs of the grid are finished. "
                   f"The last shard to finish writes the report (or run the command with --report-only)",
                   file=sys.stderr)
             return None

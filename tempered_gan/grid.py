@@ -129,9 +129,10 @@ def _read_manifest(path: Path) -> dict | None:
 
 
 def open_grid(out: Path, configs: dict, run_dirs: dict, shard: Shard | None, *, report_only: bool = False,
-              what: str = "comparison") -> list:
+              command: str = "compare") -> list:
     """Lock ``out`` for this process (shared for a shard or ``report_only``),
     check or write the manifest, and return the keys this process trains."""
+    what = {"compare": "comparison"}.get(command, command)      # how a refusal names the folder
     runlock.acquire(out, what, shared=shard is not None or report_only)
     if shard is not None:
         runlock.acquire(out / "shards" / f"{shard.index}-of-{shard.count}", f"shard {shard}")
@@ -155,7 +156,6 @@ def open_grid(out: Path, configs: dict, run_dirs: dict, shard: Shard | None, *, 
     keys = share(list(configs), shard)
     if shard is not None:
         names = ", ".join(f"{a}-s{s}" for a, s in keys) or "none (the grid has fewer runs than shards)"
-        command = "compare" if what == "comparison" else what
         print(f"{command}: shard {shard} of {len(configs)} runs: {names}", file=sys.stderr, flush=True)
     return keys
 

@@ -157,10 +157,10 @@ class BaseTempering:
         if self.lens is not None:
             self.lens.to(device)
         if self.optimizer is not None:
+            steps_stay = not _on_device(self.optimizer)      # eager Adam keeps its step counts on the CPU
             for per_param in self.optimizer.state.values():
                 for key, value in per_param.items():
-                    if torch.is_tensor(value) and not (key == "step" and value.device.type == "cpu"
-                                                       and not _on_device(self.optimizer)):
+                    if torch.is_tensor(value) and not (key == "step" and steps_stay):
                         per_param[key] = value.to(device)
         return self
 
