@@ -44,7 +44,7 @@ VARIANTS = ("fp32", "bf16", "cl", "bf16+cl", "compile", "bf16+compile")
 
 def make_trainer(setting: str, variant: str, batch: int, lens: bool) -> Trainer:
     dataset, loss, width, lens_width, lens_blocks = SETTINGS[setting]
-    cfg = resolve(TrainConfig(dataset=dataset, loss=loss, lens="sine" if lens else "none", k=10_000,
+    cfg = resolve(TrainConfig(dataset=dataset, loss=loss, schedule="sine" if lens else "none", k=10_000,
                               width=width, lens_width=lens_width, lens_blocks=lens_blocks, batch_size=batch,
                               device="cpu", amp="bf16" if "bf16" in variant else "none",
                               channels_last="cl" in variant.split("+")))

@@ -41,12 +41,12 @@ from tempered_gan.data import load_dataset  # noqa: E402
 from tempered_gan.trainer import Trainer  # noqa: E402
 
 ARMS = {   # name: TrainConfig options
-    "gan": dict(loss="gan", lens="none"),
-    "gan+lens": dict(loss="gan", lens="sine"),
-    "lsgan": dict(loss="lsgan", lens="none"),
-    "lsgan+lens": dict(loss="lsgan", lens="sine"),
-    "wgan-gp": dict(loss="wgan-gp", lens="none"),
-    "wgan-gp+lens": dict(loss="wgan-gp", lens="sine"),
+    "gan": dict(loss="gan", tempering="none"),
+    "gan+lens": dict(loss="gan", schedule="sine"),
+    "lsgan": dict(loss="lsgan", tempering="none"),
+    "lsgan+lens": dict(loss="lsgan", schedule="sine"),
+    "wgan-gp": dict(loss="wgan-gp", tempering="none"),
+    "wgan-gp+lens": dict(loss="wgan-gp", schedule="sine"),
 }
 SPEED_OPTIONS = {
     "channels-last": dict(channels_last=True),

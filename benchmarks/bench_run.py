@@ -3,8 +3,8 @@
 Arms of ``tempered_gan.train.train`` (each in a fresh temporary run folder,
 ``progress=False``), the same in everything but the lens:
 
-* ``none``  — ``lens="none"``;
-* ``sine``  — ``lens="sine"``, ``k = steps // 10``, the default exit (drop:
+* ``none``  — ``tempering="none"``;
+* ``sine``  — ``schedule="sine"``, ``k = steps // 10``, the default exit (drop:
   the lens is gone right after step K);
 * ``blend`` — the same lens faded out over K/2 steps after K, then gone;
 * ``converge`` (``--with-converge``) — the paper's exit: trained on
@@ -55,8 +55,8 @@ def main() -> None:
     steps = args.steps
     base = dict(dataset=args.dataset, data_dir=args.data_dir, device="cpu", steps=steps, log_every=args.log_every,
                 sample_every=steps, checkpoint_every=steps)
-    lens = dict(lens="sine", k=max(1, steps // 10))
-    cfgs = {"none": resolve(TrainConfig(lens="none", **base)),
+    lens = dict(schedule="sine", k=max(1, steps // 10))
+    cfgs = {"none": resolve(TrainConfig(tempering="none", **base)),
             "sine": resolve(TrainConfig(**lens, **base)),
             "blend": resolve(TrainConfig(**lens, lens_exit="blend", **base))}
     if args.with_converge:

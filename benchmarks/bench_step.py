@@ -95,7 +95,7 @@ def main() -> None:
     rows = []
     for loss in args.losses:
         wgan = loss == "wgan-gp"
-        cfg = resolve(TrainConfig(dataset="fashion-mnist", loss=loss, lens="none", device="cpu",
+        cfg = resolve(TrainConfig(dataset="fashion-mnist", loss=loss, tempering="none", device="cpu",
                                   batch_size=args.batch_size, width=args.wgan_width if wgan else args.width))
         ours = Trainer.create(cfg, data, torch.device("cpu"))
         plain = PlainLoop(ours)

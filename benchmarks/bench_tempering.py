@@ -20,8 +20,8 @@ from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
 from tempered_gan.trainer import Trainer
 
-ARMS = {"none": dict(lens="none"), "sine lens": dict(lens="sine"),
-        "instance noise": dict(lens="sine", tempering="noise"), "blur": dict(lens="sine", tempering="blur")}
+ARMS = {"none": dict(tempering="none"), "sine lens": dict(schedule="sine"),
+        "instance noise": dict(schedule="sine", tempering="noise"), "blur": dict(schedule="sine", tempering="blur")}
 
 
 def main() -> None:

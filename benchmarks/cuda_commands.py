@@ -159,7 +159,7 @@ def resume(args) -> None:
 
 # A chain's checks run one after another (eval, sample and resume need the lens run); chains run side by side.
 CHAINS = [
-    {"train lens": lambda a: train(a, "lens", "--tempering", "lens", "--lens", "sine"), "eval lens": evaluate,
+    {"train lens": lambda a: train(a, "lens", "--tempering", "lens", "--schedule", "sine"), "eval lens": evaluate,
      "sample lens": sample, "sample npz": export, "train resume": resume},
     {"train noise": lambda a: train(a, "noise", "--tempering", "noise")},
     {"train blur": lambda a: train(a, "blur", "--tempering", "blur")},

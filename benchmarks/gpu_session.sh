@@ -135,8 +135,8 @@ if [ "$PART" = 1 ]; then
     stage bench-agreement 90 "$PY" "${BENCH[@]}" --parts agreement --agree-steps 200 --json "$WORK/agreement.json"
     stage cli-eager-lens 45 bash -c 'cli_train eager-lens 600'
     stage cli-graphs-lens 45 bash -c 'cli_train graphs-lens 2000 --cuda-graphs'
-    stage cli-eager-none 40 bash -c 'cli_train eager-none 600 --lens none'
-    stage cli-graphs-none 40 bash -c 'cli_train graphs-none 3000 --lens none --cuda-graphs'
+    stage cli-eager-none 40 bash -c 'cli_train eager-none 600 --tempering none'
+    stage cli-graphs-none 40 bash -c 'cli_train graphs-none 3000 --tempering none --cuda-graphs'
     stage bench-concurrent 100 "$PY" "${BENCH[@]}" --parts concurrent --jobs 1,3,6 --concurrent-arms gan+lens \
         --start-delay 20 --window 8 --json "$WORK/concurrent.json"
 else

@@ -17,19 +17,19 @@ from .errors import UserError
 
 R1_GAMMA = 10.0
 ARMS = {
-    "none": {"lens": "none"},
-    "sine": {"lens": "sine"},
-    "constant": {"lens": "constant", "lambda_value": 1.0},
+    "none": {"tempering": "none", "schedule": "sine"},
+    "sine": {"tempering": "lens", "schedule": "sine"},
+    "constant": {"tempering": "lens", "schedule": "constant", "lambda_value": 1.0},
     # The sine lens with each way of leaving after K (--lens-exit; "sine" uses the default or --lens-exit).
-    "exit-blend": {"lens": "sine", "lens_exit": "blend"},
-    "exit-drop": {"lens": "sine", "lens_exit": "drop"},
-    "exit-converge": {"lens": "sine", "lens_exit": "converge"},
-    "exit-blend-zero": {"lens": "sine", "lens_exit": "blend", "lens_zero_init": True},
+    "exit-blend": {"tempering": "lens", "schedule": "sine", "lens_exit": "blend"},
+    "exit-drop": {"tempering": "lens", "schedule": "sine", "lens_exit": "drop"},
+    "exit-converge": {"tempering": "lens", "schedule": "sine", "lens_exit": "converge"},
+    "exit-blend-zero": {"tempering": "lens", "schedule": "sine", "lens_exit": "blend", "lens_zero_init": True},
     # The baselines the paper names but never ran, on the same sine schedule: σ(t) = σ₀·λ(t), ending at K.
-    "noise": {"lens": "sine", "tempering": "noise"},
-    "blur": {"lens": "sine", "tempering": "blur"},
+    "noise": {"tempering": "noise", "schedule": "sine"},
+    "blur": {"tempering": "blur", "schedule": "sine"},
     # The field's standard stabiliser, no tempering: R1 on D's real input, γ = 10 (Mescheder et al.'s images).
-    "r1": {"lens": "none", "r1_gamma": R1_GAMMA},
+    "r1": {"tempering": "none", "schedule": "sine", "r1_gamma": R1_GAMMA},
 }
 ARM_LABELS = {"none": "no lens", "sine": "sine lens", "constant": "constant λ = 1",
               "exit-blend": "sine, blend exit", "exit-drop": "sine, drop exit",
@@ -43,7 +43,7 @@ ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green", "
 # kind of tempering of its base arm. None of them touches G, D, the data or G's noise, so every
 # variant of a seed still starts from the same G and D weights as the other arms.
 _LENS_OPTIONS = ("lens_width", "lens_blocks", "lens_zero_init", "lens_lr", "reconstruction", "lens_exit",
-                 "lens_exit_steps", "keep_lens", "retire_tolerance", "retire_patience")
+                 "lens_exit_steps", "retire_tolerance", "retire_patience")
 VARIANT_OPTIONS = {"lens": ("k", *_LENS_OPTIONS), "noise": ("k", "noise_sigma"), "blur": ("k", "blur_sigma")}
 OWN_OPTIONS = {"r1": ("r1_gamma",), "constant": ("lambda_value",)}   # a base arm's own hyperparameter
 _EXTRA_COLOURS = ("darkblue", "darkgreen", "gold", "black", "teal", "indigo", "salmon", "lime", "navy",
@@ -89,9 +89,9 @@ def parse_arm(spec: str) -> Arm:
     base, *parts = spec.strip().split(":")
     if base not in ARMS:
         raise UserError(f"unknown arm {base!r} in --arms {spec!r}; choose from: {', '.join(ARMS)}")
-    options = {"tempering": "lens", **ARMS[base]}
-    allowed = () if options["lens"] == "none" else VARIANT_OPTIONS[options["tempering"]]
-    allowed = tuple(a for a in allowed if a not in options and not (a == "k" and options["lens"] != "sine"))
+    options = ARMS[base]
+    allowed = VARIANT_OPTIONS.get(options["tempering"], ())   # none: no tempering options
+    allowed = tuple(a for a in allowed if a not in options and not (a == "k" and options["schedule"] != "sine"))
     allowed += OWN_OPTIONS.get(base, ())
     types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     overrides = {}
@@ -140,15 +140,11 @@ def parse_value(where: str, key: str, text: str, kind: str):
 
 
 def parse_arms(text: str) -> list[Arm]:
-    """``--arms``: comma-separated arm specs; a repeated arm is refused."""
+    """``--arms``: comma-separated arm specs (a repeated arm is refused with the grid,
+    :func:`tempered_gan.experiment.grid_configs`)."""
     arms = [parse_arm(s) for s in text.split(",") if s.strip()]
     if not arms:
         raise UserError("--arms names no arm")
-    seen = set()
-    for arm in arms:
-        if arm.name in seen:
-            raise UserError(f"--arms names the arm {arm.name!r} twice")
-        seen.add(arm.name)
     return arms
 
 
@@ -170,13 +166,13 @@ def arm_config(base: TrainConfig, arm: "Arm | str", seed: int) -> TrainConfig:
     (they end at K), and each σ₀ goes to its own arm only, as γ of R1 (``--r1-gamma``) goes to
     the r1 arm only. A variant's overrides come last."""
     arm = parse_arm(arm) if isinstance(arm, str) else arm
-    options = {"tempering": "lens", **ARMS[arm.base]}
+    options = dict(ARMS[arm.base])
     if arm.base == "r1" and base.r1_gamma:
         options["r1_gamma"] = base.r1_gamma
     kind = options["tempering"]
     reset = {"noise_sigma": None, "blur_sigma": None, "r1_gamma": 0.0}
-    if kind != "lens":
-        reset = {**reset, f"{kind}_sigma": getattr(base, f"{kind}_sigma"), "lens_exit": None, "keep_lens": False,
+    if kind in ("noise", "blur"):
+        reset = {**reset, f"{kind}_sigma": getattr(base, f"{kind}_sigma"), "lens_exit": None,
                  "lens_zero_init": False}
     try:
         return resolve(dataclasses.replace(base, seed=seed, **{**reset, **options, **dict(arm.overrides)}))

@@ -22,9 +22,10 @@ from .config import TrainConfig
 from .data import Data
 from .distributed import SINGLE_PROCESS, Dist, average_gradients
 from .errors import UserError
-from .lens import LambdaSchedule, make_lens, zero_last_layer
+from .exits import lambda_schedule
+from .lens import make_lens, zero_last_layer
 from .nets import make_nets, xavier_init_
-from .tempering import BaseTempering, GaussianBlur, InstanceNoise, Tempering
+from .tempering import BaseTempering, GaussianBlur, InstanceNoise, NoTempering, Tempering
 
 OPTIMIZER_IMPLEMENTATION = ("capturable", "fused", "foreach")   # how an optimiser steps, not what it computes
 
@@ -143,7 +144,7 @@ def build_nets(cfg: TrainConfig, sample_shape: tuple) -> tuple[nn.Module, nn.Mod
         init_net(G, cfg.seed, "G")
         init_net(D, cfg.seed, "D")
         lens = None
-        if cfg.lens != "none" and cfg.tempering == "lens":
+        if cfg.tempering == "lens":
             lens = init_net(make_lens(sample_shape, cfg.lens_width, cfg.lens_blocks), cfg.seed, "lens")
             if cfg.lens_zero_init:
                 zero_last_layer(lens)
@@ -178,11 +179,11 @@ def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
 
 
 def make_tempering(cfg: TrainConfig, lens: nn.Module | None, device: torch.device, dist: Dist,
-                   autocast: Callable[[], contextlib.AbstractContextManager], capturable: bool) -> BaseTempering | None:
-    """The run's tempering (None: ``--lens none``), the one place that picks its kind."""
-    if cfg.lens == "none":
-        return None
-    schedule = LambdaSchedule(cfg.lens, cfg.k, cfg.lambda_value)
+                   autocast: Callable[[], contextlib.AbstractContextManager], capturable: bool) -> BaseTempering:
+    """The run's tempering (:class:`NoTempering` for ``--tempering none``), the one place that picks its kind."""
+    if cfg.tempering == "none":
+        return NoTempering()
+    schedule = lambda_schedule(cfg)
     if cfg.tempering == "noise":
         # A stream of its own (one per process): G's noise, data order and penalty draws stay those of every other arm.
         return InstanceNoise(schedule, cfg.noise_sigma, random_stream(cfg, "instance-noise", device, dist))

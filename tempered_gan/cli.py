@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import rundir, runlock
-from .cli_parser import build_parser, config_from_args, given_options
+from .cli_parser import build_parser, config_from_args, given_options, translate_deprecated
 from .config import RESUME_OPTIONS, TrainConfig, resolve
 from .errors import UserError
 
@@ -121,8 +121,8 @@ def _grid_run_options(args) -> dict:
         raise UserError(f"{args.command} needs FID during training: --eval-every must be at least 1 "
                         "(leave it out for ten evaluations per run)")
     given = given_options(args)
-    if {"lens", "lambda_value", "tempering"} & set(given):
-        raise UserError(f"{args.command} sets the lens per arm; choose arms with --arms "
+    if {"schedule", "lambda_value", "tempering"} & set(given):
+        raise UserError(f"{args.command} sets the tempering per arm; choose arms with --arms "
                         "none,sine,constant,noise,blur,r1")
     return given
 
@@ -188,9 +188,7 @@ def parse_seeds(text: str) -> list[int]:
         raise UserError(f"--seeds takes N, A-B or a list such as 3,5,8; got {text!r}") from None
     if not seeds or any(s < 0 for s in seeds):
         raise UserError(f"--seeds {text}: seeds are whole numbers ≥ 0")
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text} names a seed twice")
-    return seeds
+    return seeds   # a seed named twice is refused where every grid is checked (experiment.grid_configs)
 
 
 def cmd_eval(args) -> int:
@@ -231,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a malformed option (already printed as one line)
         return exc.code
     try:
+        if hasattr(args, "lens"):       # the commands with training options
+            translate_deprecated(args)
         return {"train": cmd_train, "compare": cmd_compare, "sweep": cmd_sweep, "reproduce": cmd_reproduce,
                 "eval": cmd_eval, "sample": cmd_sample}[args.command](args)
     except NonFiniteLoss as exc:

@@ -20,10 +20,11 @@ HELP = {
                "color-mnist, celeba and cifar10)",
     "data_dir": "folder holding the data set's files (default: the data set's usual place)",
     "loss": "gan, lsgan or wgan-gp (default: gan)",
-    "lens": "λ schedule: sine, constant or none (no lens at all; default: sine)",
-    "tempering": "what tempers the real data before D, on the --lens schedule: lens (default: the learned lens), "
+    "tempering": "what tempers the real data before D: none (plain training), lens (default: the learned lens), "
                  "noise (annealed instance noise on both of D's inputs, σ(t) = σ₀·λ(t)) or blur (a fixed Gaussian "
                  "blur of the real images, σ(t) = σ₀·λ(t) pixels; images only); noise and blur end at K",
+    "schedule": "the λ schedule of the tempering: sine (default, the paper's: λ falls from 1 to 0 at step K) or "
+                "constant (λ = --lambda-value throughout)",
     "noise_sigma": "--tempering noise: σ₀ in data units (default 1: half the [-1, 1] pixel range; on the ring it "
                    "merges neighbouring modes at t = 0)",
     "blur_sigma": "--tempering blur: σ₀ in pixels (default 2: coarse silhouettes of a 32×32 image; kernel radius ⌈3σ₀⌉)",
@@ -45,7 +46,6 @@ HELP = {
                  "converge (the paper's: trained on ‖X − L(X)‖² until within --retire-tolerance; may never end), "
                  "keep (never)",
     "lens_exit_steps": "blend: steps over which the lens fades out after K (default K/2, so the lens is gone by 1.5·K)",
-    "keep_lens": "never retire the lens (the same as --lens-exit keep); default off",
     "retire_tolerance": "--lens-exit converge: after step K the lens retires when ‖X − L(X)‖² (mean) stays below "
                         "this (default 1e-4) ...",
     "retire_patience": "... for this many consecutive steps (default 1000); decided every min(100, this) steps, "
@@ -82,10 +82,9 @@ HELP = {
 GROUPS = {
     "data": ["dataset", "data_dir"],
     "run": ["steps", "batch_size", "seed"],
-    "method: the GAN and what tempers the real data": ["loss", "lens", "tempering", "k", "lambda_value",
+    "method: the GAN and what tempers the real data": ["loss", "tempering", "schedule", "k", "lambda_value",
                                                        "noise_sigma", "blur_sigma", "reconstruction"],
-    "how the lens leaves after K": ["lens_exit", "lens_exit_steps", "keep_lens", "retire_tolerance",
-                                    "retire_patience"],
+    "how the lens leaves after K": ["lens_exit", "lens_exit_steps", "retire_tolerance", "retire_patience"],
     "networks": ["arch", "width", "z_dim", "lens_width", "lens_blocks", "lens_zero_init"],
     "optimiser": ["optimizer", "lr", "lens_lr", "beta1", "beta2", "critic_steps", "gp_weight", "r1_gamma"],
     "logging, samples and checkpoints": ["log_every", "sample_every", "checkpoint_every"],
@@ -93,7 +92,10 @@ GROUPS = {
     "speed and device": ["device", "amp", "channels_last", "cuda_graphs"],
 }
 # compare sets these itself (per arm, or seeds 0 … N−1) and refuses them with one line; its help leaves them out.
-COMPARE_SETS = ("seed", "lens", "lambda_value", "tempering")
+COMPARE_SETS = ("seed", "schedule", "lambda_value", "tempering")
+# Flags of 0.1.0 still accepted, with a one-line warning, for one release (CHANGELOG.md): what each means now.
+DEPRECATED = {"lens": "--schedule sine|constant, or --tempering none for no tempering",
+              "keep_lens": "--lens-exit keep"}
 
 EPILOG = ("Defaults follow the paper (§4) for images; where a default differs from the paper, or the paper gives "
           "none, the option says so (docs/DECISIONS.md has the reasons). The 2-D mixtures use a setting that "
@@ -127,6 +129,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, hide: tuple[str, ...] = (
                 group.add_argument(flag, action="store_true", default=None, help=text)
             else:
                 group.add_argument(flag, type=_flag_type(fields[name]), default=None, help=text)
+    method = groups["method: the GAN and what tempers the real data"]
+    method.add_argument("--lens", dest="lens", default=None, help=argparse.SUPPRESS)
+    groups["how the lens leaves after K"].add_argument("--keep-lens", dest="keep_lens", action="store_true",
+                                                       default=None, help=argparse.SUPPRESS)
     groups["logging, samples and checkpoints"].add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="progress bar (default: when stderr is a terminal; else a line per log step)")
@@ -262,6 +268,33 @@ def _add_eval_and_sample(commands) -> None:
                                      "samples eval scores)")
         sub.add_argument_group("speed and device").add_argument(
             "--device", default=None, help="auto, cpu, cuda or cuda:N (default: the run's)")
+
+
+def translate_deprecated(args, warn=None) -> None:
+    """Rewrite the deprecated flags of :data:`DEPRECATED` on ``args`` into today's, warning once on
+    stderr for each; a contradiction with today's flags is one :class:`UserError`."""
+    import sys
+
+    from .errors import UserError
+
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    lens, keep = getattr(args, "lens", None), getattr(args, "keep_lens", None)
+    if lens is not None:
+        warn(f"tempered-gan: warning: --lens is deprecated and will be removed; use {DEPRECATED['lens']}")
+        if lens == "none":
+            if args.tempering not in (None, "none"):
+                raise UserError(f"--lens none (no tempering) contradicts --tempering {args.tempering}")
+            args.tempering = "none"
+        else:
+            if args.schedule not in (None, lens):
+                raise UserError(f"--lens {lens} contradicts --schedule {args.schedule}")
+            args.schedule = lens
+    if keep:
+        warn(f"tempered-gan: warning: --keep-lens is deprecated and will be removed; use {DEPRECATED['keep_lens']}")
+        if args.lens_exit not in (None, "keep"):
+            raise UserError(f"--keep-lens keeps the lens for good; it contradicts --lens-exit {args.lens_exit}")
+        args.lens_exit = "keep"
+    args.lens = args.keep_lens = None
 
 
 def given_options(args) -> dict:

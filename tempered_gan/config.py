@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .datasets import DATASET_NAMES, dataset_kind
 from .errors import UserError
 from .lens import SCHEDULES
 from .losses import OBJECTIVES
 from .nets import ARCHITECTURES
+from .tempering import check_sigma
 
 CONFIG = "config.json"   # the resolved configuration in a run folder
 
@@ -30,7 +32,6 @@ def run_identity(cfg: "TrainConfig") -> dict:
     """What makes a run that run: every option but those a continued run may change (RESUME_OPTIONS)."""
     return {k: v for k, v in sorted(dataclasses.asdict(cfg).items()) if k not in RESUME_OPTIONS}
 
-POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
 # How a sine lens leaves once λ reaches 0 at step K (docs/DECISIONS.md, "Lens exit"):
 #   drop     dropped right after step K (the default: docs/RESULTS.md, "How the lens leaves")
 #   blend    L_α(x) = x + α(t)·(L(x) − x), α falling linearly from 1 to 0 over --lens-exit-steps, then dropped
@@ -38,10 +39,10 @@ POINT_DATASETS = ("mixture-ring8", "mixture-grid25")
 #   keep     never dropped (trained on ‖X − L(X)‖² alone after K)
 LENS_EXITS = ("drop", "blend", "converge", "keep")
 DEFAULT_LENS_EXIT = "drop"
-# What tempers the real data before D (docs/DECISIONS.md, "Baselines"): the learned lens, annealed
-# instance noise on both of D's inputs, or a fixed Gaussian blur of the real images. The fixed two
-# have width σ(t) = σ₀·λ(t) and no parameters, so they end at K (like --lens-exit drop).
-TEMPERINGS = ("lens", "noise", "blur")
+# What tempers the real data before D (docs/DECISIONS.md, "Baselines"): nothing (plain training), the
+# learned lens, annealed instance noise on both of D's inputs, or a fixed Gaussian blur of the real
+# images. The fixed two have width σ(t) = σ₀·λ(t) and no parameters, so they end at K (like --lens-exit drop).
+TEMPERINGS = ("none", "lens", "noise", "blur")
 # σ₀ defaults. Noise, in data units: 1 is half the [-1, 1] pixel range, above the spread of the
 # pixel values (std 0.67 for Fashion-MNIST), so at t = 0 the noise dominates every pixel; on the ring (radius 2,
 # adjacent modes 1.53 apart, std 0.02) it merges neighbouring modes at t = 0 and they separate again
@@ -49,7 +50,6 @@ TEMPERINGS = ("lens", "noise", "blur")
 # silhouettes, no strokes), the paper's "low-frequency approximations".
 NOISE_SIGMA = 1.0
 BLUR_SIGMA = 2.0
-IMAGE_DATASETS = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist", "cifar10", "celeba", "folder")
 # FID (tempered_gan/metrics): the feature extractors, and samples per FID as in the paper (10 000 for WGAN-GP).
 FEATURE_KINDS = ("auto", "classifier", "inception", "points")
 DEFAULT_FID_SAMPLES = 4096
@@ -68,8 +68,8 @@ class TrainConfig:
     dataset: str = "mixture-ring8"
     data_dir: str | None = None
     loss: str = "gan"                 # gan | lsgan | wgan-gp
-    lens: str = "sine"                # sine | constant | none: the λ schedule (none: no tempering at all)
-    tempering: str = "lens"           # what tempers the real data: lens | noise | blur
+    tempering: str = "lens"           # what tempers the real data: none | lens | noise | blur
+    schedule: str = "sine"            # the λ schedule of the tempering: sine | constant
     noise_sigma: float | None = None  # noise: σ₀ of σ(t) = σ₀·λ(t), data units (default 1)
     blur_sigma: float | None = None   # blur: σ₀ of σ(t) = σ₀·λ(t), pixels (default 2)
     k: int | None = None              # K of the sine schedule
@@ -86,7 +86,6 @@ class TrainConfig:
     reconstruction: str = "mean"      # mean | sum, reduction of ‖X − L(X)‖²
     lens_exit: str | None = None      # how a sine lens leaves after K: drop | blend | converge | keep
     lens_exit_steps: int | None = None  # blend: steps over which L fades to the identity (default K/2)
-    keep_lens: bool = False           # never retire the lens (the same as lens_exit = keep)
     retire_tolerance: float = 1e-4    # converge: after K, drop the lens once ‖X − L(X)‖² stays below this ...
     retire_patience: int = 1000       # ... for this many consecutive steps
     optimizer: str | None = None      # adam | rmsprop (G and D; the lens always uses Adam)
@@ -114,14 +113,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        values = dict(values)
-        # Saved before lens exits existed: those runs retired by convergence (or never, with keep_lens).
-        values.setdefault("lens_exit", "keep" if values.get("keep_lens") else "converge")
-        if values.get("compile") is False:   # written before --compile was removed (it never ran on CUDA)
-            del values["compile"]
-        elif values.get("compile"):
-            raise UserError("--compile was removed: inductor failed on CUDA (pytorch/pytorch#171622); "
-                            "--cuda-graphs is its replacement")
+        values = migrate(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -141,22 +133,43 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+def migrate(values: dict) -> dict:
+    """A saved configuration (or a grid manifest's run identity) in today's vocabulary; CHANGELOG.md
+    lists each change. Earlier run folders load, resume and evaluate as they were trained."""
+    values = dict(values)
+    # Saved before lens exits existed: those runs retired by convergence (or never, with keep_lens).
+    values.setdefault("lens_exit", "keep" if values.get("keep_lens") else "converge")
+    if values.pop("keep_lens", False):     # 0.1.0: --keep-lens, now --lens-exit keep (which it implied)
+        values["lens_exit"] = "keep"
+    if "lens" in values:                   # 0.1.0: --lens named the schedule, and --lens none meant no tempering
+        schedule = values.pop("lens")
+        if schedule == "none":
+            values["tempering"], schedule = "none", "sine"
+        values.setdefault("schedule", schedule)
+    if values.get("compile") is False:     # written before --compile was removed (it never ran on CUDA)
+        del values["compile"]
+    elif values.get("compile"):
+        raise UserError("--compile was removed: inductor failed on CUDA (pytorch/pytorch#171622); "
+                        "--cuda-graphs is its replacement")
+    return values
+
+
 def default_arch(dataset: str, loss: str) -> str:
-    if dataset in POINT_DATASETS:
+    if dataset_kind(dataset).points:
         return "mlp"
     return {"gan": "dcgan", "lsgan": "lsgan", "wgan-gp": "wgan-gp"}[loss]
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Check every option and fill the ``None`` ones from the presets."""
-    _check_choice("dataset", cfg.dataset, POINT_DATASETS + IMAGE_DATASETS)
+    _check_choice("dataset", cfg.dataset, DATASET_NAMES)
     _check_choice("loss", cfg.loss, tuple(OBJECTIVES))
-    _check_choice("lens", cfg.lens, SCHEDULES)
+    _check_choice("schedule", cfg.schedule, SCHEDULES)
     _check_choice("reconstruction", cfg.reconstruction, ("mean", "sum"))
     if cfg.lens_exit is not None:
         _check_choice("lens-exit", cfg.lens_exit, LENS_EXITS)
     _check_choice("tempering", cfg.tempering, TEMPERINGS)
-    points = cfg.dataset in POINT_DATASETS
+    points = dataset_kind(cfg.dataset).points
     out = dataclasses.replace(cfg)
     _resolve_tempering(cfg, out, points)
     out.arch = cfg.arch or default_arch(cfg.dataset, cfg.loss)
@@ -180,11 +193,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     out.beta2 = _pick(cfg.beta2, 0.9 if wgan else 0.999)
     out.critic_steps = _pick(cfg.critic_steps, OBJECTIVES[cfg.loss].critic_steps)
     out.gp_weight = _pick(cfg.gp_weight, OBJECTIVES[cfg.loss].gp_weight)
-    if cfg.keep_lens and cfg.lens_exit not in (None, "keep"):
-        raise UserError(f"--keep-lens keeps the lens for good; it contradicts --lens-exit {cfg.lens_exit}")
     # The fixed temperings have nothing to fade or keep: they end at K.
-    out.lens_exit = "keep" if cfg.keep_lens else _pick(cfg.lens_exit, DEFAULT_LENS_EXIT if cfg.tempering == "lens"
-                                                       else "drop")
+    out.lens_exit = _pick(cfg.lens_exit, DEFAULT_LENS_EXIT if cfg.tempering == "lens" else "drop")
     out.lens_exit_steps = _pick(cfg.lens_exit_steps, max(1, out.k // 2))
     out.sample_every = _pick(cfg.sample_every, max(1, out.steps // 10))
     out.checkpoint_every = _pick(cfg.checkpoint_every, max(1, min(out.steps // 10, 5000)))
@@ -219,18 +229,16 @@ def _resolve_tempering(cfg: TrainConfig, out: TrainConfig, points: bool) -> None
             continue
         if cfg.tempering != kind:
             raise UserError(f"{flag} is σ₀ of --tempering {kind}; this run uses --tempering {cfg.tempering}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise UserError(f"{flag} must be a finite number ≥ 0, got {value!r}")
-    if cfg.tempering == "lens":
+        try:
+            check_sigma(value, flag)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    if cfg.tempering in ("none", "lens"):
         return
     kind = cfg.tempering
-    if cfg.lens == "none":
-        raise UserError(f"--tempering {kind} needs a λ schedule for σ(t) = σ₀·λ(t): use --lens sine or constant "
-                        "(--lens none means no tempering at all)")
     if kind == "blur" and points:
         raise UserError(f"--tempering blur blurs images; {cfg.dataset} is 2-D points (use --tempering noise or lens)")
-    lens_only = [flag for flag, given in (("--keep-lens", cfg.keep_lens),
-                                          (f"--lens-exit {cfg.lens_exit}", cfg.lens_exit not in (None, "drop")),
+    lens_only = [flag for flag, given in ((f"--lens-exit {cfg.lens_exit}", cfg.lens_exit not in (None, "drop")),
                                           ("--lens-zero-init", cfg.lens_zero_init)) if given]
     if lens_only:
         raise UserError(f"--tempering {kind} has no learned lens and ends at K; it contradicts {', '.join(lens_only)}")

@@ -30,9 +30,9 @@ it gets it:
   GPU. ``EagerRunner(trainer, on_device=True)`` runs such a trainer op by op
   with the same optimisers and device packet: the reference the benchmark and
   the tests compare the graphs with.
-* **One graph per phase** (``Trainer.phase``: tempered at λ, the lens trained
-  on reconstruction alone after K, faded out by α, or gone), each captured after a few eager warm-up steps of its
-  own, which are ordinary training steps, on a side stream (cuDNN's algorithm
+* **One graph per phase** (``Trainer.phase``, a hashable :class:`~tempered_gan.exits.Phase`: tempered
+  at λ, the lens trained on reconstruction alone after K, faded out by α, or plain), each captured
+  after a few eager warm-up steps of its own, which are ordinary training steps, on a side stream (cuDNN's algorithm
   search, optimiser states and cuBLAS workspaces are settled before capture).
 
 Several processes (torchrun) run eagerly: their gradient all-reduce is not
@@ -79,7 +79,7 @@ class EagerRunner:
         self.trainer = trainer
         self.packet = DevicePacket(trainer) if on_device else None
 
-    def run(self, phase: tuple, t: int, idx: torch.Tensor, lam: float, alpha: float) -> torch.Tensor:
+    def run(self, phase, t: int, idx: torch.Tensor, lam: float, alpha: float) -> torch.Tensor:
         """One iteration; returns its losses (``Trainer.iteration``'s)."""
         if self.packet is None:
             return self.trainer.iteration(phase, idx, lam, alpha, t)
@@ -139,7 +139,7 @@ class CudaGraphRunner:
         self.outputs: dict[tuple, torch.Tensor] = {}
         self.warm: dict[tuple, int] = {}
 
-    def run(self, phase: tuple, t: int, idx: torch.Tensor, lam: float, alpha: float) -> torch.Tensor:
+    def run(self, phase, t: int, idx: torch.Tensor, lam: float, alpha: float) -> torch.Tensor:
         """One iteration; returns its losses: the graph's static output tensor,
         which every replay of the phase overwrites."""
         trainer = self.trainer

@@ -46,11 +46,9 @@ import torch
 from PIL import Image
 
 from tempered_gan.checkpoint import read_cache, write_cache
+from tempered_gan.datasets import DATASET_NAMES, dataset_kind
 from tempered_gan.errors import UserError
 from tempered_gan.fetch import fetch_dataset
-
-DATASET_NAMES = ("mnist", "fashion-mnist", "color-mnist", "color-fashion-mnist",
-                 "cifar10", "celeba", "folder", "mixture-ring8", "mixture-grid25")
 
 IMAGE_SIZE = 32
 CELEBA_CROP = 108
@@ -61,7 +59,6 @@ MIXTURE_SEEDS = {"train": 20180311, "test": 20180312}
 MIXTURE_POINTS = 100_000
 
 _IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801
-_COLOR_BASE = {"color-mnist": "mnist", "color-fashion-mnist": "fashion-mnist"}
 
 
 class MixtureSpec(NamedTuple):
@@ -139,11 +136,11 @@ def default_data_dir(name: str) -> str:
     folder. Mixtures read no files (returns ""); ``folder`` has no default.
     """
     _check_name(name)
-    if name.startswith("mixture-"):
+    if dataset_kind(name).points:
         return ""
     if name == "folder":
         raise UserError("folder: pass --data-dir pointing at a folder of images")
-    name = _COLOR_BASE.get(name, name)
+    name = dataset_kind(name).files
     root = os.environ.get("TEMPERED_GAN_DATA")
     if root:
         return str(Path(root).expanduser() / name)
@@ -176,16 +173,16 @@ def load_dataset(name: str, data_dir: str | None = None, *, split: str = "train"
     _check_name(name)
     if split not in ("train", "test"):
         raise UserError(f"{name}: unknown split {split!r}; choose 'train' or 'test'")
-    if name.startswith("mixture-"):
+    if dataset_kind(name).points:
         return _load_mixture(name, split)
-    if split == "test" and name in ("celeba", "folder"):
+    if split == "test" and not dataset_kind(name).test_split:
         raise UserError(f"{name}: has no test split; use split 'train'")
     folder = Path(data_dir).expanduser() if data_dir else Path(default_data_dir(name))
     cache = Path(cache_dir).expanduser() if cache_dir else Path(default_cache_dir())
     if name in ("mnist", "fashion-mnist"):
         images, labels = _load_idx_pair(name, folder, split)
         return Data(name, "image", images, labels)
-    if name in _COLOR_BASE:
+    if dataset_kind(name).base is not None:
         images, labels = _load_idx_pair(name, folder, split)
         gen = torch.Generator().manual_seed(COLOR_SEEDS[split])
         index = torch.randint(len(images), (len(images), 3), generator=gen)
@@ -227,7 +224,7 @@ def _load_idx_pair(name: str, folder: Path, split: str) -> tuple[torch.Tensor, t
     found = [next((p for p in (folder / s, folder / f"{s}.gz") if p.is_file()), None)
              for s in stems]
     missing = [f"{s}[.gz]" for s, p in zip(stems, found, strict=True) if p is None]
-    if missing and fetch_dataset(_COLOR_BASE.get(name, name), folder):
+    if missing and fetch_dataset(dataset_kind(name).files, folder):
         return _load_idx_pair(name, folder, split)
     if missing:
         raise UserError(f"{name}: missing {' and '.join(missing)} in {folder}; put the "

@@ -1,7 +1,9 @@
-"""When the tempering leaves, as plain functions of the configuration and the step t.
+"""When the tempering leaves, and what each iteration does with it: the :class:`ExitPolicy`.
 
-A sine schedule reaches λ = 0 at step K; what happens then is ``--lens-exit``
-(docs/DECISIONS.md, "How the lens leaves after K"):
+The λ schedule decides *whether step t is tempered* (:meth:`LambdaSchedule.within
+<tempered_gan.lens.LambdaSchedule.within>`: t ≤ K for the sine schedule, always for a
+constant one). After K, ``--lens-exit`` decides what happens (docs/DECISIONS.md,
+"How the lens leaves after K"):
 
 * ``drop``: the tempering is dropped right after step K;
 * ``blend``: L_α(x) = x + α(t)·(L(x) − x), α falling linearly from 1 to 0 over
@@ -12,11 +14,26 @@ A sine schedule reaches λ = 0 at step K; what happens then is ``--lens-exit``
 
 The fixed temperings (noise, blur) have nothing to fade or keep: they end at K
 (``drop``). A constant schedule never ends. Every exit is the same run up to step K.
-The trainer, the loop, the loss log and the run's last line all ask this module.
+
+The policy is built once from the configuration (:meth:`ExitPolicy.from_config`).
+For each step it gives a :class:`Phase`, which says how D's real input is made and
+how the tempering is updated; the trainer applies the phase to whatever tempering
+it holds (:class:`~tempered_gan.tempering.NoTempering` once it has left, or without
+one) and never branches on the exit itself. The policy also owns the one rule for
+*has it left* (:meth:`ExitPolicy.leaves_after`), and the loss log and the run's last
+line ask it which steps computed which lens loss and how the tempering left.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
 from .config import TrainConfig
+from .lens import LambdaSchedule
+from .losses import reconstruction
 
 # The converge rule is decided every min(RETIRE_CHECK_EVERY, --retire-patience) steps, counted from step 0,
 # whatever the logging, sampling, evaluation and checkpoint intervals (they must never change what is trained),
@@ -32,84 +49,174 @@ def blend_alpha(t: int, k: int, steps: int) -> float:
     return max(0.0, 1.0 - (t - k) / steps)
 
 
-def alpha(cfg: TrainConfig, t: int) -> float:
-    """The blend exit's α(t) (1 for every other exit)."""
-    return blend_alpha(t, cfg.k, cfg.lens_exit_steps) if cfg.lens_exit == "blend" else 1.0
+def lambda_schedule(cfg: TrainConfig) -> LambdaSchedule:
+    """The run's λ schedule (``--schedule``, ``--k``, ``--lambda-value``)."""
+    return LambdaSchedule(cfg.schedule, cfg.k, cfg.lambda_value)
 
 
-def phase(cfg: TrainConfig, t: int, tempered: bool) -> tuple:
-    """What iteration ``t`` does with the tempering (one CUDA graph each):
-    ``lens`` (tempered at λ(t); the learned lens trains with weight λ),
-    ``converge`` (after K: trained on ‖X − L(X)‖² alone, and whether the
-    retirement rule counts), ``blend`` (after K: frozen, faded out by α(t))
-    or ``plain`` (no tempering: ``tempered`` is False). The fixed kinds end at
-    K (drop), so they only ever run ``lens``."""
-    if not tempered:
-        return ("plain",)
-    if cfg.lens != "sine" or t <= cfg.k:
-        return ("lens",)
-    if cfg.lens_exit == "blend":
-        return ("blend",)
-    return ("converge", cfg.lens_exit == "converge")
+# --- phases: what one iteration does with the tempering (one CUDA graph each) --------------------------
+@dataclass(frozen=True)
+class Phase:
+    """D's real input is ``tempering.real(x)`` and the tempering updates once, with
+    its adversarial term or without. The base phase serves plain training (the
+    tempering is then :class:`~tempered_gan.tempering.NoTempering`) and the tempered
+    steps t ≤ K. Phases are hashable: a CUDA graph is captured per phase."""
+
+    name: str = "tempered"
+    adversarial: bool = True
+
+    def real(self, tempering, x: Tensor, keep_graph: bool, lam: float | Tensor, alpha: float | Tensor) -> Tensor:
+        """D's real input for batch ``x`` (``keep_graph``: the batch the update reuses)."""
+        return tempering.real(x, keep_graph=keep_graph, lam=lam)
+
+    def update(self, tempering, discriminator: nn.Module, lam: float | Tensor, x: Tensor, real: Tensor,
+               counter: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The tempering's update after G's step, on the last batch ``x`` and D's real
+        input ``real`` for it; returns (adversarial loss, ‖X − T(X)‖²), None where
+        not computed. ``counter``: the converge rule's count of steps within tolerance."""
+        out = tempering.update(discriminator, lam, adversarial=self.adversarial)
+        return out["loss_lens_adv"], out["loss_lens_rec"]
 
 
-def exit_step(cfg: TrainConfig) -> int | None:
-    """The last step that uses the tempering under a bounded exit (None: no bound)."""
-    if cfg.lens != "sine" or cfg.lens_exit not in ("drop", "blend"):
-        return None
-    return cfg.k if cfg.lens_exit == "drop" else cfg.k + cfg.lens_exit_steps - 1
+PLAIN = Phase("plain", adversarial=False)
+TEMPERED = Phase("tempered")
 
 
-def may_retire(cfg: TrainConfig, t: int) -> bool:
-    """Whether the converge rule applies at step ``t``: a sine lens past K with that exit."""
-    return cfg.lens == "sine" and cfg.lens_exit == "converge" and t > cfg.k
+@dataclass(frozen=True)
+class Reconstructing(Phase):
+    """After K, exits converge and keep: the lens trains on ‖X − L(X)‖² alone (no
+    pass of D). With a ``tolerance`` (converge), each step counts towards leaving
+    while ‖X − L(X)‖² < tolerance, and a step above it resets the count."""
+
+    name: str = "reconstructing"
+    adversarial: bool = False
+    tolerance: float | None = None
+
+    def update(self, tempering, discriminator, lam, x, real, counter):
+        adv, rec = super().update(tempering, discriminator, lam, x, real, counter)
+        if self.tolerance is not None:   # on the device: read only when the rule is decided
+            counter.copy_(torch.where(rec < self.tolerance, counter + 1, 0))
+        return adv, rec
 
 
-def retire_check_due(cfg: TrainConfig, t: int) -> bool:
-    """Whether the converge rule is decided after step ``t`` (see RETIRE_CHECK_EVERY)."""
-    return t % min(RETIRE_CHECK_EVERY, cfg.retire_patience) == 0
+@dataclass(frozen=True)
+class Fading(Phase):
+    """After K, exit blend: D sees L_α(X) = X + α(t)·(L(X) − X); nothing is trained,
+    and ‖X − L_α(X)‖² (with the run's ``reduction``) is logged: how far D's view
+    of the data still is from X."""
+
+    name: str = "fading"
+    adversarial: bool = False
+    reduction: str = "mean"
+
+    def real(self, tempering, x, keep_graph, lam, alpha):
+        return tempering.blend(x, alpha)
+
+    def update(self, tempering, discriminator, lam, x, real, counter):
+        return None, reconstruction(x, real, self.reduction)
 
 
-def lens_loss_steps(cfg: TrainConfig, retired_at: int | None, last_step: int, t: int) -> tuple[int, int]:
-    """Of steps last_step + 1 … t, up to which one the lens's adversarial loss and
-    ‖X − T(X)‖² were computed (``last_step``: by none). The adversarial term exists
-    only for the learned lens and stops at K (λ = 0); the reconstruction stops
-    when the tempering leaves."""
-    if cfg.lens == "none":                     # a run without a tempering
-        lens_until = last_step
-    else:
-        lens_until = t if retired_at is None else min(t, retired_at)
-    if cfg.tempering != "lens":                # only the learned lens has an adversarial loss
-        adv_until = last_step
-    else:
-        adv_until = lens_until if cfg.lens != "sine" else min(lens_until, cfg.k)
-    return adv_until, lens_until
+# --- the policy ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExitPolicy:
+    """A run's tempering over time, from its configuration: which :class:`Phase`
+    each step runs, α(t), and when the tempering leaves."""
 
+    kind: str                 # none | lens | noise | blur
+    schedule: LambdaSchedule
+    exit: str                 # drop | blend | converge | keep
+    blend_steps: int          # M of the blend exit
+    tolerance: float          # the converge rule: ‖X − L(X)‖² below this ...
+    patience: int             # ... for this many consecutive steps
+    reduction: str            # of ‖X − L(X)‖²
+    steps: int                # the run's length (for its last line)
 
-def exit_message(cfg: TrainConfig) -> str:
-    """How the tempering left, for the line printed at that step."""
-    if cfg.tempering != "lens":
-        return f"{cfg.tempering} tempering ended at K = {cfg.k} (σ = 0)"
-    if cfg.lens_exit == "converge":
-        return (f"lens retired (‖X − L(X)‖² < {cfg.retire_tolerance:g} for {cfg.retire_patience} steps, "
-                "--lens-exit converge)")
-    if cfg.lens_exit == "blend":
-        return f"lens gone (faded out over {cfg.lens_exit_steps} steps after K = {cfg.k}, --lens-exit blend)"
-    return f"lens dropped at K = {cfg.k} (--lens-exit drop)"
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "ExitPolicy":
+        return cls(cfg.tempering, lambda_schedule(cfg), cfg.lens_exit, cfg.lens_exit_steps, cfg.retire_tolerance,
+                   cfg.retire_patience, cfg.reconstruction, cfg.steps)
 
+    @property
+    def k(self) -> int | None:
+        return self.schedule.end
 
-def exit_summary(cfg: TrainConfig, left_at: int | None) -> str:
-    """Where the tempering stands at the end of a run that it left after step
-    ``left_at`` (None: it has not left), for the run's last line."""
-    if cfg.lens == "none":
-        return "no lens"
-    name = cfg.tempering   # lens, noise or blur
-    if left_at is not None:
-        return f"{name} left after step {left_at}"
-    if cfg.lens == "constant":
-        return f"{name} on throughout (--lens constant, λ = {cfg.lambda_value:g})"
-    if cfg.lens_exit == "keep":
-        return f"{name} kept to the end (--lens-exit keep)"
-    if cfg.steps <= cfg.k:
-        return f"{name} still on (λ reaches 0 at K = {cfg.k})"
-    return f"{name} still on (--lens-exit {cfg.lens_exit}: not yet left)"
+    def phase(self, t: int, tempered: bool) -> Phase:
+        """What iteration ``t`` does with the tempering; ``tempered``: whether the run
+        still has one (False without one, or after it left)."""
+        if not tempered:
+            return PLAIN
+        if self.schedule.within(t):
+            return TEMPERED
+        if self.exit == "blend":
+            return Fading(reduction=self.reduction)
+        return Reconstructing(tolerance=self.tolerance if self.exit == "converge" else None)
+
+    def alpha(self, t: int) -> float:
+        """The blend exit's α(t) (1 for every other exit)."""
+        return blend_alpha(t, self.k, self.blend_steps) if self.exit == "blend" and self.k is not None else 1.0
+
+    @property
+    def exit_step(self) -> int | None:
+        """The last step that uses the tempering under a bounded exit (None: no bound)."""
+        if self.kind == "none" or self.k is None or self.exit not in ("drop", "blend"):
+            return None
+        return self.k if self.exit == "drop" else self.k + self.blend_steps - 1
+
+    def may_retire(self, t: int) -> bool:
+        """Whether the converge rule applies at step ``t``: past K with that exit."""
+        return self.kind != "none" and self.exit == "converge" and not self.schedule.within(t)
+
+    def retire_check_due(self, t: int) -> bool:
+        """Whether the converge rule is decided after step ``t`` (see RETIRE_CHECK_EVERY)."""
+        return t % min(RETIRE_CHECK_EVERY, self.patience) == 0
+
+    def leaves_after(self, t: int, steps_within_tolerance: Callable[[], int]) -> bool:
+        """The one rule for *the tempering leaves after step t*: its bounded exit ends
+        at t, or the converge rule is due and met. ``steps_within_tolerance`` reads the
+        device counter (all processes agreeing); it is called only when due."""
+        if t == self.exit_step:
+            return True
+        return (self.may_retire(t) and self.retire_check_due(t)
+                and steps_within_tolerance() >= self.patience)
+
+    def loss_steps(self, left_at: int | None, last_step: int, t: int) -> tuple[int, int]:
+        """Of steps last_step + 1 … t, up to which one the lens's adversarial loss and
+        ‖X − T(X)‖² were computed (``last_step``: by none). The adversarial term exists
+        only for the learned lens and stops at K; the reconstruction stops when the
+        tempering leaves (``left_at``)."""
+        if self.kind == "none":
+            lens_until = last_step
+        else:
+            lens_until = t if left_at is None else min(t, left_at)
+        if self.kind != "lens":                # only the learned lens has an adversarial loss
+            adv_until = last_step
+        else:
+            adv_until = lens_until if self.k is None else min(lens_until, self.k)
+        return adv_until, lens_until
+
+    @property
+    def message(self) -> str:
+        """How the tempering left, for the line printed at that step."""
+        if self.kind != "lens":
+            return f"{self.kind} tempering ended at K = {self.k} (σ = 0)"
+        if self.exit == "converge":
+            return (f"lens retired (‖X − L(X)‖² < {self.tolerance:g} for {self.patience} steps, "
+                    "--lens-exit converge)")
+        if self.exit == "blend":
+            return f"lens gone (faded out over {self.blend_steps} steps after K = {self.k}, --lens-exit blend)"
+        return f"lens dropped at K = {self.k} (--lens-exit drop)"
+
+    def summary(self, left_at: int | None) -> str:
+        """Where the tempering stands at the end of a run that it left after step
+        ``left_at`` (None: it has not left), for the run's last line."""
+        if self.kind == "none":
+            return "no tempering"
+        if left_at is not None:
+            return f"{self.kind} left after step {left_at}"
+        if self.k is None:
+            return f"{self.kind} on throughout (--schedule constant, λ = {self.schedule.value:g})"
+        if self.exit == "keep":
+            return f"{self.kind} kept to the end (--lens-exit keep)"
+        if self.steps <= self.k:
+            return f"{self.kind} still on (λ reaches 0 at K = {self.k})"
+        return f"{self.kind} still on (--lens-exit {self.exit}: not yet left)"

@@ -200,10 +200,12 @@ def grid_configs(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], *
     """The arms (parsed), the base (with ten evaluations per run unless told) and every
     run's configuration {(arm, seed): config}: for each seed, every arm from the same G and D."""
     arms = [parse_arm(a) if isinstance(a, str) else a for a in arms]
-    if len({a.name for a in arms}) != len(arms):
-        raise UserError("--arms names an arm twice")
-    if len(set(seeds)) != len(seeds):
-        raise UserError("--seeds names a seed twice")
+    twice = [a.name for i, a in enumerate(arms) if a.name in {b.name for b in arms[:i]}]
+    if twice:
+        raise UserError(f"--arms names the arm {twice[0]!r} twice")
+    twice = [s for i, s in enumerate(seeds) if s in seeds[:i]]
+    if twice:
+        raise UserError(f"--seeds names a seed twice ({twice[0]})")
     if not base.eval_every:   # the comparison is about FID: ten evaluations per run unless told otherwise
         steps = resolve(base).steps
         base = dataclasses.replace(base, eval_every=max(1, steps // DEFAULT_EVALUATIONS))

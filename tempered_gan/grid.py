@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import runlock
 from .checkpoint import CHECKPOINT, atomic_write_bytes, load_checkpoint
-from .config import CONFIG, TrainConfig, run_identity
+from .config import CONFIG, RESUME_OPTIONS, TrainConfig, migrate, run_identity
 from .errors import UserError
 from .rundir import recorded_failure
 
@@ -87,8 +87,25 @@ def manifest_for(configs: dict, run_dirs: dict, out: Path) -> dict:
              "config": run_identity(cfg)} for (arm, seed), cfg in configs.items()]
     arms = list(dict.fromkeys(arm for arm, _ in configs))
     seeds = list(dict.fromkeys(seed for _, seed in configs))
-    digest = hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()
-    return {"format": FORMAT, "grid": digest, "arms": arms, "seeds": seeds, "shards": None, "runs": runs}
+    return {"format": FORMAT, "grid": _digest(runs), "arms": arms, "seeds": seeds, "shards": None, "runs": runs}
+
+
+def _digest(runs: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()
+
+
+def _migrated(manifest: dict) -> dict:
+    """A manifest written by an earlier version, its run identities in today's vocabulary
+    (:func:`~tempered_gan.config.migrate`) and its digest recomputed from them: a grid
+    started before an option was renamed is the same grid."""
+    runs = manifest.get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("config"), dict) for r in runs):
+        return manifest
+    runs = [{**r, "config": {k: v for k, v in sorted(migrate(r["config"]).items()) if k not in RESUME_OPTIONS}}
+            for r in runs]
+    if runs == manifest["runs"]:
+        return manifest
+    return {**manifest, "runs": runs, "grid": _digest(runs)}
 
 
 def _summary(manifest: dict) -> str:
@@ -125,7 +142,7 @@ def _read_manifest(path: Path) -> dict | None:
         raise UserError(f"{path} is not a readable grid manifest ({exc}); remove it to start the grid afresh") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{path} is not a tempered-gan grid manifest of format {FORMAT}")
-    return manifest
+    return _migrated(manifest)
 
 
 def open_grid(out: Path, configs: dict, run_dirs: dict, shard: Shard | None, *, report_only: bool = False,

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-SCHEDULES = ("sine", "constant", "none")
+SCHEDULES = ("sine", "constant")
 
 
 def sine_lambda(t: float, k: float) -> float:
@@ -25,13 +25,16 @@ def sine_lambda(t: float, k: float) -> float:
 class LambdaSchedule:
     """λ as a function of the step; ``kind`` is one of :data:`SCHEDULES`.
 
-    ``none`` means *no lens at all*; it is accepted here only so that a run's
-    configuration always names a schedule, and asking it for λ is an error.
+    The schedule also owns the one rule for *whether step t is tempered*
+    (:meth:`within`): the lens's adversarial term is on, and a fixed tempering
+    still acts, exactly at the steps t ≤ K of a sine schedule (λ(K) = 0, so at K
+    the term weighs nothing), and at every step of a constant one.
     """
 
     def __init__(self, kind: str = "sine", k: int = 10_000, value: float = 1.0):
         if kind not in SCHEDULES:
-            raise ValueError(f"unknown lens schedule {kind!r}; choose one of: {', '.join(SCHEDULES)}")
+            raise ValueError(f"unknown λ schedule {kind!r}; choose one of: {', '.join(SCHEDULES)} "
+                             "(no tempering at all is tempering 'none', not a schedule)")
         if kind == "sine" and k <= 0:
             raise ValueError(f"K must be positive, got {k}")
         self.kind, self.k, self.value = kind, k, value
@@ -39,9 +42,16 @@ class LambdaSchedule:
     def __call__(self, t: int) -> float:
         if self.kind == "sine":
             return sine_lambda(t, self.k)
-        if self.kind == "constant":
-            return self.value
-        raise RuntimeError("schedule 'none' has no λ: the run has no lens")
+        return self.value
+
+    @property
+    def end(self) -> int | None:
+        """The last tempered step: K for the sine schedule, None (never ends) for a constant one."""
+        return self.k if self.kind == "sine" else None
+
+    def within(self, t: int) -> bool:
+        """Whether step ``t`` is tempered: t ≤ :attr:`end`."""
+        return self.end is None or t <= self.end
 
     def __repr__(self) -> str:
         return f"LambdaSchedule({self.kind!r}, k={self.k}, value={self.value})"

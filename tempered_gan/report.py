@@ -112,11 +112,11 @@ def _baseline_lines(arm_configs: dict[str, TrainConfig], labels: dict[str, str])
         elif cfg.tempering == "blur":
             parts.append(f"{labels[arm]}: real images blurred by a Gaussian of σ(t) pixels, σ₀ = {cfg.blur_sigma:g} px")
     r1 = [f"{labels[arm]}: no tempering, γ/2·E‖∇D(X)‖² added to D's loss on the real data, γ = {cfg.r1_gamma:g}"
-          for arm, cfg in arm_configs.items() if cfg.r1_gamma and cfg.lens == "none"]
+          for arm, cfg in arm_configs.items() if cfg.r1_gamma and cfg.tempering == "none"]
     lines = [f"R1 (Mescheder et al. 2018), {'; '.join(r1)}."] if r1 else []
     if not parts:
         return lines
-    ks = sorted({cfg.k for cfg in arm_configs.values() if cfg.tempering != "lens"})
+    ks = sorted({cfg.k for cfg in arm_configs.values() if cfg.tempering in ("noise", "blur")})
     return [f"Baselines, σ(t) = σ₀·λ(t) on the sine schedule, gone after K = {', '.join(map(str, ks))}: "
             + "; ".join(parts) + ".", *lines]
 
@@ -299,8 +299,9 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
     if strips:
         lines += ["![samples](samples.png)", ""]
     lines += ["## How this was produced", "", "```", command, "```", "", "Configuration of the first run "
-              "(other runs differ only in `seed` and their arm's tempering options: `lens`, `lambda_value`, "
-              "`lens_exit`, `lens_zero_init`, `tempering`, `noise_sigma`, `blur_sigma`, and a variant's overrides):",
+              "(other runs differ only in `seed` and their arm's tempering options: `tempering`, `schedule`, "
+              "`lambda_value`, `lens_exit`, `lens_zero_init`, `noise_sigma`, `blur_sigma`, `r1_gamma`, and a variant's "
+              "overrides):",
               "", "```json", base.to_json(), "```", ""]
     report = out / "report.md"
     atomic_write_bytes(report, "\n".join(lines).encode())

@@ -40,7 +40,7 @@ PAPER_ARMS = {"none": 1, "sine": 2}   # which of ROWS' columns an arm is compare
 NOT_SETTINGS = ("fid_features", "inception_weights", "device", "amp", "channels_last", "cuda_graphs", "log_every",
                 "sample_every", "checkpoint_every")
 # Options each row sets itself: the row's setting, the seeds, the per-arm tempering.
-ROW_OPTIONS = ("dataset", "loss", "lens", "tempering", "lambda_value", "seed", "data_dir", "steps", "k", "eval_every")
+ROW_OPTIONS = ("dataset", "loss", "schedule", "tempering", "lambda_value", "seed", "data_dir", "steps", "k", "eval_every")
 
 
 def parse_rows(text: str | None) -> list[str]:

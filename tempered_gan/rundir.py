@@ -36,10 +36,12 @@ def record_failure(run_dir: Path, reason: str) -> None:
 # --- a new run ---------------------------------------------------------------------
 
 def new_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> Path:
-    """The next numbered folder under ``root``: ``NNNNN-<dataset>-<loss>-<lens>[-<tempering>]-s<seed>``."""
+    """The next numbered folder under ``root``: ``NNNNN-<dataset>-<loss>-<what tempers>-s<seed>``, the
+    tempering named as ``none``, ``<schedule>`` (the lens) or ``<schedule>-<kind>`` (noise, blur)."""
     taken = [int(p.name[:5]) for p in root.glob("[0-9][0-9][0-9][0-9][0-9]-*")] if root.exists() else []
-    kind = "" if cfg.tempering == "lens" else f"-{cfg.tempering}"
-    return root / f"{max(taken, default=-1) + 1:05d}-{cfg.dataset}-{cfg.loss}-{cfg.lens}{kind}-s{cfg.seed}"
+    tempers = ("none" if cfg.tempering == "none" else
+               cfg.schedule if cfg.tempering == "lens" else f"{cfg.schedule}-{cfg.tempering}")
+    return root / f"{max(taken, default=-1) + 1:05d}-{cfg.dataset}-{cfg.loss}-{tempers}-s{cfg.seed}"
 
 
 def check_new(path: Path, overwrite: bool, probe: bool = True) -> bool:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from . import exits
 from .build import preflight, seed_for
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import CONFIG, TrainConfig
@@ -39,10 +38,9 @@ def samples(trainer: Trainer, count: int = GRID_SAMPLES) -> tuple[torch.Tensor, 
     x = trainer.data.batch(torch.randperm(len(trainer.data), generator=g)[:count]).to(trainer.device)
     with eval_mode(trainer.G):
         tempered = None
-        if trainer.tempering is not None:
+        if trainer.tempering.tempers:
             t = trainer.step_count
-            tempered = trainer.tempering.preview(x, trainer.tempering.schedule(t), exits.alpha(trainer.cfg, t),
-                                                 generator=g)
+            tempered = trainer.tempering.preview(x, trainer.tempering.schedule(t), trainer.exits.alpha(t), generator=g)
         return trainer.G(z), tempered, x
 
 
@@ -50,12 +48,12 @@ def sample_captions(trainer: Trainer) -> tuple[str, str]:
     """The title of a sample panel at the trainer's step and the name of its middle
     panel, which always shows what D sees as real at that step."""
     t = trainer.step_count
-    if trainer.tempering is not None:
+    if trainer.tempering.tempers:
         return f"step {t}, λ = {trainer.tempering.schedule(t):.3f}", trainer.tempering.label
-    if trainer.lens_retired_at is not None:
-        return (f"step {t}, {trainer.cfg.tempering} left after step {trainer.lens_retired_at}",
+    if trainer.left_at is not None:
+        return (f"step {t}, {trainer.cfg.tempering} left after step {trainer.left_at}",
                 "X: what D sees now")
-    return f"step {t}, no lens", "X: what D sees (no lens)"
+    return f"step {t}, no tempering", "X: what D sees (no tempering)"
 
 
 def write_sample_panel(trainer: Trainer, path: Path, count: int) -> torch.Tensor | None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .config import POINT_DATASETS, TrainConfig
-from .exits import exit_summary
+from .config import TrainConfig
+from .datasets import dataset_kind
+from .exits import ExitPolicy
 from .runlog import METRICS, read_metrics
 
 
@@ -37,7 +38,7 @@ def run_summary(run_dir: Path, cfg: TrainConfig, *, first_step: int, seconds: fl
     records = read_metrics(run_dir / METRICS, warn=False)
     steps = f"{cfg.steps} steps" if first_step == 0 else f"steps {first_step} → {cfg.steps}"
     left = next((r["step"] for r in records if r.get("lens_retired")), None)
-    parts = [f"done: {steps} in {duration(seconds)}", exit_summary(cfg, left),
+    parts = [f"done: {steps} in {duration(seconds)}", ExitPolicy.from_config(cfg).summary(left),
              _quality_text(run_dir, cfg, records),
              f"last samples: {run_dir / 'samples' / f'step_{cfg.steps:07d}.png'}"]
     return "; ".join(parts)
@@ -45,7 +46,7 @@ def run_summary(run_dir: Path, cfg: TrainConfig, *, first_step: int, seconds: fl
 
 def _quality_text(run_dir: Path, cfg: TrainConfig, records: list[dict]) -> str:
     final = next((r for r in reversed(records) if r["step"] == cfg.steps and "fid" in r), None)
-    if final is None and cfg.dataset in POINT_DATASETS:
+    if final is None and dataset_kind(cfg.dataset).points:
         from .snapshot import evaluate_run, load_run
 
         final = evaluate_run(load_run(run_dir), kid=False)

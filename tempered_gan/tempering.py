@@ -1,6 +1,7 @@
 """What D sees as real: the one place where real data are tempered before D.
 
-Three kinds share one interface (:class:`BaseTempering`):
+Three kinds share one interface (:class:`BaseTempering`), and :class:`NoTempering`
+(D sees X itself) completes it for plain training and for a run the tempering has left:
 
 * :class:`Tempering`: the paper's learned lens L, trained by ``λ(t)·L_L^A + L_L^R``;
 * :class:`InstanceNoise`: N(0, σ(t)²) added to *both* of D's inputs, real and generated
@@ -19,6 +20,9 @@ tempered. In your training loop::
         ... your D step on real and tempering.fake(G(z), lam=lam) ...
         ... your G step on D(tempering.fake(G(z), lam=lam)) ...
         tempering.step(D, t)                     # one lens update through D (nothing for the fixed kinds)
+
+``step`` takes the lens's adversarial term exactly at the steps the schedule
+tempers (``schedule.within(t)``: t ≤ K for the sine schedule), as our trainer does.
 
 ``real`` keeps the graph of L(X) so that the lens step reuses it instead of
 running the lens forward a second time. ``fake`` is the identity except for
@@ -68,13 +72,15 @@ class BaseTempering:
     ``lam`` is λ(t), a number or a device scalar (a CUDA graph replays an
     iteration with λ in a tensor it refills): nothing here reads it on the host.
 
-    Attributes: ``schedule`` (λ(t)); ``learns`` (whether :meth:`update` trains
-    parameters); ``lens`` and ``optimizer`` (None unless learned);
+    Attributes: ``schedule`` (λ(t)); ``tempers`` (False only for :class:`NoTempering`);
+    ``learns`` (whether :meth:`update` trains parameters); ``lens`` and ``optimizer``
+    (None unless learned);
     ``generators`` (the random generators it draws from; a trainer saves and
     restores their states and registers them with CUDA graphs); ``label``
     (what D's real input is called in plots).
     """
 
+    tempers = True
     learns = False
     lens: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
@@ -100,10 +106,9 @@ class BaseTempering:
         return x
 
     def step(self, discriminator: nn.Module, t: int) -> dict[str, float | Tensor | None]:
-        """One update at step ``t`` (:meth:`update` with λ(t)). Where λ(t) = 0
-        the adversarial term weighs nothing, so D's pass is skipped."""
-        lam = self.schedule(t)
-        return self.update(discriminator, lam, adversarial=lam != 0)
+        """One update at step ``t``: :meth:`update` with λ(t), the adversarial term
+        taken while the schedule tempers (t ≤ K; after K, ‖X − L(X)‖² alone and no pass of D)."""
+        return self.update(discriminator, self.schedule(t), adversarial=self.schedule.within(t))
 
     def update(self, discriminator: nn.Module, lam: float | Tensor,
                adversarial: bool = True) -> dict[str, float | Tensor | None]:
@@ -114,6 +119,12 @@ class BaseTempering:
         rec = reconstruction(self._x, self._real)
         self._x = self._real = None
         return {"lambda": lam, "loss_lens_adv": None, "loss_lens_rec": rec.detach()}
+
+    def blend(self, x: Tensor, alpha: float | Tensor) -> Tensor:
+        """D's real input while the tempering fades out after K (the ``blend`` exit):
+        ``x + α·(T(x) − x)``, α falling from 1 to 0, nothing trained. Only the learned
+        lens fades; the fixed kinds end at K."""
+        raise NotImplementedError(f"{type(self).__name__} ends at K; only the learned lens fades out")
 
     def preview(self, x: Tensor, lam: float | Tensor, alpha: float = 1.0,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -163,6 +174,28 @@ class BaseTempering:
                     if torch.is_tensor(value) and not (key == "step" and steps_stay):
                         per_param[key] = value.to(device)
         return self
+
+
+class NoTempering(BaseTempering):
+    """No tempering: D sees X and G(Z) themselves. A run without one has it from the
+    start; a run whose tempering has left has it from then on."""
+
+    tempers = False
+    label = "X"
+
+    def __init__(self):
+        super().__init__(schedule=None)
+
+    def real(self, x: Tensor, keep_graph: bool = True, *, lam: float | Tensor | None = None) -> Tensor:
+        return x
+
+    def update(self, discriminator: nn.Module, lam: float | Tensor,
+               adversarial: bool = True) -> dict[str, float | Tensor | None]:
+        return {"lambda": None, "loss_lens_adv": None, "loss_lens_rec": None}
+
+    def preview(self, x: Tensor, lam: float | Tensor | None = None, alpha: float = 1.0,
+                generator: torch.Generator | None = None) -> Tensor:
+        return x
 
 
 def _on_device(optimizer: torch.optim.Optimizer) -> bool:
@@ -255,15 +288,21 @@ class Tempering(BaseTempering):
         return lensed if alpha == 1.0 else x + alpha * (lensed - x)
 
 
+def check_sigma(sigma, name: str = "σ₀") -> float:
+    """σ₀ of a fixed tempering as a float: a finite number ≥ 0 (the one check, for the
+    command line and the library alike); ValueError, naming it ``name``, otherwise."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"{name} must be a finite number ≥ 0, got {sigma!r}")
+    return float(sigma)
+
+
 class _FixedTempering(BaseTempering):
     """A parameter-free tempering of width σ(t) = σ₀·λ(t): nothing to train, and
     nothing left to do once λ = 0."""
 
     def __init__(self, schedule: LambdaSchedule, sigma: float):
         super().__init__(schedule)
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"σ₀ must be a finite number ≥ 0, got {sigma!r}")
-        self.sigma0 = float(sigma)
+        self.sigma0 = check_sigma(sigma)
 
     def sigma(self, t: int) -> float:
         """σ(t) = σ₀·λ(t)."""

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from . import exits
 from .build import preflight, use_thread_policy
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -89,9 +88,9 @@ class _Checkpoints:
 
 def window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -> dict:
     """Mean losses over steps last_step+1 … t. A lens loss is averaged over the
-    steps that computed it (:func:`tempered_gan.exits.lens_loss_steps`), and null
+    steps that computed it (:meth:`tempered_gan.exits.ExitPolicy.loss_steps`), and null
     when none did; for noise and blur ‖X − T(X)‖² says how far D's real input is from X."""
-    adv_until, lens_until = exits.lens_loss_steps(trainer.cfg, trainer.lens_retired_at, last_step, t)
+    adv_until, lens_until = trainer.exits.loss_steps(trainer.left_at, last_step, t)
     counts = [t - last_step, t - last_step, adv_until - last_step, lens_until - last_step]
     return {k: (v / n if n > 0 else None) for k, v, n in zip(LOSS_NAMES, sums, counts)}
 
@@ -186,12 +185,10 @@ def _loop(trainer: Trainer, run_dir: Path, log: RunLog | None, checkpoints: _Che
                 print(log_line(record), file=sys.stderr, flush=True)
             last_time, last_step = now, t
 
-        # The tempering leaves: by the converge rule here (drop and blend leave in Trainer.step).
-        if exits.retire_check_due(cfg, t) and trainer.should_retire():
-            trainer.retire_lens()
-        if trainer.lens_retired_at == t and log:
+        # The tempering left after this step (Trainer.step asks the run's ExitPolicy).
+        if trainer.left_at == t and log:
             log.write({"step": t, "lens_retired": True})
-            print(f"step {t}: {exits.exit_message(cfg)}; D now sees X", file=sys.stderr)
+            print(f"step {t}: {trainer.exits.message}; D now sees X", file=sys.stderr)
 
         # Samples, evaluation, checkpoint.
         if dist.main and (t % cfg.sample_every == 0 or end):

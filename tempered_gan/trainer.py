@@ -11,7 +11,11 @@ What tempers the real data (``--tempering``) is one object, ``Trainer.tempering`
 (:mod:`tempered_gan.tempering`): the learned lens, instance noise or a blur. The
 iteration asks it for D's real input (``real``) and D's generated input
 (``fake``) and lets it update once (``update``, nothing for the fixed kinds); it
-never asks which kind it is. When it leaves is :mod:`tempered_gan.exits`.
+never asks which kind it is. Without a tempering, and once it has left, it is
+:class:`~tempered_gan.tempering.NoTempering` (D sees X). What each step does with
+it (tempered, trained on ‖X − L(X)‖² alone, faded out) and when it leaves is the
+run's :class:`~tempered_gan.exits.ExitPolicy`; the iteration applies the step's
+phase and never branches on it.
 """
 from __future__ import annotations
 
@@ -23,7 +27,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import exits
 from .build import (
     EpochSampler,
     autocast_for,
@@ -40,9 +43,10 @@ from .cuda_graphs import make_runner, uses_cuda_graphs
 from .data import Data
 from .distributed import SINGLE_PROCESS, Dist, average_gradients, fingerprint, gather
 from .errors import UserError
-from .losses import OBJECTIVES, discriminator_loss, reconstruction
+from .exits import ExitPolicy, Phase
+from .losses import OBJECTIVES, discriminator_loss
 from .nets import eval_mode
-from .tempering import BaseTempering, frozen
+from .tempering import BaseTempering, NoTempering, frozen
 
 LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
 
@@ -56,7 +60,8 @@ class Trainer:
     device: torch.device
     G: nn.Module
     D: nn.Module
-    tempering: BaseTempering | None               # what tempers the real data; None without (or after K, retired)
+    tempering: BaseTempering                      # what tempers the real data (NoTempering: none, or it left)
+    exits: ExitPolicy                             # what each step does with it, and when it leaves
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     sampler: EpochSampler
@@ -66,7 +71,7 @@ class Trainer:
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     memory_format: torch.memory_format = torch.preserve_format
     step_count: int = 0
-    lens_retired_at: int | None = None
+    left_at: int | None = None                    # the step after which the tempering left (None: it has not)
     below_tolerance: torch.Tensor | None = None   # consecutive steps with ‖X − L(X)‖² < tolerance, after K
     loss_sums: torch.Tensor | None = None         # sums of the losses since the last log step (device)
     first_bad: torch.Tensor | None = None         # first step with a NaN/Inf loss, -1 if none (device)
@@ -86,7 +91,7 @@ class Trainer:
         if lens is not None:
             lens = lens.to(device, memory_format=memory)
         tempering = make_tempering(cfg, lens, device, dist, autocast, capturable=graphs)
-        trainer = cls(cfg, data, device, G, D, tempering,
+        trainer = cls(cfg, data, device, G, D, tempering, ExitPolicy.from_config(cfg),
                       make_optimizer(cfg, G.parameters(), capturable=graphs),
                       make_optimizer(cfg, D.parameters(), capturable=graphs),
                       EpochSampler(len(data), cfg.batch_size, cfg.seed, dist.rank, dist.world),
@@ -100,12 +105,12 @@ class Trainer:
 
     @property
     def lens(self) -> nn.Module | None:
-        return self.tempering.lens if self.tempering else None
+        return self.tempering.lens
 
     @property
     def generators(self) -> list[torch.Generator]:
         """Every generator an iteration draws from (CUDA graphs register them all)."""
-        return [self.noise, self.penalty_noise, *(self.tempering.generators if self.tempering else [])]
+        return [self.noise, self.penalty_noise, *self.tempering.generators]
 
     def _z(self) -> torch.Tensor:
         return torch.randn(self.cfg.batch_size, self.cfg.z_dim, generator=self.noise, device=self.device)
@@ -121,17 +126,17 @@ class Trainer:
         t = self.step_count + 1
         idx = torch.stack([self.sampler.next() for _ in range(self.cfg.critic_steps)])
         self.last_lambda = self.lam(t)   # logged with step t even when the tempering leaves after it
-        losses = self.runner.run(self.phase(t), t, idx, self.last_lambda or 0.0, exits.alpha(self.cfg, t))
+        losses = self.runner.run(self.phase(t), t, idx, self.last_lambda or 0.0, self.exits.alpha(t))
         self.step_count = t
-        if self.tempering is not None and t == exits.exit_step(self.cfg):
-            self.retire_lens()
+        if self.tempering.tempers and self.exits.leaves_after(t, self._steps_within_tolerance):
+            self.leave()
         return losses
 
-    def phase(self, t: int) -> tuple:
-        """What iteration ``t`` does with the tempering (:func:`tempered_gan.exits.phase`)."""
-        return exits.phase(self.cfg, t, self.tempering is not None)
+    def phase(self, t: int) -> Phase:
+        """What iteration ``t`` does with the tempering (:meth:`ExitPolicy.phase`)."""
+        return self.exits.phase(t, self.tempering.tempers)
 
-    def iteration(self, phase: tuple, idx: torch.Tensor, lam: float | torch.Tensor, alpha: float | torch.Tensor,
+    def iteration(self, phase: Phase, idx: torch.Tensor, lam: float | torch.Tensor, alpha: float | torch.Tensor,
                   t: int | torch.Tensor) -> torch.Tensor:
         """The device work of one TAN iteration in ``phase`` (decided on the
         host): ``idx`` (critic_steps, B) batch indices, λ(t), α(t) and t, as
@@ -142,18 +147,12 @@ class Trainer:
         ``loss_sums``, ``first_bad``, ``below_tolerance``), and nothing in it
         waits for the device, so it can be captured and replayed as it is.
         """
-        cfg, objective, mode = self.cfg, OBJECTIVES[self.cfg.loss], phase[0]
+        cfg, objective, tempering = self.cfg, OBJECTIVES[self.cfg.loss], self.tempering
         for i in range(cfg.critic_steps):
             x = self.data.batch(idx[i]).to(self.device, non_blocking=True, memory_format=self.memory_format)
-            keep = i == cfg.critic_steps - 1
-            if mode in ("lens", "converge"):
-                real = self.tempering.real(x, keep_graph=keep, lam=lam)
-            elif mode == "blend":
-                real = self.tempering.blend(x, alpha)
-            else:
-                real = x
+            real = phase.real(tempering, x, i == cfg.critic_steps - 1, lam, alpha)
             with torch.no_grad(), self.autocast():
-                fake = self._d_fake(self.G(self._z()).float(), mode, lam)
+                fake = tempering.fake(self.G(self._z()).float(), lam)
             with self.autocast():
                 loss_d = discriminator_loss(objective, self.D, real, fake, cfg.gp_weight, self.penalty_noise,
                                             r1_gamma=cfg.r1_gamma)
@@ -163,52 +162,37 @@ class Trainer:
             self.opt_d.step()
 
         with frozen(self.D), self.autocast():
-            loss_g = objective.g_loss(self.D(self._d_fake(self.G(self._z()), mode, lam)).float())
+            loss_g = objective.g_loss(self.D(tempering.fake(self.G(self._z()), lam)).float())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         average_gradients(self.G, self.dist.world)
         self.opt_g.step()
 
-        lens_adv = lens_rec = torch.zeros((), device=self.device)  # placeholders, logged as null
-        if mode in ("lens", "converge"):
-            # After K, λ = 0: the lens trains on ‖X − L(X)‖² alone, without D's pass.
-            out = self.tempering.update(self.D, lam, adversarial=mode == "lens")
-            lens_rec = out["loss_lens_rec"]
-            if out["loss_lens_adv"] is not None:
-                lens_adv = out["loss_lens_adv"]
-            if mode == "converge" and phase[1]:
-                self.below_tolerance.copy_(torch.where(lens_rec < cfg.retire_tolerance, self.below_tolerance + 1, 0))
-        elif mode == "blend":   # logged only: how far D's view of the data still is from X
-            lens_rec = reconstruction(x, real, cfg.reconstruction)
-        losses = torch.stack([loss_d.detach(), loss_g.detach(), lens_adv, lens_rec])
+        lens_adv, lens_rec = phase.update(tempering, self.D, lam, x, real, self.below_tolerance)
+        none = torch.zeros((), device=self.device)   # a loss not computed at this step: logged as null
+        losses = torch.stack([loss_d.detach(), loss_g.detach(), none if lens_adv is None else lens_adv,
+                              none if lens_rec is None else lens_rec])
         # Bookkeeping on the device, read only at log steps: no sync per step.
         self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(losses).all(), t, self.first_bad))
         self.loss_sums.add_(losses)
         return losses
 
-    def _d_fake(self, fake: torch.Tensor, mode: str, lam: float | torch.Tensor) -> torch.Tensor:
-        """D's generated input: G(Z) as the tempering shows it to D (instance noise
-        adds noise to it, in D's and G's steps alike; the lens and blur leave it)."""
-        return fake if mode == "plain" else self.tempering.fake(fake, lam)
-
-    # --- lens retirement ----------------------------------------------------
-    def should_retire(self) -> bool:
-        """The converge exit's rule; all processes decide together (each saw only its own batches)."""
-        if self.tempering is None or not exits.may_retire(self.cfg, self.step_count):
-            return False
+    # --- the tempering leaves ------------------------------------------------
+    def _steps_within_tolerance(self) -> int:
+        """The converge rule's counter; all processes decide together (each saw only its own batches)."""
         below = self.below_tolerance.clone()
         if self.dist.active:
             torch.distributed.all_reduce(below, op=torch.distributed.ReduceOp.MIN)
-        return int(below) >= self.cfg.retire_patience
+        return int(below)
 
-    def retire_lens(self) -> None:
+    def leave(self) -> None:
         """Drop the tempering: from now on D sees X itself and the lens optimiser stops
         ("training reduces to the original GAN", paper §3)."""
-        self.tempering = None
-        self.lens_retired_at = self.step_count
+        self.tempering = NoTempering()
+        self.left_at = self.step_count
 
     def lam(self, t: int) -> float | None:
-        return self.tempering.schedule(t) if self.tempering else None
+        return self.tempering.schedule(t) if self.tempering.tempers else None
 
     # --- checkpoints ------------------------------------------------------
     def state_dict(self) -> dict:
@@ -217,14 +201,14 @@ class Trainer:
             "step": self.step_count,
             "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "lens": self.lens.state_dict() if self.lens else None,
+            "lens": self.lens.state_dict() if self.lens is not None else None,
             "opt_lens": self.tempering.optimizer.state_dict() if self.lens is not None else None,
             "sampler": self.sampler.state_dict(),
-            "lens_retired_at": self.lens_retired_at,
+            "lens_retired_at": self.left_at,
             "below_tolerance": int(self.below_tolerance) if self.below_tolerance is not None else 0,
             # One entry per process: each draws its own noise.
             "rng": gather({"noise": self.noise.get_state().cpu(), "penalty": self.penalty_noise.get_state().cpu(),
-                           "tempering": [g.get_state().cpu() for g in self.tempering.generators] if self.tempering else [],
+                           "tempering": [g.get_state().cpu() for g in self.tempering.generators],
                            "torch": torch.get_rng_state()}, self.dist.world),
             "replicas": gather(fingerprint(self.G, self.D, self.lens), self.dist.world),
         }
@@ -235,9 +219,9 @@ class Trainer:
             self.D.load_state_dict(state["D"])
             load_optimizer_state(self.opt_g, state["opt_g"])
             load_optimizer_state(self.opt_d, state["opt_d"])
-            self.lens_retired_at = state.get("lens_retired_at")
-            if self.lens_retired_at is not None:
-                self.tempering = None
+            self.left_at = state.get("lens_retired_at")
+            if self.left_at is not None:
+                self.tempering = NoTempering()
             if self.lens is not None:
                 self.lens.load_state_dict(state["lens"])
                 load_optimizer_state(self.tempering.optimizer, state["opt_lens"])
@@ -249,7 +233,7 @@ class Trainer:
             rng = state["rng"][self.dist.rank]
             self.noise.set_state(rng["noise"])
             self.penalty_noise.set_state(rng["penalty"])
-            generators = self.tempering.generators if self.tempering else []
+            generators = self.tempering.generators
             saved = rng.get("tempering", [])   # absent before instance noise existed
             if len(saved) != len(generators):
                 raise ValueError(f"it holds {len(saved)} tempering generator states, this run has {len(generators)}")

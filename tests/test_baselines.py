@@ -12,7 +12,6 @@ from tempered_gan.build import seed_for
 from tempered_gan.cli import main
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
-from tempered_gan.exits import exit_step
 from tempered_gan.experiment import arm_config
 from tempered_gan.snapshot import samples
 from tempered_gan.trainer import Trainer
@@ -102,7 +101,7 @@ def test_the_trainer_uses_sigma_of_the_step(ring, t):
 
 def test_noise_reaches_both_d_inputs_and_only_ds(ring):
     tr = trainer(ring, tempering="noise", noise_sigma=0.5, k=4, steps=8)
-    plain = trainer(ring, lens="none", k=4, steps=8)
+    plain = trainer(ring, tempering="none", k=4, steps=8)
     replay = Replay(tr)
     d_in, g_in, g_out, plain_g_in = [], [], [], []
     record_inputs(tr.D, d_in)
@@ -226,7 +225,7 @@ def test_they_end_at_k_and_nothing_is_computed_after(ring, mnist, kind, monkeypa
     import tempered_gan.tempering as tempering_module
     data = ring if kind == "noise" else mnist
     tr = trainer(data, tempering=kind, k=3, steps=6)
-    assert tr.cfg.lens_exit == "drop" and exit_step(tr.cfg) == 3
+    assert tr.cfg.lens_exit == "drop" and tr.exits.exit_step == 3
     calls = []
     for name in ("real", "fake", "update"):
         method = getattr(tr.tempering, name)
@@ -238,7 +237,7 @@ def test_they_end_at_k_and_nothing_is_computed_after(ring, mnist, kind, monkeypa
     generator = tr.tempering.generators[0] if kind == "noise" else None
     for _ in range(3):
         tr.step()
-    assert tr.tempering is None and tr.lens_retired_at == 3
+    assert not tr.tempering.tempers and tr.left_at == 3
     assert sorted(set(calls)) == [1, 2, 3]
     state = generator.get_state().clone() if generator is not None else None
     n_blurred = len(blurred)
@@ -337,9 +336,7 @@ BAD = [
     (["--tempering", "noise", "--noise-sigma", "nan"], "--noise-sigma must be a finite number ≥ 0, got nan"),
     (["--tempering", "blur", "--dataset", "mnist", "--blur-sigma", "inf"], "--blur-sigma must be a finite number"),
     (["--tempering", "blur", "--dataset", "mnist", "--blur-sigma", "-0.5"], "--blur-sigma must be a finite number"),
-    (["--tempering", "noise", "--lens", "none"], "needs a λ schedule"),
     (["--tempering", "noise", "--lens-exit", "blend"], "contradicts --lens-exit blend"),
-    (["--tempering", "noise", "--keep-lens"], "contradicts --keep-lens"),
     (["--tempering", "noise", "--lens-zero-init"], "contradicts --lens-zero-init"),
     (["--noise-sigma", "0.5"], "--noise-sigma is σ₀ of --tempering noise; this run uses --tempering lens"),
     (["--tempering", "noise", "--blur-sigma", "1"], "--blur-sigma is σ₀ of --tempering blur"),
@@ -353,13 +350,41 @@ def test_bad_tempering_options_are_one_clear_line(capsys, argv, message):
     assert message in err and len(err.splitlines()) == 1 and err.startswith("tempered-gan: error:"), err
 
 
+DEPRECATED = [
+    (["--tempering", "noise", "--lens", "none"], "contradicts --tempering noise"),
+    (["--tempering", "noise", "--keep-lens"], "contradicts --lens-exit keep"),
+    (["--lens", "sine", "--schedule", "constant"], "contradicts --schedule constant"),
+    (["--keep-lens", "--lens-exit", "drop"], "contradicts --lens-exit drop"),
+]
+
+
+@pytest.mark.parametrize("argv,message", DEPRECATED, ids=[" ".join(a) for a, _ in DEPRECATED])
+def test_a_deprecated_flag_warns_once_and_a_contradiction_is_one_error_line(capsys, argv, message):
+    assert run("train", "--dry-run", *argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "deprecated" in lines[0] and lines[1].startswith("tempered-gan: error:"), lines
+    assert message in lines[1]
+
+
+@pytest.mark.parametrize("old,new", [(["--lens", "none"], {"tempering": "none"}),
+                                     (["--lens", "constant"], {"schedule": "constant", "tempering": "lens"}),
+                                     (["--keep-lens"], {"lens_exit": "keep"})])
+def test_a_deprecated_flag_still_works_for_one_release(capsys, old, new):
+    assert run("train", "--dry-run", *old) == 0
+    captured = capsys.readouterr()
+    config = json.loads(captured.out)
+    assert {k: config[k] for k in new} == new and "lens" not in config and "keep_lens" not in config
+    warnings = captured.err.strip().splitlines()
+    assert len(warnings) == 1 and "deprecated" in warnings[0] and "--" in warnings[0]
+
+
 def test_good_tempering_options_resolve(capsys):
     assert run("train", "--dry-run", "--tempering", "noise", "--lens-exit", "drop", "--noise-sigma", "0") == 0
     config = json.loads(capsys.readouterr().out)
     assert (config["noise_sigma"], config["lens_exit"]) == (0.0, "drop")
-    assert run("train", "--dry-run", "--tempering", "blur", "--dataset", "mnist", "--lens", "constant") == 0
+    assert run("train", "--dry-run", "--tempering", "blur", "--dataset", "mnist", "--schedule", "constant") == 0
     config = json.loads(capsys.readouterr().out)
-    assert (config["blur_sigma"], config["noise_sigma"], config["lens"]) == (2.0, None, "constant")
+    assert (config["blur_sigma"], config["noise_sigma"], config["schedule"]) == (2.0, None, "constant")
 
 
 def test_the_instance_noise_stream_is_its_own(ring):

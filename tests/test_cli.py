@@ -39,7 +39,7 @@ def test_a_run_writes_config_metrics_samples_and_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     assert run("train", "--steps", 6, "--k", 4, "--out", out, "--sample-every", 3, *TINY) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["dataset"] == "mixture-ring8" and config["steps"] == 6 and config["lens"] == "sine"
+    assert config["dataset"] == "mixture-ring8" and config["steps"] == 6 and config["schedule"] == "sine"
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     records = [r for r in lines if "loss_d" in r]
     assert [r["step"] for r in records] == [2, 4, 6]
@@ -71,13 +71,13 @@ def test_tensorboard_has_curves_for_measures_and_the_evaluation_counts_as_text(t
 
 def test_no_lens_run_logs_null_lens_terms(tmp_path):
     out = tmp_path / "run"
-    assert run("train", "--steps", 2, "--lens", "none", "--out", out, *TINY) == 0
+    assert run("train", "--steps", 2, "--tempering", "none", "--out", out, *TINY) == 0
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["lambda"] is None and record["loss_lens_rec"] is None and record["loss_d"] > 0
     assert weights(out)[1].keys() == {k for k in weights(out)[1] if not k.startswith("lens.")}
 
 
-@pytest.mark.parametrize("extra", [["--lens", "sine", "--k", "3"], ["--loss", "wgan-gp", "--lens", "constant"]])
+@pytest.mark.parametrize("extra", [["--schedule", "sine", "--k", "3"], ["--loss", "wgan-gp", "--schedule", "constant"]])
 def test_resume_is_bit_identical_on_points(tmp_path, extra):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert run("train", "--steps", 8, "--out", straight, *TINY, *extra) == 0
@@ -132,7 +132,7 @@ def test_bad_data_does_not_touch_an_existing_run(tmp_path):
 BAD = [
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--loss", "hinge"], "unknown loss 'hinge'"),
-    (["--lens", "cosine"], "unknown lens 'cosine'"),
+    (["--schedule", "cosine"], "unknown schedule 'cosine'"),
     (["--k", "-5"], "k must be a positive"),
     (["--steps", "0"], "steps must be a positive"),
     (["--steps", "many"], "invalid int value"),
@@ -255,7 +255,7 @@ def test_signal_saves_a_checkpoint_and_resume_continues(tmp_path, sig):
 def test_module_entry_point_and_help():
     result = subprocess.run([sys.executable, "-m", "tempered_gan", "train", "--help"], capture_output=True, text=True,
                             env={**os.environ})
-    assert result.returncode == 0 and "--resume" in result.stdout and "--lens" in result.stdout
+    assert result.returncode == 0 and "--resume" in result.stdout and "--schedule" in result.stdout
 
 
 RETIRE = ["--k", "2", "--lens-exit", "converge", "--retire-tolerance", "1e9", "--retire-patience", "2",
@@ -392,7 +392,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, ca
 
 def test_log_lines_leave_out_the_values_that_do_not_exist(tmp_path, capsys):
     """After the lens left, every line used to print lambda=None … loss_lens_rec=None."""
-    runs = {"drop": ["--k", 2, "--steps", 4], "no lens": ["--lens", "none", "--steps", 4],
+    runs = {"drop": ["--k", 2, "--steps", 4], "no lens": ["--tempering", "none", "--steps", 4],
             "converge": [*RETIRE, "--steps", 6]}                   # retires after step 4
     for name, extra in runs.items():
         assert run("train", "--out", tmp_path / name, *TINY, *extra) == 0, name
@@ -441,9 +441,9 @@ def test_the_summary_line_gives_what_eval_reports_for_the_checkpoint(tmp_path, c
 
 def test_the_summary_of_an_image_run_says_how_to_measure_fid(tmp_path, mnist_dir, capsys):
     out = tmp_path / "run"
-    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 3, "--lens", "none", "--out", out) == 0
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 3, "--tempering", "none", "--out", out) == 0
     summary = _summary(capsys.readouterr().err)
-    assert summary == (f"done: 3 steps in {summary.split(' in ')[1].split(';')[0]}; no lens; "
+    assert summary == (f"done: 3 steps in {summary.split(' in ')[1].split(';')[0]}; no tempering; "
                        f"FID not measured (tempered-gan eval {out}, or --eval-every N during training); "
                        f"last samples: {out / 'samples' / 'step_0000003.png'}")
 

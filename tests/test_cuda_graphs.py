@@ -25,6 +25,7 @@ from tempered_gan.checkpoint import CHECKPOINT
 from tempered_gan.config import CONFIG, TrainConfig, resolve
 from tempered_gan.cuda_graphs import HOST_SLOTS, WARMUP_STEPS, CudaGraphRunner, EagerRunner
 from tempered_gan.data import load_dataset
+from tempered_gan.exits import PLAIN, TEMPERED, Reconstructing
 from tempered_gan.train import NonFiniteLoss
 from tempered_gan.trainer import Trainer
 
@@ -126,7 +127,8 @@ def test_the_phase_run_retires_the_lens_where_the_gpu_case_expects_it_on_the_cpu
     for t, p in enumerate(phases, 1):
         spans.setdefault(p, []).append(t)
     assert {p: (s[0], s[-1]) for p, s in spans.items()} == {
-        ("lens",): (1, 6), ("converge", True): (7, RETIRED_AT), ("plain",): (RETIRED_AT + 1, 30)}
+        TEMPERED: (1, 6), Reconstructing(tolerance=PHASES["retire_tolerance"]): (7, RETIRED_AT),
+        PLAIN: (RETIRED_AT + 1, 30)}
     assert all(len(s) > WARMUP_STEPS for s in spans.values())
 
 

@@ -136,8 +136,8 @@ def test_compare_refuses_a_folder_of_another_configuration(comparison, capsys):
     (["--fail-modes", "0"], "fail-modes must be a whole number ≥ 1"),
     (["--arms", "none,fog"], "unknown arm 'fog'"),
     (["--arms", "none,blur"], "--tempering blur blurs images; mixture-ring8 is 2-D points"),
-    (["--lens", "sine"], "compare sets the lens per arm"),
-    (["--tempering", "noise"], "compare sets the lens per arm"),
+    (["--schedule", "sine"], "compare sets the tempering per arm"),
+    (["--tempering", "noise"], "compare sets the tempering per arm"),
     (["--arms", "none,sine", "--noise-sigma", "0.5"], "--noise-sigma is σ₀ of the noise arm, which --arms does not"),
     (["--arms", "none,noise", "--noise-sigma", "-1"], "--noise-sigma must be a finite number ≥ 0"),
     (["--seed", "3"], "choose them with --seeds"),
@@ -176,7 +176,7 @@ def test_r1_is_an_arm_with_its_own_gamma_and_no_other_arm_gets_it():
     from tempered_gan.errors import UserError
     from tempered_gan.experiment import arm_config
     r1 = arm_config(TrainConfig(), "r1", 0)
-    assert (r1.lens, r1.r1_gamma) == ("none", R1_GAMMA)
+    assert (r1.tempering, r1.r1_gamma) == ("none", R1_GAMMA)
     assert arm_config(TrainConfig(), "r1:r1_gamma=1", 0).r1_gamma == 1.0
     given = TrainConfig(r1_gamma=3.0)                     # --r1-gamma: γ of the r1 arm only
     assert arm_config(given, "r1", 0).r1_gamma == 3.0

@@ -27,10 +27,13 @@ def test_schedule_kinds():
     assert LambdaSchedule("sine", k=10)(5) == pytest.approx(1 - math.sin(math.pi / 4))
     assert LambdaSchedule("constant", value=1.0)(123_456) == 1.0
     assert LambdaSchedule("constant", value=0.25)(0) == 0.25
-    with pytest.raises(RuntimeError, match="no lens"):
-        LambdaSchedule("none")(1)
-    with pytest.raises(ValueError, match="unknown lens schedule"):
+    with pytest.raises(ValueError, match="unknown λ schedule 'none'"):   # no tempering is a tempering, not a schedule
+        LambdaSchedule("none")
+    with pytest.raises(ValueError, match="unknown λ schedule"):
         LambdaSchedule("cosine")
+    sine, constant = LambdaSchedule("sine", k=10), LambdaSchedule("constant")
+    assert [sine.within(t) for t in (1, 9, 10, 11)] == [True, True, True, False] and sine.end == 10
+    assert constant.within(10 ** 9) and constant.end is None
     with pytest.raises(ValueError, match="K must be positive"):
         LambdaSchedule("sine", k=-5)
 

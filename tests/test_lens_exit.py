@@ -6,7 +6,7 @@ import torch
 
 from tempered_gan.cli import main
 from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.exits import blend_alpha, exit_step
+from tempered_gan.exits import blend_alpha
 from tempered_gan.trainer import Trainer
 
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
@@ -30,8 +30,8 @@ def trainer(data, **options):
 def test_the_default_exits_are_bounded_by_one_and_a_half_k(ring, k):
     cfg = resolve(TrainConfig(dataset="mixture-ring8", k=k, steps=2 * k))
     assert cfg.lens_exit == "drop" and cfg.lens_exit_steps == max(1, k // 2)
-    assert exit_step(trainer(ring, k=k, steps=2 * k).cfg) == k
-    assert k <= exit_step(trainer(ring, k=k, steps=2 * k, lens_exit="blend").cfg) <= 1.5 * k
+    assert trainer(ring, k=k, steps=2 * k).exits.exit_step == k
+    assert k <= trainer(ring, k=k, steps=2 * k, lens_exit="blend").exits.exit_step <= 1.5 * k
 
 
 def test_blend_alpha_falls_linearly_from_one_to_zero_after_k():
@@ -48,11 +48,11 @@ def test_each_exit_leaves_when_it_says_and_the_lens_is_never_called_after(ring, 
     lens_params = [p.clone() for p in lens.parameters()]
     for _ in range(12):
         tr.step()
-    assert tr.lens_retired_at == gone_after
+    assert tr.left_at == gone_after
     if gone_after is not None:
-        assert tr.tempering is None and max(calls) == gone_after   # no lens forward after the exit
+        assert not tr.tempering.tempers and max(calls) == gone_after   # no lens forward after the exit
     else:
-        assert tr.tempering is not None and max(calls) == 12
+        assert tr.tempering.tempers and max(calls) == 12
     assert not all(torch.equal(a, b) for a, b in zip(lens_params, lens.parameters()))
 
 
@@ -86,7 +86,7 @@ def test_blend_shows_d_the_faded_lens_and_trains_it_no_more(ring):
         alpha = 1 - (t - 2) / 4
         torch.testing.assert_close(seen[0], x + alpha * (lx - x))   # D's real input: L_α(X)
     assert all(torch.equal(a, b) for a, b in zip(before, lens.parameters()))
-    assert tr.lens_retired_at == 5 and tr.tempering is None
+    assert tr.left_at == 5 and not tr.tempering.tempers
 
 
 def test_converge_trains_on_reconstruction_without_d_after_k(ring):
@@ -132,3 +132,43 @@ def test_saved_configurations_from_before_exits_keep_their_behaviour(tmp_path):
     del values["lens_exit"], values["lens_exit_steps"]
     assert TrainConfig.from_dict(values).lens_exit == "converge"
     assert TrainConfig.from_dict({**values, "keep_lens": True}).lens_exit == "keep"
+
+
+def test_configurations_of_0_1_0_load_in_todays_vocabulary():
+    cfg = resolve(TrainConfig(dataset="mixture-ring8"))
+    values = json.loads(cfg.to_json())
+    del values["schedule"]
+    assert TrainConfig.from_dict({**values, "lens": "constant"}).schedule == "constant"
+    plain = TrainConfig.from_dict({**values, "lens": "none"})
+    assert (plain.tempering, plain.schedule) == ("none", "sine")
+    kept = TrainConfig.from_dict({**values, "lens": "sine", "keep_lens": True, "lens_exit": "drop"})
+    assert (kept.schedule, kept.lens_exit) == ("sine", "keep")     # --keep-lens overrode the exit
+
+
+def test_the_adversarial_term_is_on_exactly_at_the_tempered_steps_in_the_trainer_and_the_library(ring):
+    """The README's loop (Tempering.step) and the trainer take the lens's adversarial term at the
+    same steps: t ≤ K, K included (λ(K) = 0 there, so it weighs nothing but is computed)."""
+    from tempered_gan.tempering import Tempering
+
+    asked = {"trainer": [], "library": []}
+    tr = trainer(ring, k=3, steps=5, lens_exit="keep")
+    original = Tempering.update
+
+    def spy(self, discriminator, lam, adversarial=True):
+        asked[who].append(adversarial)
+        return original(self, discriminator, lam, adversarial=adversarial)
+
+    Tempering.update = spy
+    try:
+        who = "trainer"
+        for _ in range(5):
+            tr.step()
+        who = "library"
+        lib = trainer(ring, k=3, steps=5, lens_exit="keep").tempering
+        x = ring.batch(torch.arange(8))
+        for t in range(1, 6):
+            lib.real(x, lam=lib.schedule(t))
+            lib.step(tr.D, t)
+    finally:
+        Tempering.update = original
+    assert asked["trainer"] == asked["library"] == [True, True, True, False, False]

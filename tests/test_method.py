@@ -62,7 +62,7 @@ def lens_adversarial(loss: str, real: torch.Tensor) -> torch.Tensor:
 
 
 def lam(cfg: TrainConfig, t: int) -> float:
-    if cfg.lens == "constant":
+    if cfg.schedule == "constant":
         return cfg.lambda_value
     return 1 - math.sin(t * math.pi / (2 * cfg.k)) if t <= cfg.k else 0.0
 
@@ -219,7 +219,7 @@ def check_iterations(trainer: Trainer, steps: int) -> list[float]:
 
         # 3. The lens's update: λ(t)·L_A(D(L(X))) + mean((X − L(X))²), through the updated D.
         through_d = any(same(c.input, lx) for c in rec.of("D", d_trainable=False))
-        if cfg.lens != "sine" or t <= cfg.k:
+        if cfg.schedule != "sine" or t <= cfg.k:
             assert through_d, "the lens's loss is not of D(L(X))"
         else:   # λ = 0 for good: the term weighs nothing, so D's pass is skipped
             assert not through_d, "after K the lens step still ran D for a term weighted by λ = 0"
@@ -244,31 +244,31 @@ def mnist(tmp_path_factory):
 
 def test_original_gan_with_the_sine_schedule(mnist):
     """DCGAN nets (batch norm in G, D and the lens); K = 2, so λ(1) = 1 − sin(π/4) ≈ 0.29, λ(2) = λ(3) = 0."""
-    trainer = make_trainer(mnist, loss="gan", lens="sine", k=2, lens_exit="keep", steps=10, **TINY_IMAGES)
+    trainer = make_trainer(mnist, loss="gan", schedule="sine", k=2, lens_exit="keep", steps=10, **TINY_IMAGES)
     assert check_iterations(trainer, 3) == pytest.approx([1 - math.sqrt(0.5), 0.0, 0.0])
 
 
 def test_lsgan_with_a_constant_lambda(mnist):
-    trainer = make_trainer(mnist, loss="lsgan", lens="constant", lambda_value=0.3, steps=10, **TINY_IMAGES)
+    trainer = make_trainer(mnist, loss="lsgan", schedule="constant", lambda_value=0.3, steps=10, **TINY_IMAGES)
     assert check_iterations(trainer, 2) == [0.3, 0.3]
 
 
 def test_wgan_gp_on_images(mnist):
     """Gulrajani's nets, one critic step per iteration so that every update can be replayed."""
-    trainer = make_trainer(mnist, loss="wgan-gp", lens="sine", k=4, steps=10, critic_steps=1, **TINY_IMAGES)
+    trainer = make_trainer(mnist, loss="wgan-gp", schedule="sine", k=4, steps=10, critic_steps=1, **TINY_IMAGES)
     assert trainer.cfg.gp_weight == GP_WEIGHT
     check_iterations(trainer, 3)
 
 
 def test_wgan_gp_on_points_with_the_paper_settings(ring):
-    trainer = make_trainer(ring, loss="wgan-gp", lens="constant", lambda_value=0.3, steps=10, critic_steps=1,
+    trainer = make_trainer(ring, loss="wgan-gp", schedule="constant", lambda_value=0.3, steps=10, critic_steps=1,
                            **TINY_POINTS)
     check_iterations(trainer, 2)
 
 
 def test_five_critic_steps_see_five_lensed_batches_and_the_lens_steps_once(ring):
     """WGAN-GP's default: 5 D updates, each on L(X) of its own batch, then one G and one lens update."""
-    trainer = make_trainer(ring, loss="wgan-gp", lens="constant", lambda_value=0.3, steps=10, **TINY_POINTS)
+    trainer = make_trainer(ring, loss="wgan-gp", schedule="constant", lambda_value=0.3, steps=10, **TINY_POINTS)
     cfg = trainer.cfg
     assert cfg.critic_steps == 5
     lens_before = copy.deepcopy(trainer.lens)
@@ -306,7 +306,7 @@ def test_the_r1_arm_penalises_d_at_the_real_data_by_gamma_over_two(ring, gamma):
     from tempered_gan.arms import arm_config
 
     cfg = arm_config(resolve(TrainConfig(loss="lsgan", steps=10, **TINY_POINTS)), f"r1:r1_gamma={gamma:g}", 0)
-    assert cfg.lens == "none" and cfg.r1_gamma == gamma
+    assert cfg.tempering == "none" and cfg.r1_gamma == gamma
     trainer = Trainer.create(cfg, ring, torch.device("cpu"))
     D = copy.deepcopy(trainer.D)
     with Recorder(trainer) as rec:

@@ -22,7 +22,7 @@ from tempered_gan.cli import main
 from tempered_gan.cli_parser import COMPARE_SETS, GROUPS, HELP, build_parser, config_from_args
 from tempered_gan.config import TrainConfig, resolve
 from tempered_gan.data import load_dataset
-from tempered_gan.exits import alpha, exit_step
+from tempered_gan.exits import TEMPERED, Fading, Reconstructing
 from tempered_gan.tempering import GaussianBlur, InstanceNoise, Tempering
 from tempered_gan.trainer import Trainer
 
@@ -87,7 +87,7 @@ def test_train_help_is_grouped_by_topic(capsys):
     sections = help_sections("train", capsys)
     assert list(sections) == TRAIN_TOPICS
     where = {"--dataset": "data", "--steps": "run", "--seed": "run", "--out": "run", "--resume": "run",
-             "--lens": "method", "--k": "method", "--tempering": "method", "--lens-exit": "how the lens leaves",
+             "--schedule": "method", "--k": "method", "--tempering": "method", "--lens-exit": "how the lens leaves",
              "--retire-patience": "how the lens leaves", "--width": "networks", "--lens-blocks": "networks",
              "--lr": "optimiser", "--beta2": "optimiser", "--critic-steps": "optimiser", "--log-every": "logging",
              "--progress": "logging", "--eval-every": "evaluation", "--fid-features": "evaluation",
@@ -151,16 +151,18 @@ def lr(opt) -> float:
 def _lens_exit(ring):
     k = 4
     made = {e: trainer(*TINY, "--k", k, "--lens-exit", e, data=ring) for e in ("drop", "blend", "converge", "keep")}
-    assert exit_step(made["drop"].cfg) == k and exit_step(made["blend"].cfg) == k + k // 2 - 1
-    assert made["converge"].phase(k + 1) == ("converge", True) and made["keep"].phase(k + 1) == ("converge", False)
-    assert made["blend"].phase(k + 1) == ("blend",) and exit_step(made["converge"].cfg) is None
+    assert made["drop"].exits.exit_step == k and made["blend"].exits.exit_step == k + k // 2 - 1
+    assert made["converge"].phase(k + 1) == Reconstructing(tolerance=made["converge"].cfg.retire_tolerance)
+    assert made["keep"].phase(k + 1) == Reconstructing(tolerance=None)
+    assert made["blend"].phase(k + 1) == Fading() and made["converge"].exits.exit_step is None
+    assert all(t.phase(k) == TEMPERED for t in made.values())
 
 
 def _retirement(ring, *argv):
     t = trainer(*TINY, "--k", 1, "--lens-exit", "converge", *argv, data=ring)
     for _ in range(4):
         t.step()
-    return int(t.below_tolerance), t.should_retire()
+    return int(t.below_tolerance), t.exits.may_retire(t.step_count) and int(t.below_tolerance) >= t.exits.patience
 
 
 def _checks(ring, mnist_dir):
@@ -172,10 +174,10 @@ def _checks(ring, mnist_dir):
         "--data-dir": lambda: len(trainer(*mnist).data) == 40,     # the 40 images written there
         "--loss": lambda: not torch.equal(first_losses(*TINY, "--loss", "lsgan", data=ring)[0],
                                           first_losses(*TINY, data=ring)[0]),
-        "--lens": lambda: (trainer(*TINY, "--lens", "none", data=ring).tempering is None
-                           and trainer(*TINY, "--lens", "constant", "--k", 4, data=ring).tempering.schedule(4) == 1.0
+        "--schedule": lambda: (trainer(*TINY, "--schedule", "constant", "--k", 4, data=ring).tempering.schedule(4) == 1.0
                            and base.tempering.schedule(base.cfg.k) == 0.0),
         "--tempering": lambda: (isinstance(base.tempering, Tempering)
+                                and not trainer(*TINY, "--tempering", "none", data=ring).tempering.tempers
                                 and isinstance(trainer(*TINY, "--tempering", "noise", data=ring).tempering,
                                                InstanceNoise)
                                 and isinstance(trainer(*mnist, "--tempering", "blur").tempering, GaussianBlur)),
@@ -183,16 +185,14 @@ def _checks(ring, mnist_dir):
                                          data=ring).tempering.sigma(0) == 0.25,
         "--blur-sigma": lambda: trainer(*mnist, "--tempering", "blur", "--blur-sigma", 0.5).tempering.sigma(0) == 0.5,
         "--k": lambda: (lambda s: s(7) == 0.0 and s(6) > 0.0)(trainer(*TINY, "--k", 7, data=ring).tempering.schedule),
-        "--lambda-value": lambda: trainer(*TINY, "--lens", "constant", "--lambda-value", 0.25,
+        "--lambda-value": lambda: trainer(*TINY, "--schedule", "constant", "--lambda-value", 0.25,
                                           data=ring).tempering.schedule(1) == 0.25,
         # ‖X − L(X)‖² summed over a point's 2 coordinates is twice the mean, on the same first batch
         "--reconstruction": lambda: torch.allclose(first_losses(*TINY, "--reconstruction", "sum", data=ring)[3],
                                                    2 * first_losses(*TINY, data=ring)[3]),
         "--lens-exit": lambda: _lens_exit(ring) is None,
-        "--lens-exit-steps": lambda: (lambda t: exit_step(t.cfg) == 4 + 2 and alpha(t.cfg, 5) == pytest.approx(2 / 3))(
+        "--lens-exit-steps": lambda: (lambda t: t.exits.exit_step == 4 + 2 and t.exits.alpha(5) == pytest.approx(2 / 3))(
             trainer(*TINY, "--k", 4, "--lens-exit", "blend", "--lens-exit-steps", 3, data=ring)),
-        "--keep-lens": lambda: (lambda t: exit_step(t.cfg) is None and t.phase(5) == ("converge", False))(
-            trainer(*TINY, "--k", 4, "--keep-lens", data=ring)),
         "--retire-tolerance": lambda: (_retirement(ring, "--retire-tolerance", 1e9, "--retire-patience", 3) == (3, True)
                                        and _retirement(ring, "--retire-tolerance", 1e-30,
                                                        "--retire-patience", 3) == (0, False)),
@@ -241,8 +241,8 @@ def _autocast_on(t: Trainer) -> bool:
         return torch.is_autocast_enabled(t.device.type)
 
 
-TRAINER_FLAGS = ["--dataset", "--data-dir", "--loss", "--lens", "--tempering", "--noise-sigma", "--blur-sigma", "--k",
-                 "--lambda-value", "--reconstruction", "--lens-exit", "--lens-exit-steps", "--keep-lens",
+TRAINER_FLAGS = ["--dataset", "--data-dir", "--loss", "--schedule", "--tempering", "--noise-sigma", "--blur-sigma", "--k",
+                 "--lambda-value", "--reconstruction", "--lens-exit", "--lens-exit-steps",
                  "--retire-tolerance", "--retire-patience", "--arch", "--width", "--z-dim", "--lens-width",
                  "--lens-blocks", "--lens-zero-init", "--optimizer", "--lr", "--lens-lr", "--beta1", "--beta2",
                  "--critic-steps", "--gp-weight", "--r1-gamma", "--batch-size", "--seed", "--amp", "--channels-last"]
@@ -307,7 +307,7 @@ COMPARE_VALUES = {
 COMPARE_SWITCHES = ["--lens-zero-init", "--channels-last", "--cuda-graphs"]
 # compare's own options, and those tested in a call of their own below
 COMPARE_OWN = {"--out", "--preset", "--seeds", "--arms", "--fail-factor", "--fail-fid", "--jobs", "--progress",
-               "--keep-lens", "--blur-sigma", "--reference", "--fail-modes", "--shard", "--report-only"}
+               "--blur-sigma", "--reference", "--fail-modes", "--shard", "--report-only"}
 
 
 def test_compare_passes_every_listed_option_on(tmp_path, monkeypatch):
@@ -330,7 +330,7 @@ def test_compare_passes_every_listed_option_on(tmp_path, monkeypatch):
     assert seen["out"] == tmp_path and seen["progress"] is True and seen["fail_fid"] == 0.1    # the preset's fail-fid
     assert run("compare", "--out", tmp_path, "--preset", "cpu-ring8", "--fail-fid", 0.5) == 0
     assert seen["fail_fid"] == 0.5 and seen["base"].steps == 3000 and seen["seeds"] == [0, 1, 2]  # the preset's rest
-    assert run("compare", "--out", tmp_path, "--keep-lens", "--arms", "sine") == 0 and field("--keep-lens") is True
+    assert run("compare", "--out", tmp_path, "--keep-lens", "--arms", "sine") == 0 and field("--lens-exit") == "keep"
     assert run("compare", "--out", tmp_path, "--dataset", "mnist", "--blur-sigma", 0.7, "--arms", "blur") == 0
     assert field("--blur-sigma") == 0.7
     assert run("compare", "--out", tmp_path, "--report-only") == 0 and seen["report_only"] is True
@@ -375,13 +375,13 @@ def test_reproduce_passes_every_listed_option_on(tmp_path, monkeypatch):
     values = {**REPRODUCE_VALUES, "--blur-sigma": 0.7}
     assert run("reproduce", "--out", tmp_path, "--rows", "lsgan-mnist", "--scale", 0.5, "--seeds", 2, "--arms",
                "none,noise", "--jobs", 2, "--shard", "1/3", "--progress", "--fid-features", "classifier",
-               *[x for kv in values.items() for x in kv], *COMPARE_SWITCHES, "--keep-lens") == 0
+               *[x for kv in values.items() for x in kv], *COMPARE_SWITCHES) == 0
     assert (seen["rows"], seen["out"], seen["scale"], seen["seeds"], seen["arms"], seen["jobs"], str(seen["shard"])) == \
         (["lsgan-mnist"], tmp_path, 0.5, 2, ["none", "noise"], 2, "1/3")
     assert seen["progress"] is True and seen["fid_features"] == "classifier"
     for flag, value in values.items():
         assert seen["overrides"][flag[2:].replace("-", "_")] == value, flag
-    assert all(seen["overrides"][flag[2:].replace("-", "_")] is True for flag in (*COMPARE_SWITCHES, "--keep-lens"))
+    assert all(seen["overrides"][flag[2:].replace("-", "_")] is True for flag in COMPARE_SWITCHES)
 
 
 # reproduce takes compare's configuration options but those each row sets itself (hidden, refused)
@@ -389,7 +389,7 @@ REPRODUCE_VALUES = {flag: value for flag, value in COMPARE_VALUES.items()
                     if flag[2:].replace("-", "_") not in ("dataset", "loss", "steps", "k", "eval_every", "data_dir",
                                                           "fid_features", "inception_weights")}
 REPRODUCE_OWN = {"--rows", "--scale", "--seeds", "--arms", "--jobs", "--shard", "--progress", "--fid-features",
-                 "--keep-lens", "--blur-sigma"}
+                 "--blur-sigma"}
 
 
 # --- the inventory: nothing listed is left unchecked -----------------------------------

@@ -40,7 +40,7 @@ def test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers(tmp_path, da
         cfg = json.loads((out / row / "runs" / "sine-s0" / "config.json").read_text())
         assert (cfg["dataset"], cfg["loss"], cfg["arch"], cfg["steps"], cfg["k"]) == (dataset, loss, {"gan": "dcgan"}.get(
             loss, loss), 2, 1)
-        assert json.loads((out / row / "runs" / "none-s0" / "config.json").read_text())["lens"] == "none"
+        assert json.loads((out / row / "runs" / "none-s0" / "config.json").read_text())["tempering"] == "none"
     capsys.readouterr()
     assert run(*argv, "--report-only") == 0                       # the same table from the finished runs
     assert (out / "report.md").read_text().split("## How")[0] == report.split("## How")[0]

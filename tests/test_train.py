@@ -63,9 +63,9 @@ def test_d_and_g_steps_never_touch_the_lens(mnist_dir, loss, monkeypatch):
 
 
 def test_identical_start_with_and_without_lens(ring):
-    with_lens = make_trainer(ring, lens="sine", **TINY_POINTS)
-    without = make_trainer(ring, lens="none", **TINY_POINTS)
-    assert without.tempering is None
+    with_lens = make_trainer(ring, schedule="sine", **TINY_POINTS)
+    without = make_trainer(ring, tempering="none", **TINY_POINTS)
+    assert not without.tempering.tempers and without.lens is None
     for a, b in ((with_lens.G, without.G), (with_lens.D, without.D)):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -76,7 +76,7 @@ def test_identical_start_with_and_without_lens(ring):
     assert torch.equal(with_lens.noise.get_state(), without.noise.get_state())
     assert torch.equal(with_lens.sampler.next(), without.sampler.next())
     # ...and a different seed gives different weights.
-    other = make_trainer(ring, lens="none", **{**TINY_POINTS, "seed": 1})
+    other = make_trainer(ring, tempering="none", **{**TINY_POINTS, "seed": 1})
     assert not torch.equal(next(other.G.parameters()), next(without.G.parameters()))
 
 

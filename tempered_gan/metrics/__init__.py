@@ -30,6 +30,7 @@ import torch
 
 from ..config import DEFAULT_FID_SAMPLES, FEATURE_KINDS, TrainConfig, default_fid_samples
 from ..data import load_dataset
+from ..datasets import UNLABELLED, dataset_kind
 from ..errors import UserError
 from .classifier import CLASSIFIER_VERSION, ClassifierFeatures, ClassifierNet, ClassifierSettings, classifier_features
 from .coverage import CLASS_COVERAGE_SETS, STACKED_MODES, class_coverage, coverage, mixture_coverage, stacked_mode_coverage
@@ -75,7 +76,6 @@ def feature_extractor(kind: str, dataset: str, data_dir: str | None = None, *, c
     return extractor.to(device).eval()
 
 
-UNLABELLED = ("celeba", "folder")   # image sets without class labels: no classifier features, no class modes
 
 
 def hub_checkpoints() -> Path:
@@ -86,7 +86,7 @@ def hub_checkpoints() -> Path:
 def _resolve_kind(kind: str, dataset: str) -> str:
     if kind not in FEATURE_KINDS:
         raise UserError(f"unknown FID features {kind!r}; choose one of: {', '.join(FEATURE_KINDS)}")
-    points = dataset.startswith("mixture-")
+    points = dataset_kind(dataset).points
     if kind == "auto":
         return "points" if points else "inception" if dataset in UNLABELLED else "classifier"
     if points != (kind == "points"):
@@ -135,7 +135,7 @@ class Evaluator:
         real = load_dataset(s.dataset, s.data_dir, split="train", cache_dir=s.cache_dir)
         self.fid = FIDEvaluator(self.extractor, real, s.n_samples, s.cache_dir, kid=s.kid)
         self.classifier = None
-        if s.dataset.startswith("color-") or s.dataset in CLASS_COVERAGE_SETS:  # needed even for Inception FID
+        if dataset_kind(s.dataset).modes in ("stacked", "classes"):  # needed even for Inception FID
             self.classifier = (self.extractor if isinstance(self.extractor, ClassifierFeatures) else
                                feature_extractor("classifier", s.dataset, s.data_dir, cache_dir=s.cache_dir,
                                                  device=s.device))

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..checkpoint import read_cache, write_cache
 from ..data import Data, load_dataset
+from ..datasets import dataset_kind
 from ..errors import UserError
 from .features import FeatureExtractor, data_fingerprint, metrics_dir
 
@@ -96,7 +97,7 @@ class ClassifierFeatures(FeatureExtractor):
 def classifier_features(dataset: str, data_dir: str | None, cache_dir: str | None,
                          settings: ClassifierSettings, device: torch.device) -> ClassifierFeatures:
     """Load the cached classifier for ``dataset`` (its grey base set if colour-stacked), or train and cache it."""
-    base = dataset.removeprefix("color-")
+    base = dataset_kind(dataset).files
     train = load_dataset(base, data_dir, split="train", cache_dir=cache_dir)
     test = load_dataset(base, data_dir, split="test", cache_dir=cache_dir)
     if train.labels is None or train.labels.dim() != 1:

@@ -7,12 +7,13 @@ import torch
 from torch import nn
 
 from ..data import MIXTURE_SPECS, mixture_centres
+from ..datasets import DATASETS, dataset_kind
 from .classifier import ClassifierFeatures
 from .features import CHUNK
 
 STACKED_MODES = 1000
 # The grey sets whose classes the FID classifier reads (also the colour sets' mode reader).
-CLASS_COVERAGE_SETS = ("mnist", "fashion-mnist")
+CLASS_COVERAGE_SETS = tuple(n for n, d in DATASETS.items() if d.modes == "classes")
 CLASSES = 10
 # A class is covered when it gets at least this share of a fair share (1/10 of the samples):
 # the classifier's errors put a few samples into every class, so "at least one sample" would
@@ -86,11 +87,12 @@ def coverage(data_name: str, samples: torch.Tensor, classifier: nn.Module | None
     the labelled grey sets (``CLASS_COVERAGE_SETS``) ``class_coverage``, both with
     ``classifier`` (required there: the grey set's classifier or its ``ClassifierFeatures``).
     """
-    if data_name in MIXTURE_SPECS:
+    modes = dataset_kind(data_name).modes
+    if modes == "mixture":
         return mixture_coverage(samples, data_name)
-    if data_name.startswith("color-") or data_name in CLASS_COVERAGE_SETS:
+    if modes in ("stacked", "classes"):
         if classifier is None:
             raise ValueError(f"coverage of {data_name} needs the classifier of its grey set")
-        return (stacked_mode_coverage if data_name.startswith("color-") else class_coverage)(samples, classifier)
+        return (stacked_mode_coverage if modes == "stacked" else class_coverage)(samples, classifier)
     return None
 
