@@ -21,8 +21,8 @@ from .errors import UserError
 
 
 def load_data(cfg: TrainConfig):
-    from .data import load_dataset
-    return load_dataset(cfg.dataset, cfg.data_dir)
+    from .data import data_of
+    return data_of(cfg)
 
 
 def cmd_train(args) -> int:

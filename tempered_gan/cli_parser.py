@@ -19,6 +19,10 @@ HELP = {
                "mixture-ring8, mixture-grid25 (default: mixture-ring8, a CPU demo of about two minutes; the paper's are mnist, "
                "color-mnist, celeba and cifar10)",
     "data_dir": "folder holding the data set's files (default: the data set's usual place)",
+    "resolution": "image side in pixels: 32 (default, the paper's), 64 or 128, for folder and celeba; the conv nets "
+                  "gain one stride-2 stage per doubling (ours, not the paper's); classifier features only at 32",
+    "skip_unreadable": "folder, celeba: leave out the files that cannot be read as images, and say how many "
+                       "(default: stop, naming them)",
     "loss": "gan, lsgan or wgan-gp (default: gan)",
     "tempering": "what tempers the real data before D: none (plain training), lens (default: the learned lens), "
                  "noise (annealed instance noise on both of D's inputs, σ(t) = σ₀·λ(t)) or blur (a fixed Gaussian "
@@ -65,9 +69,9 @@ HELP = {
     "checkpoint_every": "steps between checkpoints (default: a tenth of the run, at most 5000)",
     "eval_every": "steps between FID (and mode-coverage) evaluations; 0 (default): none",
     "fid_samples": "samples per FID (default 4096; 10000 for wgan-gp, as in the paper)",
-    "fid_features": "auto (default: points for 2-D data, inception for celeba and folder, which have no labels, "
-                    "else classifier), classifier (offline, trained on the data set's labels), inception (the "
-                    "paper's; weights fetched on first use) or points",
+    "fid_features": "auto (default: points for 2-D data; classifier for labelled sets at 32 px, a folder laid out "
+                    "by class included; else inception), classifier (offline, trained on the data set's labels; 32 px "
+                    "only), inception (the paper's; weights fetched on first use) or points",
     "inception_weights": "path of pt_inception-2015-12-05-6726825d.pth for paper-comparable FID (default: "
                          "$TEMPERED_GAN_INCEPTION, else torch hub's cache, fetched there on first use)",
     "device": "auto (default), cpu, cuda or cuda:N",
@@ -80,7 +84,7 @@ HELP = {
 
 # The --help of train and compare, by topic: every TrainConfig field is in exactly one group.
 GROUPS = {
-    "data": ["dataset", "data_dir"],
+    "data": ["dataset", "data_dir", "resolution", "skip_unreadable"],
     "run": ["steps", "batch_size", "seed"],
     "method: the GAN and what tempers the real data": ["loss", "tempering", "schedule", "k", "lambda_value",
                                                        "noise_sigma", "blur_sigma", "reconstruction"],

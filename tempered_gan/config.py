@@ -67,6 +67,8 @@ def default_fid_samples(loss: str) -> int:
 class TrainConfig:
     dataset: str = "mixture-ring8"
     data_dir: str | None = None
+    resolution: int = 32              # image side in pixels: 32 (the paper's), 64 or 128 (folder, celeba)
+    skip_unreadable: bool = False     # folder, celeba: leave out files that cannot be read as images
     loss: str = "gan"                 # gan | lsgan | wgan-gp
     tempering: str = "lens"           # what tempers the real data: none | lens | noise | blur
     schedule: str = "sine"            # the λ schedule of the tempering: sine | constant
@@ -146,6 +148,8 @@ def migrate(values: dict) -> dict:
         if schedule == "none":
             values["tempering"], schedule = "none", "sine"
         values.setdefault("schedule", schedule)
+    values.setdefault("resolution", 32)    # 0.1.0: every image was 32×32
+    values.setdefault("skip_unreadable", False)
     if values.get("compile") is False:     # written before --compile was removed (it never ran on CUDA)
         del values["compile"]
     elif values.get("compile"):
@@ -215,6 +219,14 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         check_number(name, getattr(out, name))
     for name in ("beta1", "beta2"):
         check_number(name, getattr(out, name), below_one=True)
+    sizes = dataset_kind(cfg.dataset).sizes
+    if cfg.resolution not in sizes:
+        if isinstance(cfg.resolution, int) and cfg.resolution in (32, 64, 128):
+            raise UserError(f"--resolution {cfg.resolution}: {cfg.dataset} exists only at "
+                            f"{', '.join(f'{s}×{s}' for s in sizes)} (64 and 128 are for folder and celeba)")
+        raise UserError(f"--resolution must be 32, 64 or 128, got {cfg.resolution!r}")
+    if cfg.skip_unreadable and cfg.dataset not in ("folder", "celeba"):
+        raise UserError(f"--skip-unreadable applies to image files (folder, celeba), not to {cfg.dataset}")
     if cfg.dataset == "folder" and not cfg.data_dir:
         raise UserError("dataset 'folder' needs --data-dir pointing at a folder of images")
     return out

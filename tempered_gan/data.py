@@ -1,6 +1,8 @@
-"""Data sets for the tempered-GAN experiments, loaded whole into memory.
+"""Data sets for the tempered-GAN experiments.
 
-Every image set is stored as a uint8 tensor ``(N, C, 32, 32)`` and converted
+Every image set is stored as a uint8 tensor ``(N, C, S, S)`` (S = 32, or ``--resolution``
+64 or 128 for CelebA and folders, which are memory-mapped from their decoded cache:
+:mod:`tempered_gan.image_folder`) and converted
 to float32 in ``[-1, 1]`` (``v / 127.5 - 1``) only for the rows a batch asks
 for; this keeps CIFAR-10 and CelebA small in memory. A missing set is fetched
 on first use, checksummed, into its folder (``tempered_gan/fetch.py``).
@@ -17,12 +19,10 @@ Decisions:
   and the ``(N, 3)`` index table are stored; ``batch()`` gathers.
 * CelebA (``img_align_celeba``, 178x218) is centre-cropped to 108x108 (rows
   55-162, columns 35-142: the usual DCGAN crop around the face) and resized
-  to 32x32 with PIL's antialiased bilinear filter. ``folder`` crops the
-  largest centred square instead. Decoding is slow, so the result is cached
-  in ``cache_dir`` as ``<name>-<hash of folder and settings>.pt``, holding a
-  key that hashes the sorted file list with sizes and mtimes plus the
-  preprocessing settings; the cache is reused only when that key matches and
-  is written atomically (temp file, fsync, ``os.replace``).
+  to S×S with PIL's antialiased bilinear filter. ``folder`` crops the
+  largest centred square instead, and has labels when laid out by class.
+  Decoding is slow, so the result is cached in ``cache_dir``
+  (:mod:`tempered_gan.image_folder`), reused only while the files and settings match.
 * The 2-D Gaussian mixtures (VEEGAN / PacGAN benchmarks) draw 100 000 points
   once with a fixed generator (``MIXTURE_SEEDS[split]``).
 
@@ -33,7 +33,6 @@ Environment: ``TEMPERED_GAN_DATA`` sets the root of the default data folders,
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import pickle
@@ -43,16 +42,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 
-from tempered_gan.checkpoint import read_cache, write_cache
 from tempered_gan.datasets import DATASET_NAMES, dataset_kind
 from tempered_gan.errors import UserError
 from tempered_gan.fetch import fetch_dataset
+from tempered_gan.image_folder import IMAGE_SUFFIXES, class_names, image_files, labels_of, load_images, split_indices
 
-IMAGE_SIZE = 32
+IMAGE_SIZE = 32        # the side of every image set but CelebA and folders at another --resolution
 CELEBA_CROP = 108
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian dataset-fashion-mnist
 COLOR_SEEDS = {"train": 20180301, "test": 20180302}
 MIXTURE_SEEDS = {"train": 20180311, "test": 20180312}
@@ -90,9 +87,11 @@ class Data:
         self.name = name
         self.kind = kind
         self.labels = labels
+        self.classes: list[str] | None = None   # class names of a folder laid out by class
         self._store = store
-        self._index = index  # (N, 3) rows of the grey base set for color-stacked sets
-        sample = store.shape[1:] if index is None else (index.shape[1], *store.shape[2:])
+        # Rows of ``store``: (N,) for a labelled folder's split, (N, 3) of the grey base set for color-stacked sets.
+        self._index = index
+        sample = store.shape[1:] if index is None or index.dim() == 1 else (index.shape[1], *store.shape[2:])
         self.shape = tuple(sample)
 
     def __len__(self) -> int:
@@ -106,6 +105,7 @@ class Data:
         there, without a copy from the host at every step)."""
         moved = Data(self.name, self.kind, self._store.to(device), self.labels,
                      None if self._index is None else self._index.to(device))
+        moved.classes = self.classes
         return moved
 
     @property
@@ -122,6 +122,8 @@ class Data:
             return self._store[idx]
         if self._index is None:
             pixels = self._store[idx]
+        elif self._index.dim() == 1:
+            pixels = self._store[self._index[idx]]
         else:
             pixels = self._store[self._index[idx]].reshape(len(idx), *self.shape)
         return pixels.float().div_(127.5).sub_(1.0)
@@ -162,20 +164,31 @@ def mixture_centres(name: str) -> torch.Tensor:
     return torch.tensor(MIXTURE_SPECS[name].centres, dtype=torch.float32)
 
 
+def data_of(cfg) -> Data:
+    """The train split of a run's data set, as its configuration says (``dataset``,
+    ``data_dir``, ``resolution``, ``skip_unreadable``)."""
+    return load_dataset(cfg.dataset, cfg.data_dir, resolution=cfg.resolution, skip_unreadable=cfg.skip_unreadable)
+
+
 def load_dataset(name: str, data_dir: str | None = None, *, split: str = "train",
-                 cache_dir: str | None = None) -> Data:
+                 cache_dir: str | None = None, resolution: int = IMAGE_SIZE, skip_unreadable: bool = False) -> Data:
     """Load data set ``name`` (one of ``DATASET_NAMES``) for ``split``.
 
     ``data_dir`` overrides ``default_data_dir(name)`` and is the only place
     looked in; it is ignored for mixtures. ``cache_dir`` (default
-    ``default_cache_dir()``) holds decoded CelebA / folder images.
+    ``default_cache_dir()``) holds decoded CelebA / folder images, decoded at
+    ``resolution`` × ``resolution`` (the other sets exist at 32 only); ``skip_unreadable``
+    leaves out their files that cannot be read. A labelled folder has a test split.
     """
     _check_name(name)
+    if resolution not in dataset_kind(name).sizes:
+        raise UserError(f"{name}: exists only at {', '.join(f'{s}×{s}' for s in dataset_kind(name).sizes)}, "
+                        f"not {resolution}×{resolution}")
     if split not in ("train", "test"):
         raise UserError(f"{name}: unknown split {split!r}; choose 'train' or 'test'")
     if dataset_kind(name).points:
         return _load_mixture(name, split)
-    if split == "test" and not dataset_kind(name).test_split:
+    if split == "test" and not dataset_kind(name).test_split and name != "folder":
         raise UserError(f"{name}: has no test split; use split 'train'")
     folder = Path(data_dir).expanduser() if data_dir else Path(default_data_dir(name))
     cache = Path(cache_dir).expanduser() if cache_dir else Path(default_cache_dir())
@@ -193,20 +206,44 @@ def load_dataset(name: str, data_dir: str | None = None, *, split: str = "train"
     if name == "celeba":
         if (folder / "img_align_celeba").is_dir():
             folder = folder / "img_align_celeba"
-        files, crop = _image_files(folder, (".jpg",), recursive=False), CELEBA_CROP
+        files, crop = image_files(folder, (".jpg",), recursive=False), CELEBA_CROP
         if not files and fetch_dataset("celeba", folder):
-            return load_dataset(name, data_dir, split=split, cache_dir=cache_dir)
+            return load_dataset(name, data_dir, split=split, cache_dir=cache_dir, resolution=resolution,
+                                skip_unreadable=skip_unreadable)
         if not files:
             raise UserError(f"celeba: no img_align_celeba/*.jpg in {folder}; unpack "
                             "img_align_celeba.zip there (fetched only from TEMPERED_GAN_MIRROR) or pass --data-dir DIR")
+        classes = None
     else:  # "folder"; default_data_dir already refused a missing data_dir
         if not folder.is_dir():
             raise UserError(f"folder: {folder} is not a directory; pass --data-dir pointing "
                             "at a folder of images")
-        files, crop = _image_files(folder, IMAGE_SUFFIXES, recursive=True), None
+        files, crop = image_files(folder), None
         if not files:
             raise UserError(f"folder: no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
-    return Data(name, "image", _load_images_cached(name, folder, files, crop, cache))
+        classes = class_names(folder, files)
+        if classes is None and split == "test":
+            raise UserError(f"folder: has no test split (only a folder laid out by class has one: {folder} "
+                            "needs one subfolder of images per class); use split 'train'")
+    # The whole folder is decoded into one cache; a labelled folder's split is a table of its rows.
+    images, kept = load_images(name, folder, files, crop, resolution, cache, skip_unreadable)
+    if classes is None:
+        return Data(name, "image", torch.from_numpy(images))
+    labels = labels_of(folder, files, classes)
+    chosen = np.intersect1d(split_indices(labels, split), kept)        # files of the split that were read
+    data = Data(name, "image", torch.from_numpy(images), torch.from_numpy(labels[chosen]),
+                torch.from_numpy(np.searchsorted(kept, chosen)))       # their rows in the cache
+    data.classes = classes
+    return data
+
+
+def has_labels(name: str, data_dir: str | None) -> bool:
+    """Whether data set ``name`` has class labels: the registry says, but a folder has
+    them when it is laid out by class (:func:`tempered_gan.image_folder.class_names`)."""
+    if name != "folder":
+        return dataset_kind(name).labels
+    folder = Path(data_dir).expanduser() if data_dir else None
+    return folder is not None and class_names(folder, image_files(folder)) is not None
 
 
 def _check_name(name: str) -> None:
@@ -314,59 +351,6 @@ def _load_cifar10(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]
         images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32)))  # rows are R, G, B planes
         labels.append(torch.as_tensor(np.asarray(label, dtype=np.int64)))
     return torch.cat(images), torch.cat(labels)
-
-
-# --- image folders (CelebA, folder) with a decoded-tensor cache -----------------
-
-def _image_files(folder: Path, suffixes: tuple[str, ...], recursive: bool) -> list[Path]:
-    """Sorted image files in ``folder`` (suffix matched case-insensitively)."""
-    if not folder.is_dir():
-        return []
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.suffix.lower() in suffixes and p.is_file())
-
-
-def _load_images_cached(name: str, root: Path, files: list[Path], crop: int | None,
-                        cache_dir: Path) -> torch.Tensor:
-    """Decode ``files`` to uint8 (N, 3, 32, 32), reusing a matching cache file."""
-    settings = f"v1 rgb crop={crop or 'square'} size={IMAGE_SIZE} resample=bilinear"
-    key = hashlib.sha256(settings.encode())
-    for p in files:
-        st = p.stat()
-        key.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    # One cache file per folder and settings, so a changed folder overwrites its stale cache.
-    slot = hashlib.sha256(f"{root.resolve()}\0{settings}".encode()).hexdigest()[:16]
-    path = cache_dir / f"{name}-{slot}.pt"
-    expected = (len(files), 3, IMAGE_SIZE, IMAGE_SIZE)
-    cached = read_cache(path)
-    if cached.get("key") == key.hexdigest() and isinstance(cached.get("images"), torch.Tensor) \
-            and cached["images"].dtype == torch.uint8 and cached["images"].shape == expected:
-        return cached["images"]
-    images = torch.empty(expected, dtype=torch.uint8)
-    for i, p in enumerate(files):
-        images[i] = torch.from_numpy(_decode_image(name, p, crop)).permute(2, 0, 1)
-    _write_atomic(path, {"key": key.hexdigest(), "images": images})
-    return images
-
-
-def _decode_image(name: str, path: Path, crop: int | None) -> np.ndarray:
-    """One image as uint8 (32, 32, 3): centre crop (``crop`` or largest square), resize."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"{name}: cannot read image {path} ({e})") from None
-    w, h = img.size
-    side = min(w, h) if crop is None else min(crop, w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    # Crop first so pixels outside the box cannot leak in through the filter support.
-    img = img.crop((left, top, left + side, top + side))
-    return np.array(img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR))
-
-
-def _write_atomic(path: Path, obj: dict) -> None:
-    """torch.save to ``path`` atomically; a failure (a full disk) only costs the cache: one warning."""
-    write_cache(path, obj, "image cache")
 
 
 # --- 2-D Gaussian mixtures ---------------------------------------------------

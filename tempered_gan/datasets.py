@@ -19,6 +19,7 @@ class DatasetKind:
     modes: str | None = "classes"     # mixture | stacked | classes | None: what coverage counts
     test_split: bool = True
     base: str | None = None           # the grey set a colour variant is stacked from (its files)
+    sizes: tuple[int, ...] = (32,)    # the image sides it can be loaded at (--resolution)
 
     @property
     def kind(self) -> str:
@@ -37,15 +38,16 @@ DATASETS = {d.name: d for d in (
     DatasetKind("color-mnist", modes="stacked", base="mnist"),
     DatasetKind("color-fashion-mnist", modes="stacked", base="fashion-mnist"),
     DatasetKind("cifar10", modes=None),   # labelled, but its classes are not modes a GAN collapses to
-    DatasetKind("celeba", labels=False, modes=None, test_split=False),
-    DatasetKind("folder", labels=False, modes=None, test_split=False),
+    DatasetKind("celeba", labels=False, modes=None, test_split=False, sizes=(32, 64, 128)),
+    # A folder has labels (and classes as modes, and a test split) when laid out by class:
+    # tempered_gan.image_folder.class_names. Here: what it has without that layout.
+    DatasetKind("folder", labels=False, modes=None, test_split=False, sizes=(32, 64, 128)),
     DatasetKind("mixture-ring8", points=True, labels=False, modes="mixture"),
     DatasetKind("mixture-grid25", points=True, labels=False, modes="mixture"),
 )}
 DATASET_NAMES = tuple(DATASETS)
 POINT_DATASETS = tuple(n for n, d in DATASETS.items() if d.points)
 IMAGE_DATASETS = tuple(n for n, d in DATASETS.items() if not d.points)
-UNLABELLED = tuple(n for n, d in DATASETS.items() if not d.points and not d.labels)
 
 
 def dataset_kind(name: str) -> DatasetKind:

@@ -62,7 +62,7 @@ def _run_arm_process(cfg_json: str, run_dir: str, log_path: str, threads: int, d
 
     import torch
 
-    from .data import load_dataset
+    from .data import data_of
     from .train import Interrupted
 
     log = open(log_path, "a", buffering=1)
@@ -71,7 +71,7 @@ def _run_arm_process(cfg_json: str, run_dir: str, log_path: str, threads: int, d
     torch.set_num_threads(threads)
     try:
         cfg = TrainConfig.from_dict(json.loads(cfg_json))
-        run_arm(cfg, Path(run_dir), load_dataset(cfg.dataset, cfg.data_dir), progress=None,  # a line per log step
+        run_arm(cfg, Path(run_dir), data_of(cfg), progress=None,  # a line per log step
                 device=torch.device(device))
     except Interrupted as exc:
         print(f"{exc}; checkpoint saved", file=sys.stderr)
@@ -232,12 +232,12 @@ def train_grid(configs: dict, run_dirs: dict, logs: dict, out: Path, command: st
     Returns (the finished runs {key: failure or None}, a line for each other run), or None when
     this shard is done and others are not."""
     from .build import preflight
-    from .data import load_dataset
+    from .data import data_of
 
     devices, data = {}, None
     if not report_only:   # every run's checks before anything is written; each run is preflighted once
         first = next(iter(configs.values()))
-        data = load_dataset(first.dataset, first.data_dir)
+        data = data_of(first)
         devices = {key: preflight(cfg, data) for key, cfg in configs.items()}
     # Lock out, check the grid manifest, pick this shard's runs (tempered_gan/grid.py).
     mine = grid.open_grid(out, configs, run_dirs, shard, report_only=report_only, command=command)

@@ -25,45 +25,56 @@ def _norm2d(channels: int, batchnorm: bool) -> nn.Module:
     return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
 
 
-class ConvGenerator(nn.Module):
-    """z → dense 4×4×4C → three stride-2 transposed convolutions → 32×32, tanh."""
+IMAGE_SIDES = (32, 64, 128)   # the conv nets' image sides: the paper's 32, and one stride-2 stage per doubling
 
-    def __init__(self, z_dim: int, channels: int, width: int, kernel: int = 4, batchnorm: bool = True):
+
+def _extra_stages(side: int) -> int:
+    """Stride-2 stages beyond the paper's three for images of ``side`` × ``side``."""
+    if side not in IMAGE_SIDES:
+        raise ValueError(f"the conv nets take {', '.join(map(str, IMAGE_SIDES))}-pixel square images, got {side}")
+    return IMAGE_SIDES.index(side)
+
+
+class ConvGenerator(nn.Module):
+    """z → dense 4×4×(4C·2^s) → 3 + s stride-2 transposed convolutions, halving the channels
+    down to C → ``side`` × ``side``, tanh. s = 0 at 32 px (the paper's nets), 1 at 64, 2 at 128."""
+
+    def __init__(self, z_dim: int, channels: int, width: int, kernel: int = 4, batchnorm: bool = True,
+                 side: int = 32):
         super().__init__()
         padding, out_pad = (kernel - 1) // 2, kernel % 2  # doubles H, W for kernel 4 or 5
-        c = width
-        self.project = nn.Linear(z_dim, 4 * 4 * 4 * c)
-        self.body = nn.Sequential(
-            _norm2d(4 * c, batchnorm), nn.ReLU(True),                                    # (B, 4C, 4, 4)
-            nn.ConvTranspose2d(4 * c, 2 * c, kernel, 2, padding, out_pad),
-            _norm2d(2 * c, batchnorm), nn.ReLU(True),                                    # (B, 2C, 8, 8)
-            nn.ConvTranspose2d(2 * c, c, kernel, 2, padding, out_pad),
-            _norm2d(c, batchnorm), nn.ReLU(True),                                        # (B, C, 16, 16)
-            nn.ConvTranspose2d(c, channels, kernel, 2, padding, out_pad),
-            nn.Tanh(),                                                                   # (B, channels, 32, 32)
-        )
-        self.width = width
+        top = 4 * width * 2 ** _extra_stages(side)
+        self.project = nn.Linear(z_dim, 4 * 4 * top)
+        layers: list[nn.Module] = [_norm2d(top, batchnorm), nn.ReLU(True)]             # (B, top, 4, 4)
+        c = top
+        while c > width:                                                                # 8×8, 16×16, …
+            layers += [nn.ConvTranspose2d(c, c // 2, kernel, 2, padding, out_pad), _norm2d(c // 2, batchnorm),
+                       nn.ReLU(True)]
+            c //= 2
+        layers += [nn.ConvTranspose2d(width, channels, kernel, 2, padding, out_pad), nn.Tanh()]  # (B, channels, side, side)
+        self.body = nn.Sequential(*layers)
+        self.top = top
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(self.project(z).view(-1, 4 * self.width, 4, 4))
+        return self.body(self.project(z).view(-1, self.top, 4, 4))
 
 
 class ConvDiscriminator(nn.Module):
-    """32×32 → three stride-2 convolutions → dense → one score per sample.
+    """``side`` × ``side`` → 3 + s stride-2 convolutions, doubling the channels from C →
+    dense → one score per sample (s as for :class:`ConvGenerator`).
 
     No normalisation on the first layer (Radford et al.)."""
 
-    def __init__(self, channels: int, width: int, kernel: int = 4, batchnorm: bool = True):
+    def __init__(self, channels: int, width: int, kernel: int = 4, batchnorm: bool = True, side: int = 32):
         super().__init__()
         padding = (kernel - 1) // 2
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, kernel, 2, padding), nn.LeakyReLU(0.2, True)]
         c = width
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, c, kernel, 2, padding), nn.LeakyReLU(0.2, True),               # (B, C, 16, 16)
-            nn.Conv2d(c, 2 * c, kernel, 2, padding), _norm2d(2 * c, batchnorm), nn.LeakyReLU(0.2, True),  # (B, 2C, 8, 8)
-            nn.Conv2d(2 * c, 4 * c, kernel, 2, padding), _norm2d(4 * c, batchnorm), nn.LeakyReLU(0.2, True),  # (B, 4C, 4, 4)
-            nn.Flatten(),
-            nn.Linear(4 * 4 * 4 * c, 1),
-        )
+        for _ in range(2 + _extra_stages(side)):                                        # … down to 4×4
+            layers += [nn.Conv2d(c, 2 * c, kernel, 2, padding), _norm2d(2 * c, batchnorm), nn.LeakyReLU(0.2, True)]
+            c *= 2
+        layers += [nn.Flatten(), nn.Linear(4 * 4 * c, 1)]
+        self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).view(-1)
@@ -101,17 +112,18 @@ def make_nets(arch: str, sample_shape: tuple, z_dim: int, width: int) -> tuple[n
         if len(sample_shape) != 1:
             raise ValueError("the mlp nets are for vector data such as the 2-D mixtures")
         return MLPGenerator(z_dim, sample_shape[0], width), MLPDiscriminator(sample_shape[0], width)
-    if len(sample_shape) != 3 or tuple(sample_shape[1:]) != (32, 32):
-        raise ValueError(f"the {arch} nets need 32×32 images, got samples of shape {tuple(sample_shape)}")
-    channels = sample_shape[0]
+    if len(sample_shape) != 3 or sample_shape[1] != sample_shape[2] or sample_shape[1] not in IMAGE_SIDES:
+        raise ValueError(f"the {arch} nets need square images of side {', '.join(map(str, IMAGE_SIDES))}, "
+                         f"got samples of shape {tuple(sample_shape)}")
+    channels, side = sample_shape[0], sample_shape[1]
     if arch == "dcgan":
-        return ConvGenerator(z_dim, channels, width), ConvDiscriminator(channels, width)
+        return ConvGenerator(z_dim, channels, width, side=side), ConvDiscriminator(channels, width, side=side)
     if arch == "lsgan":
-        return (ConvGenerator(z_dim, channels, width, batchnorm=False),
-                ConvDiscriminator(channels, width, batchnorm=False))
+        return (ConvGenerator(z_dim, channels, width, batchnorm=False, side=side),
+                ConvDiscriminator(channels, width, batchnorm=False, side=side))
     if arch == "wgan-gp":
-        return (ConvGenerator(z_dim, channels, width, kernel=5),
-                ConvDiscriminator(channels, width, kernel=5, batchnorm=False))
+        return (ConvGenerator(z_dim, channels, width, kernel=5, side=side),
+                ConvDiscriminator(channels, width, kernel=5, batchnorm=False, side=side))
     raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
 
 

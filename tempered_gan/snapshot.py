@@ -134,14 +134,14 @@ def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
 def load_run(run_dir: Path, device: str | None = None) -> Trainer:
     """The trainer of a saved run, at its checkpoint (for eval and sample). The folder's lock is
     probed before it is read, so a run still training is named as busy."""
-    from .data import load_dataset
+    from .data import data_of
 
     open_run(Path(run_dir))
     cfg = TrainConfig.load(Path(run_dir) / CONFIG)
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
     # --cuda-graphs is how a run trained, not what it is: eval and sample never step, and run anywhere.
     cfg = dataclasses.replace(cfg, device=device or cfg.device, cuda_graphs=False)
-    data = load_dataset(cfg.dataset, cfg.data_dir)
+    data = data_of(cfg)
     trainer = Trainer.create(cfg, data, preflight(cfg, data))
     if isinstance(state.get("rng"), list) and len(state["rng"]) > 1:
         # A run of several processes: eval and sample train nothing, so process 0's random states stand for all.

@@ -273,7 +273,7 @@ def make_folder(root: Path) -> Path:
 def test_folder_cache_reused_and_rebuilt(tmp_path, monkeypatch):
     folder, cache = make_folder(tmp_path / "imgs"), tmp_path / "cache"
     first = load_dataset("folder", str(folder), cache_dir=str(cache)).batch(torch.arange(2))
-    assert [p.suffix for p in cache.iterdir()] == [".pt"]  # no temp file left behind
+    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npy"]  # no temp file left behind
 
     real_open = PIL.Image.open
 
@@ -292,19 +292,20 @@ def test_folder_cache_reused_and_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setattr(PIL.Image, "open", real_open)
     rebuilt = load_dataset("folder", str(folder), cache_dir=str(cache)).batch(torch.arange(2))
     assert torch.equal(rebuilt[0], first[0]) and torch.all(rebuilt[1, 1] == 1)
-    assert len(list(cache.iterdir())) == 1  # the stale cache was replaced, not kept
+    assert len(list(cache.iterdir())) == 2  # the stale cache was replaced, not kept
 
-    (cache_file,) = cache.iterdir()
-    cache_file.write_bytes(b"damaged")
-    repaired = load_dataset("folder", str(folder), cache_dir=str(cache)).batch(torch.arange(2))
-    assert torch.equal(repaired, rebuilt)
+    for suffix in (".npy", ".json"):
+        (cache_file,) = cache.glob(f"*{suffix}")
+        cache_file.write_bytes(b"damaged")
+        repaired = load_dataset("folder", str(folder), cache_dir=str(cache)).batch(torch.arange(2))
+        assert torch.equal(repaired, rebuilt)
 
 
 def test_default_cache_dir_from_env_and_unwritable_cache(tmp_path, monkeypatch):
     folder = make_folder(tmp_path / "imgs")
     monkeypatch.setenv("TEMPERED_GAN_CACHE", str(tmp_path / "envcache"))
     load_dataset("folder", str(folder))
-    assert len(list((tmp_path / "envcache").glob("folder-*.pt"))) == 1
+    assert len(list((tmp_path / "envcache").glob("folder-*.npy"))) == 1
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.warns(UserWarning, match="could not write image cache"):
@@ -323,7 +324,7 @@ def test_image_folder_errors(tmp_path):
         load_dataset("folder", str(tmp_path / "empty"))
     folder = make_folder(tmp_path / "imgs")
     (folder / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(UserError, match=r"folder: cannot read image .*bad\.png"):
+    with pytest.raises(UserError, match=r"folder: cannot read image: 1 of 3 files: .*bad\.png"):
         load_dataset("folder", str(folder), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(UserError, match="folder: has no test split"):
         load_dataset("folder", str(folder), split="test")

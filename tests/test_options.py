@@ -21,7 +21,8 @@ from tempered_gan import train as train_module
 from tempered_gan.cli import main
 from tempered_gan.cli_parser import COMPARE_SETS, GROUPS, HELP, build_parser, config_from_args
 from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
+from tempered_gan.data import data_of
+from tempered_gan.errors import UserError
 from tempered_gan.exits import TEMPERED, Fading, Reconstructing
 from tempered_gan.tempering import GaussianBlur, InstanceNoise, Tempering
 from tempered_gan.trainer import Trainer
@@ -132,7 +133,7 @@ def test_compare_eval_and_sample_help_are_grouped(capsys):
 def trainer(*argv, data=None) -> Trainer:
     """A trainer built as `tempered-gan train ARGV` builds it."""
     cfg = resolve(config_from_args(build_parser().parse_args(["train", *map(str, argv)])))
-    data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir)
+    data = data if data is not None else data_of(cfg)
     return Trainer.create(cfg, data, build.pick_device(cfg.device))
 
 
@@ -165,6 +166,27 @@ def _retirement(ring, *argv):
     return int(t.below_tolerance), t.exits.may_retire(t.step_count) and int(t.below_tolerance) >= t.exits.patience
 
 
+def _folder(mnist_dir, bad: bool = False):
+    """A folder of 6 images (and one unreadable file with ``bad``) beside the written MNIST."""
+    from PIL import Image
+
+    root = Path(mnist_dir).parent / ("imgs-bad" if bad else "imgs")
+    root.mkdir(exist_ok=True)
+    for i in range(6):
+        Image.new("RGB", (40 + i, 50), (40 * i, 0, 0)).save(root / f"{i}.png")
+    if bad:
+        (root / "bad.png").write_bytes(b"not an image")
+    return root
+
+
+def _skips(mnist_dir) -> bool:
+    argv = ["--dataset", "folder", "--data-dir", _folder(mnist_dir, bad=True), "--batch-size", 4, "--width", 4,
+            "--lens-width", 4, "--lens-blocks", 1]
+    with pytest.raises(UserError, match="cannot read image"):
+        trainer(*argv)
+    return len(trainer(*argv, "--skip-unreadable").data) == 6
+
+
 def _checks(ring, mnist_dir):
     """flag → a check that fails if the flag is ignored."""
     mnist = ["--data-dir", mnist_dir, *TINY_MNIST]
@@ -172,6 +194,10 @@ def _checks(ring, mnist_dir):
     return {
         "--dataset": lambda: trainer(*TINY, "--dataset", "mixture-grid25").data.name == "mixture-grid25",
         "--data-dir": lambda: len(trainer(*mnist).data) == 40,     # the 40 images written there
+        "--resolution": lambda: (lambda t: t.data.shape == (3, 64, 64) and t.G(t._z()).shape[-2:] == (64, 64))(
+            trainer("--dataset", "folder", "--data-dir", _folder(mnist_dir), "--resolution", 64, "--batch-size", 4,
+                    "--width", 4, "--lens-width", 4, "--lens-blocks", 1)),
+        "--skip-unreadable": lambda: _skips(mnist_dir),
         "--loss": lambda: not torch.equal(first_losses(*TINY, "--loss", "lsgan", data=ring)[0],
                                           first_losses(*TINY, data=ring)[0]),
         "--schedule": lambda: (trainer(*TINY, "--schedule", "constant", "--k", 4, data=ring).tempering.schedule(4) == 1.0
@@ -241,7 +267,8 @@ def _autocast_on(t: Trainer) -> bool:
         return torch.is_autocast_enabled(t.device.type)
 
 
-TRAINER_FLAGS = ["--dataset", "--data-dir", "--loss", "--schedule", "--tempering", "--noise-sigma", "--blur-sigma", "--k",
+TRAINER_FLAGS = ["--dataset", "--data-dir", "--resolution", "--skip-unreadable",
+                 "--loss", "--schedule", "--tempering", "--noise-sigma", "--blur-sigma", "--k",
                  "--lambda-value", "--reconstruction", "--lens-exit", "--lens-exit-steps",
                  "--retire-tolerance", "--retire-patience", "--arch", "--width", "--z-dim", "--lens-width",
                  "--lens-blocks", "--lens-zero-init", "--optimizer", "--lr", "--lens-lr", "--beta1", "--beta2",
@@ -296,7 +323,7 @@ def test_progress_chooses_between_a_bar_and_lines(tmp_path, capsys):
 
 
 COMPARE_VALUES = {
-    "--dataset": "mixture-grid25", "--k": 3, "--steps": 9, "--batch-size": 16, "--width": 8, "--z-dim": 3,
+    "--dataset": "mixture-grid25", "--resolution": 32, "--k": 3, "--steps": 9, "--batch-size": 16, "--width": 8, "--z-dim": 3,
     "--lens-width": 4, "--lens-blocks": 1, "--reconstruction": "sum", "--lens-exit": "blend", "--lens-exit-steps": 2,
     "--retire-tolerance": 0.5, "--retire-patience": 7, "--optimizer": "rmsprop", "--lr": 0.01, "--lens-lr": 0.02,
     "--beta1": 0.1, "--beta2": 0.2, "--critic-steps": 2, "--gp-weight": 1.5, "--r1-gamma": 2.5, "--log-every": 3,
@@ -304,7 +331,7 @@ COMPARE_VALUES = {
     "--checkpoint-every": 5, "--eval-every": 6, "--fid-samples": 64, "--fid-features": "points",
     "--inception-weights": "w.pth", "--device": "cpu", "--amp": "bf16", "--arch": "mlp", "--data-dir": "d",
     "--loss": "lsgan", "--noise-sigma": 0.3}
-COMPARE_SWITCHES = ["--lens-zero-init", "--channels-last", "--cuda-graphs"]
+COMPARE_SWITCHES = ["--lens-zero-init", "--channels-last", "--cuda-graphs", "--skip-unreadable"]
 # compare's own options, and those tested in a call of their own below
 COMPARE_OWN = {"--out", "--preset", "--seeds", "--arms", "--fail-factor", "--fail-fid", "--jobs", "--progress",
                "--blur-sigma", "--reference", "--fail-modes", "--shard", "--report-only"}

@@ -14,7 +14,8 @@ The rooms: :mod:`.features` (extractors, Inception weights, cache keys),
   comparable with Inception FID;
 * ``inception``: the paper's, its weights fetched into torch hub's cache on first use;
 * ``points``: the raw 2-D coordinates of the mixtures;
-* ``auto``: points for the mixtures, inception for celeba and folder, else classifier.
+* ``auto``: points for the mixtures; classifier for the labelled sets at 32×32 (a folder is
+  labelled when laid out by class); else inception.
 
 Caches (``<cache_dir>/metrics``) are written atomically and keyed by hashes of
 the exact data used; see docs/METRICS.md.
@@ -29,8 +30,8 @@ from pathlib import Path
 import torch
 
 from ..config import DEFAULT_FID_SAMPLES, FEATURE_KINDS, TrainConfig, default_fid_samples
-from ..data import load_dataset
-from ..datasets import UNLABELLED, dataset_kind
+from ..data import has_labels, load_dataset
+from ..datasets import dataset_kind
 from ..errors import UserError
 from .classifier import CLASSIFIER_VERSION, ClassifierFeatures, ClassifierNet, ClassifierSettings, classifier_features
 from .coverage import CLASS_COVERAGE_SETS, STACKED_MODES, class_coverage, coverage, mixture_coverage, stacked_mode_coverage
@@ -56,23 +57,23 @@ __all__ = ["CLASSIFIER_VERSION", "DEFAULT_FID_SAMPLES", "FEATURE_KINDS", "INCEPT
 
 def feature_extractor(kind: str, dataset: str, data_dir: str | None = None, *, cache_dir: str | None = None,
                       inception_weights: str | None = None, device: str | torch.device = "cpu",
-                      classifier: ClassifierSettings | None = None) -> FeatureExtractor:
+                      classifier: ClassifierSettings | None = None, resolution: int = 32,
+                      skip_unreadable: bool = False) -> FeatureExtractor:
     """The feature extractor ``kind`` ("auto", "classifier", "inception", "points") for ``dataset``, on ``device``.
 
     The classifier is trained on first use (``classifier``: how; default
     ``ClassifierSettings()``) and cached (:mod:`.classifier`);
     Inception weights are fetched on first use unless offline (:func:`inception_weights_path`).
     """
-    kind = _resolve_kind(kind, dataset)
+    kind = _resolve_kind(kind, dataset, data_dir, resolution)
     if kind == "points":
         extractor: FeatureExtractor = IdentityFeatures(2)
     elif kind == "inception":
-        unlabelled = dataset in UNLABELLED
-        extractor = inception_features(inception_weights, f"{dataset} has no labels, so no classifier features can "
-                                       "stand in offline" if unlabelled else CLASSIFIER_INSTEAD)
+        extractor = inception_features(inception_weights, CLASSIFIER_INSTEAD if _classifier_works(
+            dataset, data_dir, resolution) else _why_no_classifier(dataset, resolution))
     else:
         extractor = classifier_features(dataset, data_dir, cache_dir, classifier or ClassifierSettings(),
-                                        torch.device(device))
+                                        torch.device(device), skip_unreadable=skip_unreadable)
     return extractor.to(device).eval()
 
 
@@ -83,17 +84,29 @@ def hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _resolve_kind(kind: str, dataset: str) -> str:
+def _classifier_works(dataset: str, data_dir: str | None, resolution: int) -> bool:
+    """The classifier features need class labels and 32×32 images (the net they come from)."""
+    return not dataset_kind(dataset).points and resolution == 32 and has_labels(dataset, data_dir)
+
+
+def _why_no_classifier(dataset: str, resolution: int) -> str:
+    if resolution != 32:
+        return f"the classifier features work at 32×32 only, not at --resolution {resolution}"
+    layout = " (a folder has labels when it holds one subfolder of images per class)" if dataset == "folder" else ""
+    return f"{dataset} has no labels to train the classifier features on{layout}"
+
+
+def _resolve_kind(kind: str, dataset: str, data_dir: str | None = None, resolution: int = 32) -> str:
     if kind not in FEATURE_KINDS:
         raise UserError(f"unknown FID features {kind!r}; choose one of: {', '.join(FEATURE_KINDS)}")
     points = dataset_kind(dataset).points
     if kind == "auto":
-        return "points" if points else "inception" if dataset in UNLABELLED else "classifier"
+        return "points" if points else "classifier" if _classifier_works(dataset, data_dir, resolution) else "inception"
     if points != (kind == "points"):
         raise UserError(f"--fid-features {kind} does not apply to {dataset}; use "
                         f"{'points' if points else 'classifier or inception'} (or auto)")
-    if kind == "classifier" and dataset in UNLABELLED:
-        raise UserError(f"{dataset} has no labels to train the FID classifier on; use --fid-features inception "
+    if kind == "classifier" and not _classifier_works(dataset, data_dir, resolution):
+        raise UserError(f"{_why_no_classifier(dataset, resolution)}; use --fid-features inception "
                         f"(its weights, {INCEPTION_FILE}, are fetched on first use into {hub_checkpoints()}, or "
                         "name a local file with --inception-weights PATH or TEMPERED_GAN_INCEPTION)")
     return kind
@@ -116,12 +129,14 @@ class EvalSettings:
     device: str = "cpu"
     inception_weights: str | None = None
     kid: bool = True
+    resolution: int = 32
+    skip_unreadable: bool = False
 
     @classmethod
     def of_run(cls, cfg: TrainConfig, device: str | torch.device, kid: bool = True) -> "EvalSettings":
         """A run's FID settings (``--fid-features``, ``--fid-samples``, ``--inception-weights``) on ``device``."""
         return cls(cfg.dataset, cfg.data_dir, cfg.fid_features, cfg.fid_samples, None, str(device),
-                   cfg.inception_weights, kid)
+                   cfg.inception_weights, kid, cfg.resolution, cfg.skip_unreadable)
 
 
 class Evaluator:
@@ -131,13 +146,20 @@ class Evaluator:
     def __init__(self, settings: EvalSettings):
         s = self.settings = settings
         self.extractor = feature_extractor(s.features, s.dataset, s.data_dir, cache_dir=s.cache_dir,
-                                           inception_weights=s.inception_weights, device=s.device)
-        real = load_dataset(s.dataset, s.data_dir, split="train", cache_dir=s.cache_dir)
+                                           inception_weights=s.inception_weights, device=s.device,
+                                           resolution=s.resolution, skip_unreadable=s.skip_unreadable)
+        real = load_dataset(s.dataset, s.data_dir, split="train", cache_dir=s.cache_dir, resolution=s.resolution,
+                            skip_unreadable=s.skip_unreadable)
         self.fid = FIDEvaluator(self.extractor, real, s.n_samples, s.cache_dir, kid=s.kid)
         self.classifier = None
-        if dataset_kind(s.dataset).modes in ("stacked", "classes"):  # needed even for Inception FID
+        # A folder laid out by class has its classes as modes, where the classifier works (32×32).
+        self.modes = dataset_kind(s.dataset).modes
+        if s.dataset == "folder" and _classifier_works(s.dataset, s.data_dir, s.resolution):
+            self.modes = "classes"
+        if self.modes in ("stacked", "classes"):  # needed even for Inception FID
             self.classifier = (self.extractor if isinstance(self.extractor, ClassifierFeatures) else
                                feature_extractor("classifier", s.dataset, s.data_dir, cache_dir=s.cache_dir,
+                                                 skip_unreadable=s.skip_unreadable,
                                                  device=s.device))
 
     def __call__(self, generate: Callable[[int], torch.Tensor]) -> dict:
@@ -148,7 +170,7 @@ class Evaluator:
         with torch.no_grad():
             samples = generate(self.settings.n_samples)
         out = self.fid.score(samples)
-        out.update(coverage(self.settings.dataset, samples, self.classifier) or {})
+        out.update(coverage(self.settings.dataset, samples, self.classifier, modes=self.modes) or {})
         return out
 
 

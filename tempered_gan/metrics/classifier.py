@@ -13,6 +13,7 @@ import hashlib
 import math
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -95,13 +96,15 @@ class ClassifierFeatures(FeatureExtractor):
 
 
 def classifier_features(dataset: str, data_dir: str | None, cache_dir: str | None,
-                         settings: ClassifierSettings, device: torch.device) -> ClassifierFeatures:
+                         settings: ClassifierSettings, device: torch.device,
+                         skip_unreadable: bool = False) -> ClassifierFeatures:
     """Load the cached classifier for ``dataset`` (its grey base set if colour-stacked), or train and cache it."""
     base = dataset_kind(dataset).files
-    train = load_dataset(base, data_dir, split="train", cache_dir=cache_dir)
-    test = load_dataset(base, data_dir, split="test", cache_dir=cache_dir)
+    train = load_dataset(base, data_dir, split="train", cache_dir=cache_dir, skip_unreadable=skip_unreadable)
+    test = load_dataset(base, data_dir, split="test", cache_dir=cache_dir, skip_unreadable=skip_unreadable)
     if train.labels is None or train.labels.dim() != 1:
         raise UserError(f"{dataset} has no labels to train the FID classifier on; use --fid-features inception")
+    classes = int(train.labels.max()) + 1
     n = min(settings.train_samples, len(train))
     subset = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.seed))[:n]
     key = hashlib.sha256(repr((CLASSIFIER_VERSION, base, dataclasses.asdict(settings))).encode())
@@ -109,9 +112,10 @@ def classifier_features(dataset: str, data_dir: str | None, cache_dir: str | Non
     key.update(data_fingerprint(test, torch.arange(len(test))).encode())
     key = key.hexdigest()
     # One file per base set and settings: a changed data set overwrites its stale classifier.
-    slot = hashlib.sha256(repr((base, dataclasses.asdict(settings))).encode()).hexdigest()[:12]
+    where = str(Path(data_dir).expanduser().resolve()) if base == "folder" else None   # one per folder
+    slot = hashlib.sha256(repr((base, dataclasses.asdict(settings), *([where] if where else []))).encode()).hexdigest()[:12]
     path = metrics_dir(cache_dir) / f"classifier-{base}-{slot}.pt"
-    net = ClassifierNet(train.shape[0], settings.width, settings.feature_dim)
+    net = ClassifierNet(train.shape[0], settings.width, settings.feature_dim, classes)
     accuracy = _load_classifier(net, read_cache(path), key)
     if accuracy is None:
         print(f"training the {base} FID classifier once (cached in {path})", file=sys.stderr)
@@ -165,7 +169,7 @@ def _fit(train: Data, subset: torch.Tensor, settings: ClassifierSettings, device
     steps = settings.epochs * math.ceil(len(subset) / settings.batch_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        net = ClassifierNet(train.shape[0], settings.width, settings.feature_dim).to(device)
+        net = ClassifierNet(train.shape[0], settings.width, settings.feature_dim, int(train.labels.max()) + 1).to(device)
         opt = torch.optim.Adam(net.parameters(), settings.lr)
         schedule = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps)
         net.train()

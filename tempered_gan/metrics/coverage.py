@@ -51,17 +51,19 @@ def class_coverage(samples: torch.Tensor, classifier: nn.Module) -> dict:
 
     ``classifier`` (or its ``ClassifierFeatures``) reads each sample's class. Returns
     ``modes`` (classes given at least ``CLASS_COVERED_SHARE`` of a fair share of the
-    samples), ``modes_total`` (10) and ``kl`` = KL(p ‖ uniform over the classes), which
-    grows as G collapses onto fewer classes."""
+    samples), ``modes_total`` (the classifier's classes: 10 for the grey sets) and
+    ``kl`` = KL(p ‖ uniform over the classes), which grows as G collapses onto fewer classes."""
     if isinstance(classifier, ClassifierFeatures):
         classifier = classifier.net
     device = next(classifier.parameters(), torch.empty(0)).device
     with torch.no_grad():
-        ids = torch.cat([classifier(chunk.to(device)).argmax(1).cpu() for chunk in samples.split(CHUNK)])
-    share = torch.bincount(ids, minlength=CLASSES).double() / len(ids)
+        logits = [classifier(chunk.to(device)) for chunk in samples.split(CHUNK)]
+    classes = logits[0].shape[1]   # 10 for the grey sets; a folder laid out by class has its own number
+    ids = torch.cat([chunk.argmax(1).cpu() for chunk in logits])
+    share = torch.bincount(ids, minlength=classes).double() / len(ids)
     p = share[share > 0]
-    return {"modes": int((share >= CLASS_COVERED_SHARE / CLASSES).sum()), "modes_total": CLASSES,
-            "kl": float((p * (p * CLASSES).log()).sum())}
+    return {"modes": int((share >= CLASS_COVERED_SHARE / classes).sum()), "modes_total": classes,
+            "kl": float((p * (p * classes).log()).sum())}
 
 
 def mixture_coverage(points: torch.Tensor, name: str, *, min_samples: int = 1) -> dict:
@@ -80,14 +82,15 @@ def mixture_coverage(points: torch.Tensor, name: str, *, min_samples: int = 1) -
             "high_quality": float(good.double().mean())}
 
 
-def coverage(data_name: str, samples: torch.Tensor, classifier: nn.Module | None = None) -> dict | None:
+def coverage(data_name: str, samples: torch.Tensor, classifier: nn.Module | None = None,
+             modes: str | None = None) -> dict | None:
     """Mode coverage of ``samples`` for ``data_name``; None where the data set defines no modes.
 
     Mixtures use ``mixture_coverage``; colour-stacked sets ``stacked_mode_coverage`` and
     the labelled grey sets (``CLASS_COVERAGE_SETS``) ``class_coverage``, both with
     ``classifier`` (required there: the grey set's classifier or its ``ClassifierFeatures``).
     """
-    modes = dataset_kind(data_name).modes
+    modes = modes or dataset_kind(data_name).modes   # a folder laid out by class: "classes"
     if modes == "mixture":
         return mixture_coverage(samples, data_name)
     if modes in ("stacked", "classes"):
