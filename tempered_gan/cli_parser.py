@@ -64,6 +64,8 @@ HELP = {
     "gp_weight": "gradient-penalty weight (default 10 for wgan-gp, the paper's, else 0)",
     "r1_gamma": "R1 penalty γ: γ/2·E‖∇D(x)‖² on D's real input, a stabiliser to compare with (Mescheder et al. "
                 "2018; not in the paper); default 0: none. compare and sweep give it to the r1 arm",
+    "g_ema": "keep an exponential moving average of G's weights with this decay, e.g. 0.999 (StyleGAN, BigGAN), "
+             "and let eval, sample and the sample grids use it; default 0: off",
     "log_every": "steps between lines of metrics.jsonl (default 100)",
     "sample_every": "steps between sample grids (default: a tenth of the run)",
     "checkpoint_every": "steps between checkpoints (default: a tenth of the run, at most 5000)",
@@ -90,7 +92,7 @@ GROUPS = {
                                                        "noise_sigma", "blur_sigma", "reconstruction"],
     "how the lens leaves after K": ["lens_exit", "lens_exit_steps", "retire_tolerance", "retire_patience"],
     "networks": ["arch", "width", "z_dim", "lens_width", "lens_blocks", "lens_zero_init"],
-    "optimiser": ["optimizer", "lr", "lens_lr", "beta1", "beta2", "critic_steps", "gp_weight", "r1_gamma"],
+    "optimiser": ["optimizer", "lr", "lens_lr", "beta1", "beta2", "critic_steps", "gp_weight", "r1_gamma", "g_ema"],
     "logging, samples and checkpoints": ["log_every", "sample_every", "checkpoint_every"],
     "evaluation": ["eval_every", "fid_samples", "fid_features", "inception_weights"],
     "speed and device": ["device", "amp", "channels_last", "cuda_graphs"],

@@ -98,6 +98,7 @@ class TrainConfig:
     critic_steps: int | None = None
     gp_weight: float | None = None
     r1_gamma: float = 0.0             # R1: γ/2·E‖∇D(x)‖² at D's real input (Mescheder et al. 2018); 0: none
+    g_ema: float = 0.0                # decay of an exponential moving average of G that eval and sample use; 0: off
     log_every: int = 100
     sample_every: int | None = None
     checkpoint_every: int | None = None
@@ -150,6 +151,7 @@ def migrate(values: dict) -> dict:
         values.setdefault("schedule", schedule)
     values.setdefault("resolution", 32)    # 0.1.0: every image was 32×32
     values.setdefault("skip_unreadable", False)
+    values.setdefault("g_ema", 0.0)        # 0.1.0 had no moving average of G
     if values.get("compile") is False:     # written before --compile was removed (it never ran on CUDA)
         del values["compile"]
     elif values.get("compile"):
@@ -217,7 +219,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         check_number(name, getattr(out, name), positive=True)
     for name in ("lambda_value", "gp_weight", "r1_gamma"):
         check_number(name, getattr(out, name))
-    for name in ("beta1", "beta2"):
+    for name in ("beta1", "beta2", "g_ema"):
         check_number(name, getattr(out, name), below_one=True)
     sizes = dataset_kind(cfg.dataset).sizes
     if cfg.resolution not in sizes:

@@ -16,7 +16,7 @@ from .errors import UserError, WriteError, writing
 METRICS = "metrics.jsonl"
 # What an evaluation was made of, not what it measured: constant along a run, so in metrics.jsonl,
 # and in TensorBoard as text (once, and again when it changes), never as a flat curve.
-SETTINGS = ("samples", "real_samples", "modes_total", "features")
+SETTINGS = ("samples", "real_samples", "modes_total", "features", "generator")
 
 
 class RunLog:

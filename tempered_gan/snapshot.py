@@ -36,17 +36,22 @@ def samples(trainer: Trainer, count: int = GRID_SAMPLES) -> tuple[torch.Tensor, 
     g = torch.Generator().manual_seed(seed_for(trainer.cfg.seed, "samples"))
     z = torch.randn(count, trainer.cfg.z_dim, generator=g).to(trainer.device)
     x = trainer.data.batch(torch.randperm(len(trainer.data), generator=g)[:count]).to(trainer.device)
-    with eval_mode(trainer.G):
+    with eval_mode(trainer.sampler_net):
         tempered = None
         if trainer.tempering.tempers:
             t = trainer.step_count
             tempered = trainer.tempering.preview(x, trainer.tempering.schedule(t), trainer.exits.alpha(t), generator=g)
-        return trainer.G(z), tempered, x
+        return trainer.sampler_net(z), tempered, x
 
 
 def sample_captions(trainer: Trainer) -> tuple[str, str]:
     """The title of a sample panel at the trainer's step and the name of its middle
     panel, which always shows what D sees as real at that step."""
+    title, middle = _captions(trainer)
+    return (f"{title}; G: moving average ({trainer.cfg.g_ema:g})" if trainer.G_ema is not None else title), middle
+
+
+def _captions(trainer: Trainer) -> tuple[str, str]:
     t = trainer.step_count
     if trainer.tempering.tempers:
         return f"step {t}, λ = {trainer.tempering.schedule(t):.3f}", trainer.tempering.label
@@ -128,7 +133,10 @@ def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
     skips KID, the costly part on 2-D data (FID and coverage are the same either way)."""
     from .metrics import EvalSettings, evaluate
 
-    return evaluate(trainer.generate, EvalSettings.of_run(trainer.cfg, trainer.device, kid))
+    scores = evaluate(trainer.generate, EvalSettings.of_run(trainer.cfg, trainer.device, kid))
+    if trainer.G_ema is not None:   # say which weights were scored
+        scores = {**scores, "generator": f"moving average of G (--g-ema {trainer.cfg.g_ema:g})"}
+    return scores
 
 
 def load_run(run_dir: Path, device: str | None = None) -> Trainer:

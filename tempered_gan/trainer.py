@@ -20,6 +20,7 @@ phase and never branches on it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Callable
@@ -77,6 +78,7 @@ class Trainer:
     first_bad: torch.Tensor | None = None         # first step with a NaN/Inf loss, -1 if none (device)
     last_lambda: float | None = None              # λ(t) of the last step (None: no tempering)
     runner: object = None                         # how iterations run: eager or CUDA graphs
+    G_ema: nn.Module | None = None                # --g-ema: the moving average of G that eval and sample use
 
     @classmethod
     def create(cls, cfg: TrainConfig, data: Data, device: torch.device, dist: Dist = SINGLE_PROCESS) -> "Trainer":
@@ -100,6 +102,8 @@ class Trainer:
                       below_tolerance=torch.zeros((), dtype=torch.long, device=device),
                       loss_sums=torch.zeros(len(LOSS_NAMES), device=device),
                       first_bad=torch.full((), -1, dtype=torch.long, device=device))
+        if cfg.g_ema:
+            trainer.G_ema = copy.deepcopy(G).requires_grad_(False)
         trainer.runner = make_runner(trainer)
         return trainer
 
@@ -167,6 +171,8 @@ class Trainer:
         loss_g.backward()
         average_gradients(self.G, self.dist.world)
         self.opt_g.step()
+        if self.G_ema is not None:
+            self._average_g()
 
         lens_adv, lens_rec = phase.update(tempering, self.D, lam, x, real, self.below_tolerance)
         none = torch.zeros((), device=self.device)   # a loss not computed at this step: logged as null
@@ -176,6 +182,19 @@ class Trainer:
         self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(losses).all(), t, self.first_bad))
         self.loss_sums.add_(losses)
         return losses
+
+    @torch.no_grad()
+    def _average_g(self) -> None:
+        """G_ema ← decay·G_ema + (1 − decay)·G for every weight; buffers (batch-norm statistics) are copied."""
+        for averaged, current in zip(self.G_ema.parameters(), self.G.parameters()):
+            averaged.lerp_(current, 1.0 - self.cfg.g_ema)
+        for averaged, current in zip(self.G_ema.buffers(), self.G.buffers()):
+            averaged.copy_(current)
+
+    @property
+    def sampler_net(self) -> nn.Module:
+        """The generator that eval, sample and the sample grids draw from: G_ema with --g-ema, else G."""
+        return self.G_ema if self.G_ema is not None else self.G
 
     # --- the tempering leaves ------------------------------------------------
     def _steps_within_tolerance(self) -> int:
@@ -200,6 +219,7 @@ class Trainer:
             "config": dataclasses.asdict(self.cfg),
             "step": self.step_count,
             "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "lens": self.lens.state_dict() if self.lens is not None else None,
             "opt_lens": self.tempering.optimizer.state_dict() if self.lens is not None else None,
@@ -217,6 +237,8 @@ class Trainer:
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(state["G_ema"])
             load_optimizer_state(self.opt_g, state["opt_g"])
             load_optimizer_state(self.opt_d, state["opt_d"])
             self.left_at = state.get("lens_retired_at")
@@ -250,6 +272,7 @@ class Trainer:
         """``count`` samples G(Z) in eval mode, on the CPU, from a noise stream of
         their own: evaluating a run changes nothing in it."""
         g = torch.Generator().manual_seed(seed_for(self.cfg.seed, stream))
-        with eval_mode(self.G):
-            return torch.cat([self.G(torch.randn(len(chunk), self.cfg.z_dim, generator=g).to(self.device)).cpu()
+        net = self.sampler_net
+        with eval_mode(net):
+            return torch.cat([net(torch.randn(len(chunk), self.cfg.z_dim, generator=g).to(self.device)).cpu()
                               for chunk in torch.arange(count).split(500)])

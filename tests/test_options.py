@@ -198,6 +198,8 @@ def _checks(ring, mnist_dir):
             trainer("--dataset", "folder", "--data-dir", _folder(mnist_dir), "--resolution", 64, "--batch-size", 4,
                     "--width", 4, "--lens-width", 4, "--lens-blocks", 1)),
         "--skip-unreadable": lambda: _skips(mnist_dir),
+        "--g-ema": lambda: (lambda t: t.G_ema is not None and t.cfg.g_ema == 0.5 and t.sampler_net is t.G_ema)(
+            trainer(*TINY, "--g-ema", 0.5, data=ring)) and base.G_ema is None,
         "--loss": lambda: not torch.equal(first_losses(*TINY, "--loss", "lsgan", data=ring)[0],
                                           first_losses(*TINY, data=ring)[0]),
         "--schedule": lambda: (trainer(*TINY, "--schedule", "constant", "--k", 4, data=ring).tempering.schedule(4) == 1.0
@@ -272,7 +274,7 @@ TRAINER_FLAGS = ["--dataset", "--data-dir", "--resolution", "--skip-unreadable",
                  "--lambda-value", "--reconstruction", "--lens-exit", "--lens-exit-steps",
                  "--retire-tolerance", "--retire-patience", "--arch", "--width", "--z-dim", "--lens-width",
                  "--lens-blocks", "--lens-zero-init", "--optimizer", "--lr", "--lens-lr", "--beta1", "--beta2",
-                 "--critic-steps", "--gp-weight", "--r1-gamma", "--batch-size", "--seed", "--amp", "--channels-last"]
+                 "--critic-steps", "--gp-weight", "--r1-gamma", "--g-ema", "--batch-size", "--seed", "--amp", "--channels-last"]
 
 
 @pytest.mark.parametrize("flag", TRAINER_FLAGS)
@@ -323,7 +325,8 @@ def test_progress_chooses_between_a_bar_and_lines(tmp_path, capsys):
 
 
 COMPARE_VALUES = {
-    "--dataset": "mixture-grid25", "--resolution": 32, "--k": 3, "--steps": 9, "--batch-size": 16, "--width": 8, "--z-dim": 3,
+    "--dataset": "mixture-grid25", "--resolution": 32, "--g-ema": 0.5,
+    "--k": 3, "--steps": 9, "--batch-size": 16, "--width": 8, "--z-dim": 3,
     "--lens-width": 4, "--lens-blocks": 1, "--reconstruction": "sum", "--lens-exit": "blend", "--lens-exit-steps": 2,
     "--retire-tolerance": 0.5, "--retire-patience": 7, "--optimizer": "rmsprop", "--lr": 0.01, "--lens-lr": 0.02,
     "--beta1": 0.1, "--beta2": 0.2, "--critic-steps": 2, "--gp-weight": 1.5, "--r1-gamma": 2.5, "--log-every": 3,
