@@ -1,7 +1,9 @@
 """The tuning rule of RULES.md: each method's value with the most runs that train, ties to the lower
-mean final FID. Prints the verdict sweep's --arms (none first).
+mean final FID. Prints the verdict sweep's --arms (none first). The Fashion-MNIST study
+(docs/results/stability-fashion) uses it with its data set, FID bound and methods.
 
     python docs/results/stability-2d/choose_arms.py runs/stability-2d/lsgan/tuning
+    python docs/results/stability-2d/choose_arms.py TUNING fashion-mnist FID_BOUND sine,r1
 """
 import math
 import statistics
@@ -15,8 +17,9 @@ from tempered_gan.sweep import success_rule, trains
 METHODS = ("sine", "noise", "r1")
 
 
-def main(folder: Path) -> str:
-    fid_max, modes_min = success_rule("mixture-grid25", None, None)
+def main(folder: Path, dataset: str = "mixture-grid25", fail_fid: float | None = None,
+         methods: tuple[str, ...] = METHODS) -> str:
+    fid_max, modes_min = success_rule(dataset, fail_fid, None)
     runs = {}
     for run_dir in sorted((folder / "runs").iterdir()):
         stem, seed = run_dir.name.rsplit("-s", 1)
@@ -25,7 +28,7 @@ def main(folder: Path) -> str:
     finite = [r.final_fid for rs in runs.values() for r in rs if r.final_fid is not None and math.isfinite(r.final_fid)]
     worst = max(finite, default=math.inf)
     chosen = ["none"]
-    for method in METHODS:
+    for method in methods:
         candidates = {arm: rs for arm, rs in runs.items() if arm.split(":")[0] == method}
         if len(candidates) != 3 or any(len(rs) != 3 for rs in candidates.values()):
             raise SystemExit(f"{folder}: {method} has {len(candidates)} values, not 3 × 3 finished runs")
@@ -39,4 +42,8 @@ def main(folder: Path) -> str:
 
 
 if __name__ == "__main__":
-    print(main(Path(sys.argv[1])))
+    folder, *rest = sys.argv[1:]
+    if rest:
+        print(main(Path(folder), rest[0], float(rest[1]), tuple(rest[2].split(","))))
+    else:
+        print(main(Path(folder)))
