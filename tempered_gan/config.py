@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datasets import DATASET_NAMES, dataset_kind
+from .datasets import DATASET_NAMES, IMAGE_SIDES, dataset_kind
 from .errors import UserError
 from .lens import SCHEDULES
 from .losses import OBJECTIVES
@@ -221,13 +221,13 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         check_number(name, getattr(out, name))
     for name in ("beta1", "beta2", "g_ema"):
         check_number(name, getattr(out, name), below_one=True)
-    sizes = dataset_kind(cfg.dataset).sizes
-    if cfg.resolution not in sizes:
-        if isinstance(cfg.resolution, int) and cfg.resolution in (32, 64, 128):
-            raise UserError(f"--resolution {cfg.resolution}: {cfg.dataset} exists only at "
-                            f"{', '.join(f'{s}×{s}' for s in sizes)} (64 and 128 are for folder and celeba)")
-        raise UserError(f"--resolution must be 32, 64 or 128, got {cfg.resolution!r}")
-    if cfg.skip_unreadable and cfg.dataset not in ("folder", "celeba"):
+    if isinstance(cfg.resolution, bool) or cfg.resolution not in IMAGE_SIDES:
+        raise UserError(f"--resolution must be {', '.join(map(str, IMAGE_SIDES[:-1]))} or {IMAGE_SIDES[-1]}, "
+                        f"got {cfg.resolution!r}")
+    problem = dataset_kind(cfg.dataset).size_problem(cfg.resolution)
+    if problem:
+        raise UserError(f"--resolution {cfg.resolution}: {problem}")
+    if cfg.skip_unreadable and not dataset_kind(cfg.dataset).image_files:
         raise UserError(f"--skip-unreadable applies to image files (folder, celeba), not to {cfg.dataset}")
     if cfg.dataset == "folder" and not cfg.data_dir:
         raise UserError("dataset 'folder' needs --data-dir pointing at a folder of images")

@@ -181,9 +181,9 @@ def load_dataset(name: str, data_dir: str | None = None, *, split: str = "train"
     leaves out their files that cannot be read. A labelled folder has a test split.
     """
     _check_name(name)
-    if resolution not in dataset_kind(name).sizes:
-        raise UserError(f"{name}: exists only at {', '.join(f'{s}×{s}' for s in dataset_kind(name).sizes)}, "
-                        f"not {resolution}×{resolution}")
+    problem = dataset_kind(name).size_problem(resolution)
+    if problem:
+        raise UserError(f"{name}: cannot load it at {resolution}: {problem}")
     if split not in ("train", "test"):
         raise UserError(f"{name}: unknown split {split!r}; choose 'train' or 'test'")
     if dataset_kind(name).points:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+IMAGE_SIDES = (32, 64, 128)   # --resolution: the paper's 32, and the sides the conv nets grow to
+
 
 @dataclass(frozen=True)
 class DatasetKind:
@@ -20,11 +22,19 @@ class DatasetKind:
     test_split: bool = True
     base: str | None = None           # the grey set a colour variant is stacked from (its files)
     sizes: tuple[int, ...] = (32,)    # the image sides it can be loaded at (--resolution)
+    image_files: bool = False         # decoded from image files (tempered_gan.image_folder; --skip-unreadable)
 
     @property
     def kind(self) -> str:
         """``points`` or ``image``, as :class:`~tempered_gan.data.Data` names it."""
         return "points" if self.points else "image"
+
+    def size_problem(self, resolution: int) -> str | None:
+        """Why it cannot be loaded at ``resolution`` × ``resolution`` (None: it can)."""
+        if resolution in self.sizes:
+            return None
+        larger = ", ".join(n for n, d in DATASETS.items() if len(d.sizes) > 1)
+        return f"{self.name} exists only at {', '.join(f'{s}×{s}' for s in self.sizes)} (larger sizes: {larger})"
 
     @property
     def files(self) -> str:
@@ -38,10 +48,10 @@ DATASETS = {d.name: d for d in (
     DatasetKind("color-mnist", modes="stacked", base="mnist"),
     DatasetKind("color-fashion-mnist", modes="stacked", base="fashion-mnist"),
     DatasetKind("cifar10", modes=None),   # labelled, but its classes are not modes a GAN collapses to
-    DatasetKind("celeba", labels=False, modes=None, test_split=False, sizes=(32, 64, 128)),
+    DatasetKind("celeba", labels=False, modes=None, test_split=False, sizes=IMAGE_SIDES, image_files=True),
     # A folder has labels (and classes as modes, and a test split) when laid out by class:
     # tempered_gan.image_folder.class_names. Here: what it has without that layout.
-    DatasetKind("folder", labels=False, modes=None, test_split=False, sizes=(32, 64, 128)),
+    DatasetKind("folder", labels=False, modes=None, test_split=False, sizes=IMAGE_SIDES, image_files=True),
     DatasetKind("mixture-ring8", points=True, labels=False, modes="mixture"),
     DatasetKind("mixture-grid25", points=True, labels=False, modes="mixture"),
 )}

@@ -18,6 +18,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .datasets import IMAGE_SIDES  # the conv nets' image sides: the paper's 32, and one stride-2 stage per doubling
+
 ARCHITECTURES = ("dcgan", "lsgan", "wgan-gp", "mlp")
 
 
@@ -25,7 +27,6 @@ def _norm2d(channels: int, batchnorm: bool) -> nn.Module:
     return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
 
 
-IMAGE_SIDES = (32, 64, 128)   # the conv nets' image sides: the paper's 32, and one stride-2 stage per doubling
 
 
 def _extra_stages(side: int) -> int:
