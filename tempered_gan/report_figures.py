@@ -32,6 +32,16 @@ def write_figures(results: list, arms: list[Arm], out: Path, labels: dict, colou
     return feature, strips, modes
 
 
+LEGEND_INSIDE = 4   # arms a legend may hold inside the axes; with more it goes to the right, off the curves
+
+
+def _legend(ax, title: str) -> None:
+    """The arms' legend: inside the axes for a few arms, beside them for many (it would hide the curves)."""
+    outside = len(ax.get_legend_handles_labels()[0]) > LEGEND_INSIDE
+    ax.legend(fontsize=8, title=title, title_fontsize=8,
+              **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}))
+
+
 def _fid_figure(plt, results: list, out: Path, label, colours: dict) -> str:
     """FID against step, one line per seed, arms in their colours; returns the feature description."""
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -44,7 +54,7 @@ def _fid_figure(plt, results: list, out: Path, label, colours: dict) -> str:
     log = bool(values) and min(values) > 0     # one diverged run's FID must not flatten every other curve
     ax.set(xlabel="step", ylabel="FID" + (" (log scale)" if log else ""), yscale="log" if log else "linear")
     ax.set_title("FID against step, one line per seed\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
-    ax.legend(fontsize=8, title="arm (colour)", title_fontsize=8)
+    _legend(ax, "arm (colour)")
     fig.tight_layout()
     save_figure(fig, out / "fid.png", dpi=100)
     plt.close(fig)
@@ -63,7 +73,7 @@ def _modes_figure(plt, results: list, out: Path, label, colours: dict) -> bool:
             if points:
                 ax.plot(*zip(*points), color=colours[r.arm], alpha=0.8, marker=".", label=label(r))
         ax.set(xlabel="step", ylabel=key, title={"modes": "modes covered", "kl": "KL(mode histogram ‖ uniform)"}[key])
-    axes[0][0].legend(fontsize=8)
+    _legend(axes[0][-1], "arm (colour)")
     fig.tight_layout()
     save_figure(fig, out / "modes.png", dpi=100)
     plt.close(fig)
@@ -81,7 +91,7 @@ def _lens_figure(plt, results: list, out: Path, label, colours: dict) -> None:
             ax2.plot([x["step"] for x in logs], [max(x["loss_lens_rec"], 1e-12) for x in logs], color=colours[r.arm],
                      marker=".")
     if ax1.get_legend_handles_labels()[0]:
-        ax1.legend(fontsize=8, title="arm (colour; one line per seed)", title_fontsize=8)
+        _legend(ax1, "arm (colour; one line per seed)")
     else:
         ax1.text(0.5, 0.5, "no arm tempers the real data", ha="center", va="center", transform=ax1.transAxes)
     ax1.set(xlabel="step", ylabel="λ")
