@@ -160,6 +160,9 @@ def cmd_reproduce(args) -> int:
     if features not in ("inception", "classifier"):
         raise UserError(f"reproduce measures FID with inception (the paper's) or classifier features, not {features!r}")
     weights = overrides.pop("inception_weights", None)
+    if overrides.pop("dinov2_weights", None):
+        raise UserError("reproduce measures FID with inception (the paper's) or classifier features; "
+                        "--dinov2-weights does not apply")
     report = reproduce(parse_rows(args.rows), Path(args.out), scale=args.scale, seeds=args.seeds,
                        arms=args.arms.split(",") if args.arms else None, shard=shard, report_only=args.report_only,
                        fid_features=features, inception_weights=weights, overrides=overrides, jobs=args.jobs,
@@ -195,7 +198,8 @@ def cmd_eval(args) -> int:
     from .snapshot import evaluate_run, load_run
 
     trainer = load_run(Path(args.run_dir), device=args.device)
-    options = {k: getattr(args, k) for k in ("fid_samples", "fid_features", "inception_weights") if getattr(args, k)}
+    options = {k: getattr(args, k) for k in ("fid_samples", "fid_features", "inception_weights", "dinov2_weights")
+               if getattr(args, k)}
     trainer.cfg = resolve(dataclasses.replace(trainer.cfg, **options))
     print(json.dumps({"step": trainer.step_count, **evaluate_run(trainer)}))
     return 0

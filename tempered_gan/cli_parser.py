@@ -73,9 +73,12 @@ HELP = {
     "fid_samples": "samples per FID (default 4096; 10000 for wgan-gp, as in the paper)",
     "fid_features": "auto (default: points for 2-D data; classifier for labelled sets at 32 px, a folder laid out "
                     "by class included; else inception), classifier (offline, trained on the data set's labels; 32 px "
-                    "only), inception (the paper's; weights fetched on first use) or points",
+                    "only), inception (the paper's; weights fetched on first use), dinov2 (DINOv2 ViT-S/14, as Stein "
+                    "et al. 2023 recommend; weights fetched on first use; needs timm) or points",
     "inception_weights": "path of pt_inception-2015-12-05-6726825d.pth for paper-comparable FID (default: "
                          "$TEMPERED_GAN_INCEPTION, else torch hub's cache, fetched there on first use)",
+    "dinov2_weights": "path of dinov2_vits14_pretrain.pth for --fid-features dinov2 (default: $TEMPERED_GAN_DINOV2, "
+                      "else torch hub's cache, fetched there on first use)",
     "device": "auto (default), cpu, cuda or cuda:N",
     "amp": "none (default) or bf16: mixed precision for the forward passes; with --channels-last 1.5-2.4x "
            "faster on a CPU with native bf16, not shown to keep fp32's quality (docs/PERFORMANCE.md)",
@@ -94,7 +97,7 @@ GROUPS = {
     "networks": ["arch", "width", "z_dim", "lens_width", "lens_blocks", "lens_zero_init"],
     "optimiser": ["optimizer", "lr", "lens_lr", "beta1", "beta2", "critic_steps", "gp_weight", "r1_gamma", "g_ema"],
     "logging, samples and checkpoints": ["log_every", "sample_every", "checkpoint_every"],
-    "evaluation": ["eval_every", "fid_samples", "fid_features", "inception_weights"],
+    "evaluation": ["eval_every", "fid_samples", "fid_features", "inception_weights", "dinov2_weights"],
     "speed and device": ["device", "amp", "channels_last", "cuda_graphs"],
 }
 # compare sets these itself (per arm, or seeds 0 … N−1) and refuses them with one line; its help leaves them out.
@@ -244,7 +247,8 @@ def _add_reproduce(commands) -> None:
                                                       "(default: all)")
     table.add_argument("--report-only", action="store_true", help="train nothing: write OUT/report.md from the "
                                                                   "finished runs")
-    _add_config_flags(reproduce, hide=ROW_OPTIONS)   # each row sets these itself (refused in one line)
+    _add_config_flags(reproduce, hide=(*ROW_OPTIONS, "dinov2_weights"))   # each row sets these itself (refused in one
+    # line); reproduce measures FID with the paper's Inception features (or the classifier), never DINOv2
     next(a for a in reproduce._actions if a.dest == "fid_features").help = \
         "inception (default: the paper's features; weights fetched on first use) or classifier (not comparable)"
 
@@ -257,10 +261,11 @@ def _add_eval_and_sample(commands) -> None:
         if name == "eval":
             evaluation = sub.add_argument_group("evaluation")
             evaluation.add_argument("--fid-samples", type=int, help="samples per FID (default: the run's)")
-            evaluation.add_argument("--fid-features", help="auto, classifier, inception (the paper's) or points "
-                                                           "(default: the run's)")
+            evaluation.add_argument("--fid-features", help="auto, classifier, inception (the paper's), dinov2 or "
+                                                           "points (default: the run's)")
             evaluation.add_argument("--inception-weights", help="path of pt_inception-2015-12-05-6726825d.pth "
                                                                 "(default: the run's)")
+            evaluation.add_argument("--dinov2-weights", help="path of dinov2_vits14_pretrain.pth (default: the run's)")
         else:
             output = sub.add_argument_group("output")
             output.add_argument("--format", choices=("grid", "png", "npz"), default="grid",

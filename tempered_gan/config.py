@@ -25,7 +25,7 @@ CONFIG = "config.json"   # the resolved configuration in a run folder
 # Options that may change on resume without changing the run itself.
 # Speed options (device, amp, channels_last, cuda_graphs) may change numerics, not the experiment.
 RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "cuda_graphs", "log_every", "sample_every", "checkpoint_every",
-                  "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights"}
+                  "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights", "dinov2_weights"}
 
 
 def run_identity(cfg: "TrainConfig") -> dict:
@@ -51,7 +51,7 @@ TEMPERINGS = ("none", "lens", "noise", "blur")
 NOISE_SIGMA = 1.0
 BLUR_SIGMA = 2.0
 # FID (tempered_gan/metrics): the feature extractors, and samples per FID as in the paper (10 000 for WGAN-GP).
-FEATURE_KINDS = ("auto", "classifier", "inception", "points")
+FEATURE_KINDS = ("auto", "classifier", "inception", "dinov2", "points")
 DEFAULT_FID_SAMPLES = 4096
 FID_SAMPLES = {"gan": DEFAULT_FID_SAMPLES, "lsgan": DEFAULT_FID_SAMPLES, "wgan-gp": 10_000}
 
@@ -104,8 +104,9 @@ class TrainConfig:
     checkpoint_every: int | None = None
     eval_every: int = 0               # steps between FID evaluations (0: none)
     fid_samples: int | None = None    # 4096 for gan/lsgan, 10 000 for wgan-gp (paper)
-    fid_features: str = "auto"        # auto | classifier | inception | points
+    fid_features: str = "auto"        # auto | classifier | inception | dinov2 | points
     inception_weights: str | None = None
+    dinov2_weights: str | None = None
     device: str = "auto"
     amp: str = "none"                 # none | bf16: autocast G, D and lens forwards to bfloat16
     channels_last: bool = False       # channels-last memory format for the image nets

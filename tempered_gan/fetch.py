@@ -1,12 +1,14 @@
-"""Data sets and the FID Inception weights, fetched on first use: checksummed, atomic, from a mirror or not at all.
+"""Data sets and the FID feature weights, fetched on first use: checksummed, atomic, from a mirror or not at all.
 
 A data set whose files are missing from its folder is fetched into that folder
-the first time it is loaded; the Inception weights go to torch hub's cache
-(``<torch.hub.get_dir()>/checkpoints``, where torchmetrics and torch-fidelity
-keep theirs). Sources and checksums are the ecosystem's own: torchvision's
-``MNIST``, ``FashionMNIST``, ``CIFAR10`` and ``CelebA`` (upstream URLs and
-md5s), and pytorch-fid's release of the Inception weights, whose name carries
-the first 8 hex digits of its sha256 (torch hub's convention).
+the first time it is loaded; the Inception and DINOv2 weights go to torch hub's
+cache (``<torch.hub.get_dir()>/checkpoints``, where torchmetrics, torch-fidelity
+and torch hub keep theirs). Sources and checksums are the ecosystem's own:
+torchvision's ``MNIST``, ``FashionMNIST``, ``CIFAR10`` and ``CelebA`` (upstream
+URLs and md5s), pytorch-fid's release of the Inception weights, whose name
+carries the first 8 hex digits of its sha256 (torch hub's convention), and
+Meta's release of the DINOv2 ViT-S/14 backbone, by its full sha256
+(docs/DECISIONS.md, "DINOv2 features").
 
 * Verified and atomic: a file is streamed into a temporary folder beside its
   destination, hashed on the way, fsynced, and moved into place (one rename)
@@ -51,6 +53,8 @@ TIMEOUT_ENV = "TEMPERED_GAN_FETCH_TIMEOUT"
 DEFAULT_TIMEOUT_S = 15.0
 INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                  "pt_inception-2015-12-05-6726825d.pth")
+DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth"
+DINOV2_SHA256 = "b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9"   # 88 283 115 bytes
 CHUNK = 1 << 20
 
 
@@ -85,7 +89,8 @@ def sources() -> dict[str, tuple[Source, ...]]:
                                tuple((f"{CIFAR10.base_folder}/{f}", md5) for f, md5 in batches)),)
     celeba_md5 = next(md5 for _, md5, f in CelebA.file_list if f == "img_align_celeba.zip")
     table["celeba"] = (Source("img_align_celeba.zip", (), f"md5:{celeba_md5}", "img_align_celeba"),)
-    table["weights"] = (Source(INCEPTION_URL.rsplit("/", 1)[1], (INCEPTION_URL,), "sha256:6726825d"),)
+    table["weights"] = (Source(INCEPTION_URL.rsplit("/", 1)[1], (INCEPTION_URL,), "sha256:6726825d"),
+                        Source(DINOV2_URL.rsplit("/", 1)[1], (DINOV2_URL,), f"sha256:{DINOV2_SHA256}"))
     return table
 
 
@@ -130,9 +135,10 @@ def fetch_dataset(name: str, folder: Path) -> bool:
     return _fetch(name, name, Path(folder), "pass --data-dir or set TEMPERED_GAN_DATA")
 
 
-def fetch_weights(file_name: str, folder: Path) -> bool:
-    """Fetch the weights file ``file_name`` (the FID Inception weights) into ``folder``; as :func:`fetch_dataset`."""
-    return _fetch("weights", "Inception FID weights", Path(folder), "set TORCH_HOME", only=file_name)
+def fetch_weights(file_name: str, folder: Path, what: str) -> bool:
+    """Fetch the weights file ``file_name`` (``what``: "Inception FID weights", …) into ``folder``; as
+    :func:`fetch_dataset`."""
+    return _fetch("weights", what, Path(folder), "set TORCH_HOME", only=file_name)
 
 
 def _fetch(key: str, what: str, folder: Path, elsewhere: str, only: str | None = None) -> bool:

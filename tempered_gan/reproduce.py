@@ -37,8 +37,8 @@ ROWS = {
 }
 PAPER_ARMS = {"none": 1, "sine": 2}   # which of ROWS' columns an arm is compared with
 # Options that change how a run is computed or logged, not the experiment: not "another setting".
-NOT_SETTINGS = ("fid_features", "inception_weights", "device", "amp", "channels_last", "cuda_graphs", "log_every",
-                "sample_every", "checkpoint_every")
+NOT_SETTINGS = ("fid_features", "inception_weights", "dinov2_weights", "device", "amp", "channels_last", "cuda_graphs",
+                "log_every", "sample_every", "checkpoint_every")
 # Options each row sets itself: the row's setting, the seeds, the per-arm tempering.
 ROW_OPTIONS = ("dataset", "loss", "schedule", "tempering", "lambda_value", "seed", "data_dir", "steps", "k", "eval_every")
 

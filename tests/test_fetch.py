@@ -123,9 +123,12 @@ def test_the_table_holds_the_upstream_files_and_checksums():
     (celeba,) = table["celeba"]
     assert (celeba.name, celeba.urls, celeba.checksum) == ("img_align_celeba.zip", (),
                                                            "md5:00d2c5bc6d35e252742224ab0c1e8fcb")
-    (weights,) = table["weights"]
-    assert weights.name == M.INCEPTION_FILE and weights.checksum == "sha256:6726825d"
-    assert weights.name.endswith("-6726825d.pth") and weights.urls[0].endswith("/" + M.INCEPTION_FILE)
+    inception, dinov2 = table["weights"]
+    assert inception.name == M.INCEPTION_FILE and inception.checksum == "sha256:6726825d"
+    assert inception.name.endswith("-6726825d.pth") and inception.urls[0].endswith("/" + M.INCEPTION_FILE)
+    assert (dinov2.name, dinov2.urls, dinov2.checksum) == (
+        M.DINOV2_FILE, ("https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",),
+        "sha256:b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9")
 
 
 # --- data sets -------------------------------------------------------------------
@@ -328,9 +331,8 @@ def hub(tmp_path, mirror, monkeypatch):
 
 def test_inception_weights_are_fetched_into_the_hub_cache(hub, mirror, monkeypatch):
     raw = mirror.files[f"/weights/{M.INCEPTION_FILE}"]
-    (weights,) = fetch.sources()["weights"]
     prefix = hashlib.sha256(raw).hexdigest()[:8]          # the fake's own sha256 prefix, as the real name carries its
-    monkeypatch.setitem(fetch.sources(), "weights", (fetch.Source(weights.name, (), f"sha256:{prefix}"),))
+    monkeypatch.setitem(fetch.sources(), "weights", (fetch.Source(M.INCEPTION_FILE, (), f"sha256:{prefix}"),))
     assert M.inception_weights_path() == hub / M.INCEPTION_FILE
     assert (hub / M.INCEPTION_FILE).read_bytes() == raw and leftovers(hub) == [M.INCEPTION_FILE]
     assert metric_features._check_inception_file(hub / M.INCEPTION_FILE) == hashlib.sha256(raw).hexdigest()[:16]
@@ -350,3 +352,20 @@ def test_a_given_weights_path_is_never_fetched(tmp_path, hub, mirror):
     with pytest.raises(UserError, match="given.pth"):
         M.inception_weights_path(str(tmp_path / "given.pth"))
     assert mirror.requests == []
+
+
+def test_dinov2_weights_are_fetched_into_the_hub_cache_by_their_full_sha256(hub, mirror, monkeypatch):
+    """As the Inception weights: from the mirror into torch hub's cache, once; the real table refuses bytes that are
+    not Meta's file and keeps nothing."""
+    monkeypatch.delenv("TEMPERED_GAN_DINOV2", raising=False)
+    raw = b"stand-in for dinov2_vits14_pretrain.pth"
+    serve(mirror, "weights", {M.DINOV2_FILE: raw})
+    with pytest.raises(UserError) as info:
+        M.dinov2_weights_path()
+    message = str(info.value)
+    assert "\n" not in message and f"DINOv2 weights: cannot fetch {M.DINOV2_FILE}" in message
+    assert "sha256 checksum mismatch" in message and "expected b938bf1bc15cd2ec" in message and not hub.exists()
+    trusted = fetch.Source(M.DINOV2_FILE, (), f"sha256:{hashlib.sha256(raw).hexdigest()}")
+    monkeypatch.setitem(fetch.sources(), "weights", (trusted,))
+    assert M.dinov2_weights_path() == hub / M.DINOV2_FILE and (hub / M.DINOV2_FILE).read_bytes() == raw
+    assert M.dinov2_weights_path() == hub / M.DINOV2_FILE and mirror.requests.count(f"/weights/{M.DINOV2_FILE}") == 2

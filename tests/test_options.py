@@ -50,6 +50,8 @@ PINNED_ELSEWHERE = {
     ("reproduce", "--scale"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
     ("reproduce", "--report-only"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
     ("reproduce", "--inception-weights"): "test_reproduce.py::test_missing_inception_weights_is_one_line_before_anything",
+    ("train", "--dinov2-weights"): "test_dinov2.py::test_train_and_eval_score_with_the_dinov2_file_they_are_given",
+    ("eval", "--dinov2-weights"): "test_dinov2.py::test_train_and_eval_score_with_the_dinov2_file_they_are_given",
 }
 
 
@@ -332,7 +334,8 @@ COMPARE_VALUES = {
     "--beta1": 0.1, "--beta2": 0.2, "--critic-steps": 2, "--gp-weight": 1.5, "--r1-gamma": 2.5, "--log-every": 3,
     "--sample-every": 4,
     "--checkpoint-every": 5, "--eval-every": 6, "--fid-samples": 64, "--fid-features": "points",
-    "--inception-weights": "w.pth", "--device": "cpu", "--amp": "bf16", "--arch": "mlp", "--data-dir": "d",
+    "--inception-weights": "w.pth", "--dinov2-weights": "v.pth", "--device": "cpu", "--amp": "bf16", "--arch": "mlp",
+    "--data-dir": "d",
     "--loss": "lsgan", "--noise-sigma": 0.3}
 COMPARE_SWITCHES = ["--lens-zero-init", "--channels-last", "--cuda-graphs", "--skip-unreadable"]
 # compare's own options, and those tested in a call of their own below
@@ -417,7 +420,7 @@ def test_reproduce_passes_every_listed_option_on(tmp_path, monkeypatch):
 # reproduce takes compare's configuration options but those each row sets itself (hidden, refused)
 REPRODUCE_VALUES = {flag: value for flag, value in COMPARE_VALUES.items()
                     if flag[2:].replace("-", "_") not in ("dataset", "loss", "steps", "k", "eval_every", "data_dir",
-                                                          "fid_features", "inception_weights")}
+                                                          "fid_features", "inception_weights", "dinov2_weights")}
 REPRODUCE_OWN = {"--rows", "--scale", "--seeds", "--arms", "--jobs", "--shard", "--progress", "--fid-features",
                  "--blur-sigma"}
 

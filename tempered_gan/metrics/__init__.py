@@ -13,6 +13,8 @@ The rooms: :mod:`.features` (extractors, Inception weights, cache keys),
 * ``classifier`` (default for labelled image sets, offline): numbers are NOT
   comparable with Inception FID;
 * ``inception``: the paper's, its weights fetched into torch hub's cache on first use;
+* ``dinov2``: DINOv2 ViT-S/14's CLS token (Stein et al. 2023's recommendation), its
+  weights fetched the same way; needs timm;
 * ``points``: the raw 2-D coordinates of the mixtures;
 * ``auto``: points for the mixtures; classifier for the labelled sets at 32×32 (a folder is
   labelled when laid out by class); else inception.
@@ -37,33 +39,39 @@ from .classifier import CLASSIFIER_VERSION, ClassifierFeatures, ClassifierNet, C
 from .coverage import CLASS_COVERAGE_SETS, STACKED_MODES, class_coverage, coverage, mixture_coverage, stacked_mode_coverage
 from .features import (
     CLASSIFIER_INSTEAD,
+    DINOV2_FILE,
     INCEPTION_FILE,
     INCEPTION_FILE_FIDELITY,
+    DinoV2Features,
     FeatureExtractor,
     IdentityFeatures,
     InceptionFeatures,
+    dinov2_features,
+    dinov2_weights_path,
     inception_features,
     inception_weights_path,
 )
 from .fid import FIDEvaluator
 
-__all__ = ["CLASSIFIER_VERSION", "DEFAULT_FID_SAMPLES", "FEATURE_KINDS", "INCEPTION_FILE",
+__all__ = ["CLASSIFIER_VERSION", "DEFAULT_FID_SAMPLES", "DINOV2_FILE", "FEATURE_KINDS", "INCEPTION_FILE",
            "INCEPTION_FILE_FIDELITY", "CLASS_COVERAGE_SETS", "STACKED_MODES", "ClassifierFeatures",
-           "ClassifierNet", "ClassifierSettings", "EvalSettings", "Evaluator", "FIDEvaluator",
+           "ClassifierNet", "ClassifierSettings", "DinoV2Features", "EvalSettings", "Evaluator", "FIDEvaluator",
            "FeatureExtractor", "IdentityFeatures", "InceptionFeatures", "class_coverage", "coverage",
-           "default_fid_samples", "evaluate", "evaluator", "feature_extractor", "inception_weights_path",
+           "default_fid_samples", "dinov2_weights_path", "evaluate", "evaluator", "feature_extractor",
+           "inception_weights_path",
            "mixture_coverage", "stacked_mode_coverage"]
 
 
 def feature_extractor(kind: str, dataset: str, data_dir: str | None = None, *, cache_dir: str | None = None,
-                      inception_weights: str | None = None, device: str | torch.device = "cpu",
-                      classifier: ClassifierSettings | None = None, resolution: int = 32,
-                      skip_unreadable: bool = False) -> FeatureExtractor:
-    """The feature extractor ``kind`` ("auto", "classifier", "inception", "points") for ``dataset``, on ``device``.
+                      inception_weights: str | None = None, dinov2_weights: str | None = None,
+                      device: str | torch.device = "cpu", classifier: ClassifierSettings | None = None,
+                      resolution: int = 32, skip_unreadable: bool = False) -> FeatureExtractor:
+    """The feature extractor ``kind`` (one of FEATURE_KINDS) for ``dataset``, on ``device``.
 
     The classifier is trained on first use (``classifier``: how; default
-    ``ClassifierSettings()``) and cached (:mod:`.classifier`);
-    Inception weights are fetched on first use unless offline (:func:`inception_weights_path`).
+    ``ClassifierSettings()``) and cached (:mod:`.classifier`); Inception and DINOv2
+    weights are fetched on first use unless offline (:func:`inception_weights_path`,
+    :func:`dinov2_weights_path`).
     """
     kind = _resolve_kind(kind, dataset, data_dir, resolution)
     if kind == "points":
@@ -71,6 +79,8 @@ def feature_extractor(kind: str, dataset: str, data_dir: str | None = None, *, c
     elif kind == "inception":
         extractor = inception_features(inception_weights, CLASSIFIER_INSTEAD if _classifier_works(
             dataset, data_dir, resolution) else _why_no_classifier(dataset, resolution))
+    elif kind == "dinov2":
+        extractor = dinov2_features(dinov2_weights)
     else:
         extractor = classifier_features(dataset, data_dir, cache_dir, classifier or ClassifierSettings(),
                                         torch.device(device), skip_unreadable=skip_unreadable)
@@ -104,11 +114,11 @@ def _resolve_kind(kind: str, dataset: str, data_dir: str | None = None, resoluti
         return "points" if points else "classifier" if _classifier_works(dataset, data_dir, resolution) else "inception"
     if points != (kind == "points"):
         raise UserError(f"--fid-features {kind} does not apply to {dataset}; use "
-                        f"{'points' if points else 'classifier or inception'} (or auto)")
+                        f"{'points' if points else 'classifier, inception or dinov2'} (or auto)")
     if kind == "classifier" and not _classifier_works(dataset, data_dir, resolution):
-        raise UserError(f"{_why_no_classifier(dataset, resolution)}; use --fid-features inception "
-                        f"(its weights, {INCEPTION_FILE}, are fetched on first use into {hub_checkpoints()}, or "
-                        "name a local file with --inception-weights PATH or TEMPERED_GAN_INCEPTION)")
+        raise UserError(f"{_why_no_classifier(dataset, resolution)}; use --fid-features inception or dinov2 "
+                        f"(their weights, {INCEPTION_FILE} or {DINOV2_FILE}, are fetched on first use into "
+                        f"{hub_checkpoints()}, or name a local file with --inception-weights or --dinov2-weights PATH)")
     return kind
 
 
@@ -131,12 +141,13 @@ class EvalSettings:
     kid: bool = True
     resolution: int = 32
     skip_unreadable: bool = False
+    dinov2_weights: str | None = None
 
     @classmethod
     def of_run(cls, cfg: TrainConfig, device: str | torch.device, kid: bool = True) -> "EvalSettings":
-        """A run's FID settings (``--fid-features``, ``--fid-samples``, ``--inception-weights``) on ``device``."""
+        """A run's FID settings (``--fid-features``, ``--fid-samples``, the weights files) on ``device``."""
         return cls(cfg.dataset, cfg.data_dir, cfg.fid_features, cfg.fid_samples, None, str(device),
-                   cfg.inception_weights, kid, cfg.resolution, cfg.skip_unreadable)
+                   cfg.inception_weights, kid, cfg.resolution, cfg.skip_unreadable, cfg.dinov2_weights)
 
 
 class Evaluator:
@@ -146,7 +157,8 @@ class Evaluator:
     def __init__(self, settings: EvalSettings):
         s = self.settings = settings
         self.extractor = feature_extractor(s.features, s.dataset, s.data_dir, cache_dir=s.cache_dir,
-                                           inception_weights=s.inception_weights, device=s.device,
+                                           inception_weights=s.inception_weights,
+                                           dinov2_weights=s.dinov2_weights, device=s.device,
                                            resolution=s.resolution, skip_unreadable=s.skip_unreadable)
         real = load_dataset(s.dataset, s.data_dir, split="train", cache_dir=s.cache_dir, resolution=s.resolution,
                             skip_unreadable=s.skip_unreadable)
