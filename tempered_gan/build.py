@@ -20,6 +20,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import Data
+from .datasets import dataset_kind
 from .distributed import SINGLE_PROCESS, Dist, average_gradients
 from .errors import UserError
 from .exits import lambda_schedule
@@ -55,9 +56,10 @@ def preflight(cfg: TrainConfig, data: Data, dist: Dist = SINGLE_PROCESS) -> torc
         device = torch.device("cuda", dist.local_rank)
     if cfg.cuda_graphs and device.type != "cuda":
         raise UserError(f"--cuda-graphs needs a CUDA device; this run is on {device.type}")
-    if cfg.eval_every and dist.main:
+    if dist.main and (cfg.eval_every or dataset_kind(cfg.dataset).points):   # the 2-D mixtures end with an evaluation
         from .metrics import EvalSettings, evaluator
-        evaluator(EvalSettings.of_run(cfg, device))   # a missing Inception file or data-set label fails here, not mid-run
+        evaluator(EvalSettings.of_run(cfg, device))   # a missing weights file or data-set label, or features that do
+        # not fit the data, fail here, not mid-run or after the last step
     return device
 
 

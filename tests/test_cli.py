@@ -181,6 +181,16 @@ def test_missing_inception_weights_are_one_clear_line(tmp_path, mnist_dir, capsy
     assert not (tmp_path / "run").exists()
 
 
+def test_features_that_do_not_fit_the_data_stop_before_any_step(tmp_path, capsys):
+    """A 2-D run ends with an evaluation even without --eval-every: features that cannot score points are refused
+    before training, not after the last step."""
+    assert run("train", "--dataset", "mixture-ring8", "--steps", 2, "--fid-features", "inception",
+               "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not apply to mixture-ring8" in err and len(err.splitlines()) == 1, err
+    assert "step=" not in err and not (tmp_path / "run").exists()
+
+
 def test_corrupt_idx_file_is_one_clear_line(tmp_path, mnist_dir, capsys):
     path = mnist_dir / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-100])
