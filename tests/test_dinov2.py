@@ -151,3 +151,10 @@ def test_reproduce_refuses_a_dinov2_file_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--dinov2-weights does not apply" in err
     assert not (tmp_path / "table").exists()
+
+
+def test_without_timm_the_features_say_how_to_install_it(weights, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "timm", None)                  # as if timm were not installed
+    with pytest.raises(UserError, match=r"needs timm: pip install 'tempered-gan\[dinov2\]'"):
+        M.feature_extractor("dinov2", "cifar10", dinov2_weights=str(weights))
