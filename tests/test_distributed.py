@@ -105,11 +105,14 @@ sys.exit(main(sys.argv[2:]))
 
 
 def test_a_stuck_collective_ends_with_one_clear_error_line(tmp_path):
+    """Process 1 stalls for 18 s, process 0 times out after 10 s. The timeout leaves process 0 10 s between two
+    collectives: with 3 s, busy cores (writing step 2's log and samples) once made process 1 time out first, waiting
+    for process 0 before the stall. (Process 1 sleeps on through torchrun's SIGTERM, a stop request to a run.)"""
     script = tmp_path / "stuck.py"
     script.write_text(STUCK)
     start = time.perf_counter()
-    result = torchrun(8, "train", "--steps", 6, "--k", 2, "--out", tmp_path / "run", *TINY,
-                      script=script, expect=None, env={"TEMPERED_GAN_DIST_TIMEOUT": "3"}, timeout=120)
+    result = torchrun(18, "train", "--steps", 6, "--k", 2, "--out", tmp_path / "run", *TINY,
+                      script=script, expect=None, env={"TEMPERED_GAN_DIST_TIMEOUT": "10"}, timeout=120)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if "tempered-gan: error:" in line]
     assert lines and "process 0 of 2: a collective operation failed" in lines[0], result.stderr[-3000:]
