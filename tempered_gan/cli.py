@@ -197,10 +197,9 @@ def parse_seeds(text: str) -> list[int]:
 def cmd_eval(args) -> int:
     from .snapshot import evaluate_run, load_run
 
-    trainer = load_run(Path(args.run_dir), device=args.device)
     options = {k: getattr(args, k) for k in ("fid_samples", "fid_features", "inception_weights", "dinov2_weights")
                if getattr(args, k)}
-    trainer.cfg = resolve(dataclasses.replace(trainer.cfg, **options))
+    trainer = load_run(Path(args.run_dir), device=args.device, **options)
     print(json.dumps({"step": trainer.step_count, **evaluate_run(trainer)}))
     return 0
 

@@ -15,7 +15,7 @@ import torch
 
 from .build import preflight, seed_for
 from .checkpoint import CHECKPOINT, load_checkpoint
-from .config import CONFIG, TrainConfig
+from .config import CONFIG, TrainConfig, resolve
 from .errors import UserError, writing
 from .nets import eval_mode
 from .rundir import open_run
@@ -139,9 +139,11 @@ def evaluate_run(trainer: Trainer, kid: bool = True) -> dict:
     return scores
 
 
-def load_run(run_dir: Path, device: str | None = None) -> Trainer:
+def load_run(run_dir: Path, device: str | None = None, **evaluation) -> Trainer:
     """The trainer of a saved run, at its checkpoint (for eval and sample). The folder's lock is
-    probed before it is read, so a run still training is named as busy."""
+    probed before it is read, so a run still training is named as busy. ``evaluation``: options
+    that replace the run's own (``fid_features``, ``dinov2_weights``, …) before they are checked, so
+    a weights file that has moved since training can be named anew."""
     from .data import data_of
 
     open_run(Path(run_dir))
@@ -149,6 +151,8 @@ def load_run(run_dir: Path, device: str | None = None) -> Trainer:
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
     # --cuda-graphs is how a run trained, not what it is: eval and sample never step, and run anywhere.
     cfg = dataclasses.replace(cfg, device=device or cfg.device, cuda_graphs=False)
+    if evaluation:
+        cfg = resolve(dataclasses.replace(cfg, **evaluation))
     data = data_of(cfg)
     trainer = Trainer.create(cfg, data, preflight(cfg, data))
     if isinstance(state.get("rng"), list) and len(state["rng"]) > 1:

@@ -95,7 +95,7 @@ def test_the_weights_file_names_the_features_and_every_weight_counts(weights, tm
     assert "DINOv2 ViT-S/14" in first.description and "not with Inception FID" in first.description
 
 
-def test_a_file_that_is_not_dinov2_vits14_is_one_line(tmp_path):
+def test_a_file_that_is_not_dinov2_vits14_is_one_line(tmp_path, weights):
     other = tmp_path / "other.pth"
     torch.save({"Mixed_7c.branch_pool.conv.weight": torch.zeros(1)}, other)
     with pytest.raises(UserError, match="is not the DINOv2 ViT-S/14 weights") as info:
@@ -104,6 +104,12 @@ def test_a_file_that_is_not_dinov2_vits14_is_one_line(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="not a readable DINOv2 ViT-S/14 state dict"):
         M.feature_extractor("dinov2", "cifar10", dinov2_weights=str(tmp_path / "junk.pth"))
+    registers = torch.load(weights, weights_only=True)
+    registers["register_tokens"] = torch.zeros(1, 4, 384)              # a DINOv2 with registers: the same shapes but one
+    torch.save(registers, tmp_path / "reg4.pth")
+    with pytest.raises(UserError, match="is not the DINOv2 ViT-S/14 weights.*other keys") as info:
+        M.feature_extractor("dinov2", "cifar10", dinov2_weights=str(tmp_path / "reg4.pth"))
+    assert "\n" not in str(info.value)
     with pytest.raises(UserError, match="does not apply to mixture-ring8"):
         M.feature_extractor("dinov2", "mixture-ring8")
 
@@ -120,6 +126,7 @@ def test_offline_without_the_weights_eval_says_where_the_file_goes(tmp_path, mni
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert f"put the file at {hub / M.DINOV2_FILE}" in err and "TEMPERED_GAN_DINOV2" in err
     assert "--dinov2-weights" in err and "TEMPERED_GAN_OFFLINE=1" in err
+    assert err.endswith("or use --fid-features inception or classifier")   # a labelled set at 32 px: both work
 
 
 def test_train_and_eval_score_with_the_dinov2_file_they_are_given(tmp_path, mnist_dir, weights, capsys, monkeypatch):
@@ -158,3 +165,19 @@ def test_without_timm_the_features_say_how_to_install_it(weights, monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)                  # as if timm were not installed
     with pytest.raises(UserError, match=r"needs timm: pip install 'tempered-gan\[dinov2\]'"):
         M.feature_extractor("dinov2", "cifar10", dinov2_weights=str(weights))
+
+
+def test_eval_names_a_weights_file_anew_when_it_has_moved_since_training(tmp_path, mnist_dir, weights, capsys):
+    """eval's --dinov2-weights replaces the run's before anything is checked: a run that evaluated during training
+    with a file since moved is scored with the file named now (a fresh process: no evaluator is cached)."""
+    moved = tmp_path / "before.pth"
+    moved.write_bytes(weights.read_bytes())
+    out = tmp_path / "run"
+    assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--eval-every", 2, "--fid-features", "dinov2",
+               "--fid-samples", 16, "--dinov2-weights", moved, "--out", out) == 0
+    moved.unlink()
+    M.evaluator.cache_clear()
+    capsys.readouterr()
+    assert run("eval", out) == 2 and str(moved) in capsys.readouterr().err
+    assert run("eval", out, "--dinov2-weights", weights) == 0
+    assert json.loads(capsys.readouterr().out)["features"].startswith("DINOv2")

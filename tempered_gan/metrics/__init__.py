@@ -80,7 +80,8 @@ def feature_extractor(kind: str, dataset: str, data_dir: str | None = None, *, c
         extractor = inception_features(inception_weights, CLASSIFIER_INSTEAD if _classifier_works(
             dataset, data_dir, resolution) else _why_no_classifier(dataset, resolution))
     elif kind == "dinov2":
-        extractor = dinov2_features(dinov2_weights)
+        extractor = dinov2_features(dinov2_weights, "or use --fid-features inception" + (
+            " or classifier" if _classifier_works(dataset, data_dir, resolution) else ""))
     else:
         extractor = classifier_features(dataset, data_dir, cache_dir, classifier or ClassifierSettings(),
                                         torch.device(device), skip_unreadable=skip_unreadable)

@@ -108,7 +108,10 @@ class DinoV2Features(FeatureExtractor):
         shapes = {k: tuple(v.shape) for k, v in state.items()}
         if shapes.get("pos_embed") != (1, 1370, 384) or shapes.get("blocks.11.attn.qkv.weight") != (1152, 384):
             raise UserError(f"{weights} is not the DINOv2 ViT-S/14 weights ({DINOV2_FILE})")
-        self.net = _fidelity_dinov2(_dinov2_vits14(state))
+        model = _dinov2_vits14(state)
+        if model is None:
+            raise UserError(f"{weights} is not the DINOv2 ViT-S/14 weights ({DINOV2_FILE}): other keys or shapes")
+        self.net = _fidelity_dinov2(model)
         self.num_features = 384
         self.key = f"dinov2-vits14-cls-tf1resize224:{hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}"
         self.description = (f"DINOv2 ViT-S/14 CLS token, 384-d ({weights.name}); comparable with torch-fidelity's "
@@ -122,22 +125,22 @@ class DinoV2Features(FeatureExtractor):
         return features
 
 
-def dinov2_features(explicit: str | None = None) -> DinoV2Features:
-    """The DINOv2 extractor of the weights file :func:`dinov2_weights_path` finds."""
-    return DinoV2Features(dinov2_weights_path(explicit))
+def dinov2_features(explicit: str | None = None, instead: str = "or use --fid-features inception") -> DinoV2Features:
+    """The DINOv2 extractor of the weights file :func:`dinov2_weights_path` finds (``instead``: the alternative
+    its error names)."""
+    return DinoV2Features(dinov2_weights_path(explicit, instead))
 
 
-def dinov2_weights_path(explicit: str | None = None) -> Path:
+def dinov2_weights_path(explicit: str | None = None, instead: str = "or use --fid-features inception") -> Path:
     """Where the DINOv2 ViT-S/14 weights are: ``explicit``, else ``$TEMPERED_GAN_DINOV2``, else torch hub's cache
     (where ``torch.hub.load("facebookresearch/dinov2", "dinov2_vits14")`` keeps the same file); see
     :func:`weights_path`."""
-    return weights_path("DINOv2 weights", (DINOV2_FILE,), explicit, "TEMPERED_GAN_DINOV2", "--dinov2-weights",
-                        "or use --fid-features inception or classifier")
+    return weights_path("DINOv2 weights", (DINOV2_FILE,), explicit, "TEMPERED_GAN_DINOV2", "--dinov2-weights", instead)
 
 
-def _dinov2_vits14(state: dict) -> nn.Module:
+def _dinov2_vits14(state: dict) -> nn.Module | None:
     """timm's DINOv2 ViT-S/14 at 224 × 224 with Meta's weights ``state``: the CLS token after the last norm, as
-    Meta's model returns it."""
+    Meta's model returns it. None when ``state`` has other keys or shapes (another DINOv2, one with registers)."""
     try:
         import timm
     except ImportError:
@@ -151,6 +154,8 @@ def _dinov2_vits14(state: dict) -> nn.Module:
                                      antialias=False)
     state["pos_embed"] = torch.cat([cls_pos, grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)
     model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=224, num_classes=0)
+    if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in model.state_dict().items()}:
+        return None
     model.load_state_dict(state, strict=True)
     return model
 
