@@ -49,6 +49,12 @@ class FeatureExtractor(nn.Module):
     description: str
 
 
+def image_file_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] as an image file holds them, RGB: uint8, grey repeated to three channels."""
+    pixels = x.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
+
+
 class IdentityFeatures(FeatureExtractor):
     """The samples themselves as features: for 2-D points (``dim=2``), or any flat vectors."""
 
@@ -82,9 +88,7 @@ class InceptionFeatures(FeatureExtractor):
         self.description = f"Inception pool3, 2048-d ({weights.name}); comparable with published FIDs at the same sample size"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pixels = x.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-        if pixels.shape[1] == 1:
-            pixels = pixels.expand(-1, 3, -1, -1)
+        pixels = image_file_pixels(x)
         return self.net(pixels)
 
 
@@ -118,9 +122,7 @@ class DinoV2Features(FeatureExtractor):
                             "dinov2-vit-s-14 FID at the same sample size, not with Inception FID")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pixels = x.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-        if pixels.shape[1] == 1:
-            pixels = pixels.expand(-1, 3, -1, -1)
+        pixels = image_file_pixels(x)
         (features,) = self.net(pixels)
         return features
 
