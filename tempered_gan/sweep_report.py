@@ -45,8 +45,9 @@ def write_sweep_report(out: Path, cells: list, arms: list[Arm], seeds: list[int]
     lines += ["![success rate per cell](map.png)", "",
               "Each cell's own comparison (FID curves, trends, paired differences): `cells/<cell>/report.md`.", "",
               "## How this was produced", "", "```", command, "```", "",
-              "Configuration of the first run of the first cell (other runs differ in the cell's axes, the seed "
-              "and their arm's options):", "", "```json", base.to_json(), "```", ""]
+              "Configuration of the first run of the first cell (other runs differ in the cell's axes and what "
+              "defaults to them, such as the lens's learning rate, which is lr unless --lens-lr is given; in the "
+              "seed; and in their arm's options):", "", "```json", base.to_json(), "```", ""]
     report = out / "report.md"
     atomic_write_bytes(report, "\n".join(lines).encode())
     note_unfinished(report, others, total)

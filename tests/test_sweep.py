@@ -43,6 +43,7 @@ def test_a_small_sweep_writes_cells_report_and_map(small):
         assert runs == ["none-s0", "none-s1", "r1-s0", "r1-s1", "sine-s0", "sine-s1"]
         configs = {r: json.loads((small / "cells" / cell / "runs" / r / "config.json").read_text()) for r in runs}
         assert {c["lr"] for c in configs.values()} == {lr}
+        assert configs["sine-s0"]["lens_lr"] == lr                   # the lens's lr defaults to the cell's, not the base's
         assert configs["r1-s0"]["r1_gamma"] == 10.0 and configs["none-s0"]["r1_gamma"] == 0.0
         assert (small / "cells" / cell / "report.md").is_file()       # each cell is a comparison of its own
     report = (small / "report.md").read_text()
