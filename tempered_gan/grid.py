@@ -145,10 +145,20 @@ def _read_manifest(path: Path) -> dict | None:
     return _migrated(manifest)
 
 
+def check_reportable(out: Path, command: str) -> None:
+    """``--report-only`` reads the runs of an earlier command: a folder that is not there is
+    a mistyped ``--out``, refused before anything (a lock, a manifest) is written into it."""
+    if not out.is_dir():
+        raise UserError(f"{out} does not exist: --report-only reports the runs of an earlier {command} in "
+                        "that folder, and there are none; check --out")
+
+
 def open_grid(out: Path, configs: dict, run_dirs: dict, shard: Shard | None, *, report_only: bool = False,
               command: str = "compare") -> list:
     """Lock ``out`` for this process (shared for a shard or ``report_only``),
     check or write the manifest, and return the keys this process trains."""
+    if report_only:
+        check_reportable(out, command)
     what = {"compare": "comparison"}.get(command, command)      # how a refusal names the folder
     runlock.acquire(out, what, shared=shard is not None or report_only)
     if shard is not None:

@@ -98,7 +98,9 @@ def reproduce(rows: list[str], out: Path, *, scale: float = 1.0, seeds: int = 3,
     bases = {row: row_config(row, scale, overrides) for row in rows}
     for base in bases.values():
         resolve(base)                               # bad options fail before anything is checked or written
-    if not report_only:
+    if report_only:
+        grid.check_reportable(out, "reproduce")
+    else:
         check_inputs(rows, fid_features, inception_weights)
     runlock.acquire(out, "reproduction", shared=shard is not None or report_only)
     if not report_only:   # --report-only: the table from whatever has finished; the rows' reports stay as they are

@@ -128,3 +128,16 @@ def test_shares_are_contiguous_disjoint_and_cover_the_grid():
         assert sum(parts, []) == keys                                   # in order, each run exactly once
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
     assert share(keys, parse_shard("1/3")) == keys[3:6] and share(keys, None) == keys
+
+
+@pytest.mark.parametrize("command", [
+    ["compare", *GRID],
+    ["sweep", *GRID, "--grid", "lr=1e-3,4e-3"],
+    ["reproduce", "--rows", "dcgan-mnist", "--scale", "0.001"],
+])
+def test_report_only_on_a_folder_that_is_not_there_is_one_line_and_creates_nothing(tmp_path, capsys, command):
+    out = tmp_path / "typo"
+    assert run(*command, "--out", out, "--report-only") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err and f"{out} does not exist" in err, err
+    assert not out.exists()
