@@ -46,6 +46,9 @@ _LENS_OPTIONS = ("lens_width", "lens_blocks", "lens_zero_init", "lens_lr", "reco
                  "lens_exit_steps", "retire_tolerance", "retire_patience")
 VARIANT_OPTIONS = {"lens": ("k", *_LENS_OPTIONS), "noise": ("k", "noise_sigma"), "blur": ("k", "blur_sigma")}
 OWN_OPTIONS = {"r1": ("r1_gamma",), "constant": ("lambda_value",)}   # a base arm's own hyperparameter
+# A regulariser of D that any tempering combines with (``sine:r1_gamma=10``: the lens and R1 at D's real
+# input, which is L(X) while the lens is on): the question "does tempering add anything on top of R1?".
+COMBINED_OPTIONS = ("r1_gamma",)
 _EXTRA_COLOURS = ("darkblue", "darkgreen", "gold", "black", "teal", "indigo", "salmon", "lime", "navy",
                   "maroon", "orchid", "peru", "slategray")
 
@@ -92,7 +95,7 @@ def parse_arm(spec: str) -> Arm:
     options = ARMS[base]
     allowed = VARIANT_OPTIONS.get(options["tempering"], ())   # none: no tempering options
     allowed = tuple(a for a in allowed if a not in options and not (a == "k" and options["schedule"] != "sine"))
-    allowed += OWN_OPTIONS.get(base, ())
+    allowed += OWN_OPTIONS.get(base, ()) or (COMBINED_OPTIONS if options["tempering"] != "none" else ())
     types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     overrides = {}
     for part in parts:

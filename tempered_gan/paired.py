@@ -84,6 +84,15 @@ def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     return float(ci.low), float(ci.high)
 
 
+def mcnemar(arm_only: int, reference_only: int) -> float:
+    """Exact two-sided binomial (McNemar) p for the discordant seeds: those where only the arm
+    had the outcome (``arm_only``: it trained, or it collapsed) and the reverse; 1 when there are none."""
+    from scipy.stats import binomtest
+
+    n = arm_only + reference_only
+    return 1.0 if n == 0 else float(binomtest(arm_only, n, 0.5).pvalue)
+
+
 @dataclass
 class Trend:
     """Where a run's FID was heading over its last evaluations."""

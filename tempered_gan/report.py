@@ -28,6 +28,7 @@ from .paired import (
     Trend,
     format_interval,
     format_rate,
+    mcnemar,
     paired,
     trend,
 )
@@ -177,6 +178,10 @@ def summarise(results: list[RunResult], arms: "list[Arm | str]", fail_factor: fl
             "failed": format_rate(len(failed), len(runs)),
             "converged": _trend_counts(runs),
         }
+        collapsed = [r.final(PARTIAL_COLLAPSE) for r in runs]
+        judged = [c for c in collapsed if c is not None and math.isfinite(c)]
+        if judged:
+            row[PARTIAL_COLLAPSE] = format_rate(int(sum(judged)), len(judged))
         for key in COLUMNS:
             values = [r.final(key) for r in runs if r.final(key) is not None]
             finite = [v for v in values if math.isfinite(v)]
@@ -197,7 +202,10 @@ def _trend_counts(runs: list[RunResult]) -> str:
 # Metrics compared seed by seed: key, label, lower is better.
 # The per-arm columns after FID, as the table heads them (mean ± sd at the last evaluation).
 COLUMNS = {"modes": "modes", "kl": "KL", "high_quality": "high-quality share", "precision": "precision",
-           "recall": "recall", "density": "density", "coverage": "coverage"}
+           "recall": "recall", "density": "density", "coverage": "coverage", "channel_fid_r": "R-channel FID",
+           "channel_fid_g": "G-channel FID", "channel_fid_b": "B-channel FID"}
+# A colour-stacked set's partial collapse at the last evaluation (tempered_gan.metrics.channels): a rate, not a mean.
+PARTIAL_COLLAPSE = "partial_collapse"
 PAIRED_METRICS = (("final_fid", "final FID", True), ("best_fid", "best FID", True), ("modes", "modes", False),
                   ("kl", "KL of the mode histogram", True), ("precision", "precision (k = 3)", False),
                   ("recall", "recall (k = 3)", False), ("density", "density (k = 5)", False),
@@ -249,9 +257,10 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
     feature, strips, modes_figure = write_figures(results, arms, out, labels, colours)
 
     rows, threshold, target = summarise(results, arms, fail_factor, fail_fid, fail_modes, reference)
-    extra = [k for k in COLUMNS if any(k in row for row in rows)]
+    extra = [k for k in (PARTIAL_COLLAPSE, *COLUMNS) if any(k in row for row in rows)]
     header = ["arm", "seeds", "best FID", "final FID", "step reaching reference best", "failed (95 % CI)",
-              "converged / improving / diverging", *(COLUMNS[k] for k in extra)]
+              "converged / improving / diverging",
+              *("partly collapsed (95 % CI)" if k == PARTIAL_COLLAPSE else COLUMNS[k] for k in extra)]
     seeds = sorted({r.seed for r in results})
     lines = [
         f"# Comparison: {base.dataset}, {base.loss}",
@@ -281,7 +290,8 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
         "(k = 5, on FID's features): mean ± standard deviation over seeds, at the last evaluation. "
         + (f"'Step reaching reference best': first evaluation at which a run's FID was at most the mean best FID of "
            f"{labels[reference]} ({target:.3g}), mean over the seeds that reached it. " if target is not None else "")
-        + f"Failed: {failure_rule}; the interval is Wilson's. " + CONVERGENCE_RULE,
+        + f"Failed: {failure_rule}; the interval is Wilson's. "
+        + (PARTIAL_COLLAPSE_RULE if PARTIAL_COLLAPSE in extra else "") + CONVERGENCE_RULE,
         "",
     ]
     for r in results:
@@ -292,6 +302,7 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
             lines.append(f"- {labels[r.arm]}, seed {r.seed}: FID was not finite at step {step} (diverged)")
     lines += _trend_section(results, names, labels)
     lines += _paired_section(results, arms, reference, labels)
+    lines += _collapse_section(results, arms, reference, labels)
     lines += ["![FID against step](fid.png)", ""]
     if modes_figure:
         lines += ["![modes against step](modes.png)", ""]
@@ -306,6 +317,38 @@ def write_report(results: list[RunResult], arms: "list[Arm | str]", out: Path, *
     report = out / "report.md"
     atomic_write_bytes(report, "\n".join(lines).encode())
     return report
+
+
+PARTIAL_COLLAPSE_RULE = (
+    "Partly collapsed: at the last evaluation at least one colour channel is like the grey data and at least one is "
+    "not; a channel is like the data when its own classifier FID against the grey set (R-, G-, B-channel FID) is at "
+    "most the FID of a perfect sampler of half the classes, measured from real data (docs/METRICS.md); the interval "
+    "is Wilson's. ")
+
+
+def _collapse_section(results: list[RunResult], arms: list[Arm], reference: str, labels: dict) -> list[str]:
+    """Partial collapse at the end, each arm against the reference seed by seed: discordant seeds, exact test."""
+    collapsed = {(r.arm, r.seed): r.final(PARTIAL_COLLAPSE) for r in results}
+    collapsed = {k: bool(v) for k, v in collapsed.items() if v is not None and math.isfinite(v)}
+    if not collapsed:
+        return []
+    lines = [f"**Partly collapsed at the end, against {labels[reference]}**", "",
+             "Over the seeds where both runs were judged: *arm only* counts the seeds on which the arm's run partly "
+             "collapsed and the reference's did not, *reference only* the reverse; p is the exact two-sided binomial "
+             "(McNemar) test of those discordant seeds.", "",
+             "| arm | seeds | partly collapsed: arm / reference | arm only / reference only | McNemar p |",
+             "|---|---|---|---|---|"]
+    for arm in (a.name for a in arms if a.name != reference):
+        seeds = sorted(s for a, s in collapsed if a == arm and (reference, s) in collapsed)
+        if not seeds:
+            continue
+        mine = [collapsed[arm, s] for s in seeds]
+        ref = [collapsed[reference, s] for s in seeds]
+        arm_only = sum(m and not r for m, r in zip(mine, ref))
+        ref_only = sum(r and not m for m, r in zip(mine, ref))
+        lines.append(f"| {labels[arm]} | {len(seeds)} | {sum(mine)} / {sum(ref)} | {arm_only} / {ref_only} | "
+                     f"{mcnemar(arm_only, ref_only):.3g} |")
+    return lines + [""]
 
 
 CONVERGENCE_RULE = (

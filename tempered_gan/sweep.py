@@ -183,15 +183,6 @@ def _map_axes(axes: dict[str, list], chosen: list[str] | None) -> list[str]:
 
 # --- statistics --------------------------------------------------------------------
 
-def mcnemar(arm_only: int, reference_only: int) -> float:
-    """Exact two-sided binomial (McNemar) p for the discordant seeds: the arm trained where the
-    reference failed (``arm_only``) and the reverse; 1 when there are none."""
-    from scipy.stats import binomtest
-
-    n = arm_only + reference_only
-    return 1.0 if n == 0 else float(binomtest(arm_only, n, 0.5).pvalue)
-
-
 def median_or_none(values: list[float]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return statistics.median(finite) if finite else None

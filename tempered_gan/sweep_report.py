@@ -10,9 +10,10 @@ from .arms import Arm
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig
 from .grid import note_unfinished
-from .paired import CONFIDENCE
+from .paired import CONFIDENCE, mcnemar
+from .report import PARTIAL_COLLAPSE
 from .runlog import save_figure
-from .sweep import BOOTSTRAP_REPS, BOOTSTRAP_SEED, mcnemar, median_or_none, rate_interval, trains
+from .sweep import BOOTSTRAP_REPS, BOOTSTRAP_SEED, median_or_none, rate_interval, trains
 
 
 def _fmt(value: float | None, digits: str = ".3g") -> str:
@@ -55,13 +56,17 @@ def write_sweep_report(out: Path, cells: list, arms: list[Arm], seeds: list[int]
 
 
 def _cell_table(cells, arms, seeds, results, ok, reference, labels) -> list[str]:
+    stacked = any(r.final(PARTIAL_COLLAPSE) is not None for r in results.values())
     lines = ["## Per cell", "",
              f"Trains: runs that trained of those finished, with the {CONFIDENCE:.0%} Wilson interval. Against "
              f"{labels[reference]}, seed by seed: *arm only* counts the seeds on which the arm trained and the reference "
              "failed, *reference only* the reverse; p is the exact two-sided binomial (McNemar) test of those "
-             "discordant seeds. Median final FID over the runs with a finite one.", "",
-             "| cell | arm | trains | arm only / reference only | McNemar p | median final FID | best arm here |",
-             "|---|---|---|---|---|---|---|"]
+             "discordant seeds. Median final FID over the runs with a finite one."
+             + (" Partly collapsed: runs whose channels at the end were some like the grey data and some not, of "
+                "those judged (docs/METRICS.md)." if stacked else ""), "",
+             "| cell | arm | trains | arm only / reference only | McNemar p | median final FID | "
+             + ("partly collapsed | " if stacked else "") + "best arm here |",
+             "|---|---|---|---|---|---|" + ("---|" if stacked else "") + "---|"]
     for cell in cells:
         rates = {}
         for arm in arms:
@@ -80,8 +85,13 @@ def _cell_table(cells, arms, seeds, results, ok, reference, labels) -> list[str]
                 r_only = sum(ok[cell, reference, s] and not ok[cell, arm.name, s] for s in both)
                 versus, p = f"{a_only} / {r_only}", f"{mcnemar(a_only, r_only):.3g}"
             median = median_or_none([results[cell, arm.name, s].final_fid for s in done])
+            collapse = ""
+            if stacked:
+                judged = [c for c in (results[cell, arm.name, s].final(PARTIAL_COLLAPSE) for s in done)
+                          if c is not None and math.isfinite(c)]
+                collapse = f"{rate_interval(int(sum(judged)), len(judged))} | "
             lines.append(f"| {cell.name if i == 0 else ''} | {labels[arm.name]} | {rate_interval(k, len(done))} | "
-                         f"{versus} | {p} | {_fmt(median)} | {best if i == 0 else ''} |")
+                         f"{versus} | {p} | {_fmt(median)} | {collapse}{best if i == 0 else ''} |")
     return lines + [""]
 
 

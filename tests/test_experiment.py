@@ -181,9 +181,21 @@ def test_r1_is_an_arm_with_its_own_gamma_and_no_other_arm_gets_it():
     given = TrainConfig(r1_gamma=3.0)                     # --r1-gamma: γ of the r1 arm only
     assert arm_config(given, "r1", 0).r1_gamma == 3.0
     assert all(arm_config(given, arm, 0).r1_gamma == 0 for arm in ("none", "sine", "noise"))
-    for bad, message in (("r1:k=5", "does not apply"), ("r1:r1_gamma=x", "finite number"), ("sine:r1_gamma=1", "does not")):
+    for bad, message in (("r1:k=5", "does not apply"), ("r1:r1_gamma=x", "finite number"), ("none:r1_gamma=1", "does not")):
         with pytest.raises(UserError, match=message):
             parse_arm(bad)
+
+
+@pytest.mark.parametrize("tempering", ["sine", "noise", "blur"])
+def test_a_tempering_with_r1_is_that_tempering_with_the_r1_arms_penalty_and_nothing_else(tempering):
+    import dataclasses
+
+    from tempered_gan.config import TrainConfig
+    from tempered_gan.experiment import arm_config
+    base = TrainConfig(dataset="mnist", r1_gamma=3.0)     # --r1-gamma belongs to the r1 arm, not to the combination
+    both = arm_config(base, f"{tempering}:k=7:r1_gamma=10", 0)
+    assert both == dataclasses.replace(arm_config(base, f"{tempering}:k=7", 0), r1_gamma=10.0)
+    assert both.tempering == arm_config(base, tempering, 0).tempering != "none"
 
 
 def test_r1_trains_as_an_arm_of_compare_and_the_report_names_it(tmp_path):

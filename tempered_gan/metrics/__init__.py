@@ -8,7 +8,8 @@ generating and scoring.
 
 The rooms: :mod:`.features` (extractors, Inception weights, cache keys),
 :mod:`.classifier` (the offline FID classifier and its training), :mod:`.fid`
-(FID / KID, after torchmetrics) and :mod:`.coverage` (modes). Feature kinds:
+(FID / KID, after torchmetrics), :mod:`.coverage` (modes) and :mod:`.channels` (each
+channel of a colour-stacked set against its grey set: partial collapse). Feature kinds:
 
 * ``classifier`` (default for labelled image sets, offline): numbers are NOT
   comparable with Inception FID;
@@ -35,6 +36,7 @@ from ..config import DEFAULT_FID_SAMPLES, FEATURE_KINDS, TrainConfig, default_fi
 from ..data import has_labels, load_dataset
 from ..datasets import dataset_kind
 from ..errors import UserError
+from .channels import CHANNEL_KEYS, ChannelEvaluator
 from .classifier import CLASSIFIER_VERSION, ClassifierFeatures, ClassifierNet, ClassifierSettings, classifier_features
 from .coverage import CLASS_COVERAGE_SETS, STACKED_MODES, class_coverage, coverage, mixture_coverage, stacked_mode_coverage
 from .features import (
@@ -53,7 +55,8 @@ from .features import (
 )
 from .fid import FIDEvaluator
 
-__all__ = ["CLASSIFIER_VERSION", "DEFAULT_FID_SAMPLES", "DINOV2_FILE", "FEATURE_KINDS", "INCEPTION_FILE",
+__all__ = ["CHANNEL_KEYS", "CLASSIFIER_VERSION", "ChannelEvaluator",
+           "DEFAULT_FID_SAMPLES", "DINOV2_FILE", "FEATURE_KINDS", "INCEPTION_FILE",
            "INCEPTION_FILE_FIDELITY", "CLASS_COVERAGE_SETS", "STACKED_MODES", "ClassifierFeatures",
            "ClassifierNet", "ClassifierSettings", "DinoV2Features", "EvalSettings", "Evaluator", "FIDEvaluator",
            "FeatureExtractor", "IdentityFeatures", "InceptionFeatures", "class_coverage", "coverage",
@@ -174,16 +177,25 @@ class Evaluator:
                                feature_extractor("classifier", s.dataset, s.data_dir, cache_dir=s.cache_dir,
                                                  skip_unreadable=s.skip_unreadable,
                                                  device=s.device))
+        self.channels = None
+        if self.modes == "stacked":   # each channel against the grey set (.channels), whatever the FID features
+            base = dataset_kind(s.dataset).files
+            grey = feature_extractor("classifier", base, s.data_dir, cache_dir=s.cache_dir, device=s.device)
+            self.channels = ChannelEvaluator(grey, load_dataset(base, s.data_dir, split="train", cache_dir=s.cache_dir),
+                                             s.n_samples, s.cache_dir)
 
     def __call__(self, generate: Callable[[int], torch.Tensor]) -> dict:
         """Scores of ``generate(n_samples)`` (called once: a seeded generator such as
         ``Trainer.generate`` would repeat its samples if called per chunk): ``fid``,
         ``kid``, ``kid_std``, ``features``, ``samples``, ``real_samples`` and, where
-        defined, ``modes``, ``modes_total`` and ``kl`` or ``high_quality``."""
+        defined, ``modes``, ``modes_total`` and ``kl`` or ``high_quality``; for the
+        colour-stacked sets also the per-channel scores of :mod:`.channels`."""
         with torch.no_grad():
             samples = generate(self.settings.n_samples)
         out = self.fid.score(samples)
         out.update(coverage(self.settings.dataset, samples, self.classifier, modes=self.modes) or {})
+        if self.channels is not None:
+            out.update(self.channels(samples))
         return out
 
 

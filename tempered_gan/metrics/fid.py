@@ -100,12 +100,7 @@ class FIDEvaluator:
         ``real_samples`` and, with KID on, ``kid`` / ``kid_std`` (NaN when fewer
         samples than a KID subset). Features are computed in chunks of 256.
         """
-        if samples.shape[1:] != torch.Size(self.real.shape):
-            raise ValueError(f"generated samples have shape {tuple(samples.shape[1:])}, "
-                             f"the data set's are {self.real.shape}")
-        if len(samples) < 2:
-            raise UserError(f"FID needs at least 2 samples, got {len(samples)}")
-        fake = torch.cat([self._features(chunk) for chunk in samples.split(CHUNK)])
+        fake = self._fake_features(samples)
         out = {"fid": math.nan, "features": self.extractor.description, "samples": len(fake),
                "real_samples": len(self.real_features)}
         if self._kid is not None:
@@ -113,9 +108,7 @@ class FIDEvaluator:
         out.update(dict.fromkeys(FIDELITY_KEYS, math.nan))
         if not torch.isfinite(fake).all():  # a diverged G: report NaN rather than fail the run
             return out
-        self._fid.reset()
-        self._fid.update(fake, real=False)
-        out["fid"] = float(self._fid.compute())
+        out["fid"] = self._frechet(fake)
         out.update(fidelity_and_diversity(self.real_features, fake))
         if self._kid is not None and len(fake) >= self._kid.subset_size:
             self._kid.reset()
@@ -129,6 +122,25 @@ class FIDEvaluator:
                 mean, std = self._kid.compute()
             out["kid"], out["kid_std"] = float(mean), float(std)
         return out
+
+
+    def fid_only(self, samples: torch.Tensor) -> float:
+        """The FID of ``samples`` alone (NaN for non-finite features): no KID, precision or recall."""
+        fake = self._fake_features(samples)
+        return self._frechet(fake) if torch.isfinite(fake).all() else math.nan
+
+    def _fake_features(self, samples: torch.Tensor) -> torch.Tensor:
+        if samples.shape[1:] != torch.Size(self.real.shape):
+            raise ValueError(f"generated samples have shape {tuple(samples.shape[1:])}, "
+                             f"the data set's are {self.real.shape}")
+        if len(samples) < 2:
+            raise UserError(f"FID needs at least 2 samples, got {len(samples)}")
+        return torch.cat([self._features(chunk) for chunk in samples.split(CHUNK)])
+
+    def _frechet(self, fake: torch.Tensor) -> float:
+        self._fid.reset()
+        self._fid.update(fake, real=False)
+        return float(self._fid.compute())
 
 
 def fidelity_and_diversity(real: torch.Tensor, fake: torch.Tensor) -> dict:
