@@ -332,12 +332,7 @@ def _collapse_section(results: list[RunResult], arms: list[Arm], reference: str,
     collapsed = {k: bool(v) for k, v in collapsed.items() if v is not None and math.isfinite(v)}
     if not collapsed:
         return []
-    lines = [f"**Partly collapsed at the end, against {labels[reference]}**", "",
-             "Over the seeds where both runs were judged: *arm only* counts the seeds on which the arm's run partly "
-             "collapsed and the reference's did not, *reference only* the reverse; p is the exact two-sided binomial "
-             "(McNemar) test of those discordant seeds.", "",
-             "| arm | seeds | partly collapsed: arm / reference | arm only / reference only | McNemar p |",
-             "|---|---|---|---|---|"]
+    rows = []
     for arm in (a.name for a in arms if a.name != reference):
         seeds = sorted(s for a, s in collapsed if a == arm and (reference, s) in collapsed)
         if not seeds:
@@ -346,9 +341,16 @@ def _collapse_section(results: list[RunResult], arms: list[Arm], reference: str,
         ref = [collapsed[reference, s] for s in seeds]
         arm_only = sum(m and not r for m, r in zip(mine, ref))
         ref_only = sum(r and not m for m, r in zip(mine, ref))
-        lines.append(f"| {labels[arm]} | {len(seeds)} | {sum(mine)} / {sum(ref)} | {arm_only} / {ref_only} | "
-                     f"{mcnemar(arm_only, ref_only):.3g} |")
-    return lines + [""]
+        rows.append(f"| {labels[arm]} | {len(seeds)} | {sum(mine)} / {sum(ref)} | {arm_only} / {ref_only} | "
+                    f"{mcnemar(arm_only, ref_only):.3g} |")
+    if not rows:
+        return []
+    return [f"**Partly collapsed at the end, against {labels[reference]}**", "",
+            "Over the seeds where both runs were judged: *arm only* counts the seeds on which the arm's run partly "
+            "collapsed and the reference's did not, *reference only* the reverse; p is the exact two-sided binomial "
+            "(McNemar) test of those discordant seeds.", "",
+            "| arm | seeds | partly collapsed: arm / reference | arm only / reference only | McNemar p |",
+            "|---|---|---|---|---|", *rows, ""]
 
 
 CONVERGENCE_RULE = (

@@ -78,3 +78,18 @@ def test_grey_sets_have_no_channel_scores(tmp_path, mnist_dir):
     scores = M.evaluate(lambda n: real.batch(torch.arange(n)),
                         M.EvalSettings("mnist", str(mnist_dir), n_samples=32, cache_dir=str(tmp_path), kid=False))
     assert not any(k.startswith("channel") or k == "partial_collapse" for k in scores)
+
+
+def test_compare_report_counts_partly_collapsed_runs_and_tests_the_discordant_seeds(tmp_path):
+    from tempered_gan.arms import parse_arm
+    from tempered_gan.report import RunResult, _collapse_section, summarise
+
+    def run(arm, seed, collapsed):
+        return RunResult(arm, seed, tmp_path, evals=[{"step": 10, "fid": 50.0, "partial_collapse": collapsed}])
+    # none collapses on seeds 0-5, the lens on none: 6 discordant seeds, p = 2 / 2^6
+    results = [run("none", s, 1) for s in range(6)] + [run("sine", s, 0) for s in range(6)]
+    rows, _, _ = summarise(results, ["none", "sine"], 2.0)
+    assert rows[0]["partial_collapse"].startswith("6/6") and rows[1]["partial_collapse"].startswith("0/6")
+    arms = [parse_arm("none"), parse_arm("sine")]
+    table = "\n".join(_collapse_section(results, arms, "none", {"none": "no lens", "sine": "lens"}))
+    assert "| lens | 6 | 0 / 6 | 0 / 6 | 0.0312 |" in table
