@@ -21,9 +21,9 @@ import torch
 from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
 from tempered_gan import metrics
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
-from tempered_gan.trainer import Trainer
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.training.trainer import Trainer
 
 
 def timed(fn):

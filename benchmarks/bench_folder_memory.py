@@ -1,7 +1,7 @@
 """Memory of a folder larger than it should need: the decoded cache is read through a memory map.
 
 Writes ``--images`` random PNGs of mixed sizes into a temporary folder, decodes them at
-``--resolution`` into the cache (``tempered_gan.image_folder``, worker processes), then, in
+``--resolution`` into the cache (``tempered_gan.data.image_folder``, worker processes), then, in
 a fresh process, loads the data set and draws ``--batches`` random batches of 64, as
 training does. It reports that process's anonymous memory (``RssAnon``: what must fit in
 RAM) and its file-backed pages (``RssFile``: the page cache, which the kernel reclaims)
@@ -44,7 +44,7 @@ def main() -> None:
     import numpy as np
     from PIL import Image
 
-    from tempered_gan.data import load_dataset
+    from tempered_gan.data.loaders import load_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, cache = Path(tmp) / "images", Path(tmp) / "cache"

@@ -35,10 +35,10 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import table  # noqa: E402
 
-from tempered_gan.config import TrainConfig, resolve  # noqa: E402
-from tempered_gan.cuda_graphs import EagerRunner  # noqa: E402
-from tempered_gan.data import load_dataset  # noqa: E402
-from tempered_gan.trainer import Trainer  # noqa: E402
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.training.cuda_graphs import EagerRunner
+from tempered_gan.training.trainer import Trainer
 
 ARMS = {   # name: TrainConfig options
     "gan": dict(loss="gan", tempering="none"),

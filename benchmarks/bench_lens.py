@@ -23,11 +23,11 @@ import torch
 from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 from torch.utils.flop_counter import FlopCounterMode
 
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
-from tempered_gan.losses import reconstruction
-from tempered_gan.tempering import frozen
-from tempered_gan.trainer import Trainer
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.method.losses import reconstruction
+from tempered_gan.method.tempering import frozen
+from tempered_gan.training.trainer import Trainer
 
 
 class _GlobalOnly:

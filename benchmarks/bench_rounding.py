@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from _timing import cpu_model
 
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import Data
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import Data
 from tempered_gan.metrics import classifier as C
-from tempered_gan.trainer import Trainer
+from tempered_gan.training.trainer import Trainer
 
 SETTINGS = [("default", 1), ("AVX2", 1), ("default", 2), ("AVX2", 2)]
 CLASSIFIER = C.ClassifierSettings(train_samples=512, epochs=2, batch_size=32, width=8, feature_dim=32)

@@ -1,6 +1,6 @@
 """Whole-run wall-clock: the sine lens (K = 10% of the steps) against no lens.
 
-Arms of ``tempered_gan.train.train`` (each in a fresh temporary run folder,
+Arms of ``tempered_gan.training.loop.train`` (each in a fresh temporary run folder,
 ``progress=False``), the same in everything but the lens:
 
 * ``none``  — ``tempering="none"``;
@@ -33,10 +33,10 @@ from pathlib import Path
 import torch
 from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
-from tempered_gan.train import train
-from tempered_gan.trainer import Trainer
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.training.loop import train
+from tempered_gan.training.trainer import Trainer
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
-from tempered_gan.nets import make_nets
-from tempered_gan.trainer import Trainer
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.method.nets import make_nets
+from tempered_gan.training.trainer import Trainer
 
 D_LOSS = {"gan": lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
           "lsgan": lambda r, f: f.pow(2).mean() + (r - 1).pow(2).mean(),

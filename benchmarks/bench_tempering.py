@@ -16,9 +16,9 @@ import argparse
 import torch
 from _timing import interleaved, median, paired_ratio, parse_and_setup, table
 
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
-from tempered_gan.trainer import Trainer
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.training.trainer import Trainer
 
 ARMS = {"none": dict(tempering="none"), "sine lens": dict(schedule="sine"),
         "instance noise": dict(schedule="sine", tempering="noise"), "blur": dict(schedule="sine", tempering="blur")}

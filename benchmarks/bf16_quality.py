@@ -8,7 +8,7 @@ each pair of runs starts from identical weights, batches and noise), then:
 
 For every arm and measure (final FID, modes, KL where the data set has modes):
 the per-seed difference bf16 − fp32, its mean with a 95 % t interval
-(``tempered_gan.paired``), and whether bf16 is *not worse* by the margin
+(``tempered_gan.studies.statistics``), and whether bf16 is *not worse* by the margin
 written down before the runs (docs/PERFORMANCE.md, "CPU fast path"): the
 interval's harmful end stays within ``--margin`` (default 10 %) of the fp32 mean.
 """
@@ -20,16 +20,16 @@ import statistics
 import sys
 from pathlib import Path
 
-from tempered_gan.paired import format_interval, paired
-from tempered_gan.report import per_seed, read_run
+from tempered_gan.studies.compare_report import per_seed, read_run
+from tempered_gan.studies.statistics import format_interval, paired
 
 MEASURES = (("final_fid", "final FID", True), ("modes", "modes", False), ("kl", "KL", True))
 
 
 def runs_of(out: Path) -> dict[tuple[str, int], tuple[dict, object]]:
     """{(arm folder, seed): (config, RunResult)} of a comparison folder's finished runs (``grid.status``)."""
-    from tempered_gan.config import TrainConfig
-    from tempered_gan.grid import status
+    from tempered_gan.config.train_config import TrainConfig
+    from tempered_gan.studies.shards import status
 
     found = {}
     for run_dir in sorted(p for p in (out / "runs").iterdir() if (p / "config.json").exists()):

@@ -13,7 +13,7 @@ import argparse
 import random
 from collections import Counter
 
-from tempered_gan.paired import CONVERGED, CONVERGENCE_WINDOW, DIVERGING, IMPROVING, trend
+from tempered_gan.studies.statistics import CONVERGED, CONVERGENCE_WINDOW, DIVERGING, IMPROVING, trend
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from tempered_gan.build import preflight
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import data_of
-from tempered_gan.snapshot import samples
-from tempered_gan.trainer import Trainer
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import data_of
+from tempered_gan.training.device import preflight
+from tempered_gan.training.snapshots import samples
+from tempered_gan.training.trainer import Trainer
 
 TINY = dict(batch_size=16, width=16, z_dim=16, lens_width=8, lens_blocks=2)   # nets of a few seconds' runs
 

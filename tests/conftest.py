@@ -44,7 +44,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def ring():
     """The 2-D ring of 8 Gaussians (generated, read-only)."""
-    from tempered_gan.data import load_dataset
+    from tempered_gan.data.loaders import load_dataset
     return load_dataset("mixture-ring8")
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from tempered_gan import GaussianBlur, InstanceNoise, LambdaSchedule, gaussian_blur
-from tempered_gan.build import seed_for
-from tempered_gan.cli import main
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
-from tempered_gan.experiment import arm_config
-from tempered_gan.snapshot import samples
-from tempered_gan.trainer import Trainer
+from tempered_gan.cli.main import main
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.studies.arms import arm_config
+from tempered_gan.training.randomness import seed_for
+from tempered_gan.training.snapshots import samples
+from tempered_gan.training.trainer import Trainer
 
 TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)
 TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
@@ -222,7 +222,7 @@ def test_every_arm_of_a_seed_starts_alike_and_draws_the_same_streams(mnist, loss
 
 @pytest.mark.parametrize("kind", ["noise", "blur"])
 def test_they_end_at_k_and_nothing_is_computed_after(ring, mnist, kind, monkeypatch):
-    import tempered_gan.tempering as tempering_module
+    import tempered_gan.method.tempering as tempering_module
     data = ring if kind == "noise" else mnist
     tr = trainer(data, tempering=kind, k=3, steps=6)
     assert tr.cfg.lens_exit == "drop" and tr.exits.exit_step == 3

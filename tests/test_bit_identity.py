@@ -105,10 +105,10 @@ def fingerprint(name: str, workdir: Path) -> dict:
     """Train case ``name`` in ``workdir`` and hash its final checkpoint."""
     from test_data import write_mnist
 
-    from tempered_gan.checkpoint import CHECKPOINT, load_checkpoint
-    from tempered_gan.config import TrainConfig, resolve
-    from tempered_gan.data import load_dataset
-    from tempered_gan.train import train
+    from tempered_gan.config.train_config import TrainConfig, resolve
+    from tempered_gan.data.loaders import load_dataset
+    from tempered_gan.training.checkpoint import CHECKPOINT, load_checkpoint
+    from tempered_gan.training.loop import train
 
     options = dict(CASES[name], device="cpu")
     if options.get("dataset") == "mnist":

@@ -7,7 +7,7 @@ import torch
 from test_data import write_idx
 
 import tempered_gan.metrics as M
-from tempered_gan.data import load_dataset
+from tempered_gan.data.loaders import load_dataset
 from tempered_gan.metrics.channels import collapse_of
 
 SAMPLES = 200
@@ -81,8 +81,8 @@ def test_grey_sets_have_no_channel_scores(tmp_path, mnist_dir):
 
 
 def test_compare_report_counts_partly_collapsed_runs_and_tests_the_discordant_seeds(tmp_path):
-    from tempered_gan.arms import parse_arm
-    from tempered_gan.report import RunResult, _collapse_section, summarise
+    from tempered_gan.studies.arms import parse_arm
+    from tempered_gan.studies.compare_report import RunResult, _collapse_section, summarise
 
     def run(arm, seed, collapsed):
         return RunResult(arm, seed, tmp_path, evals=[{"step": 10, "fid": 50.0, "partial_collapse": collapsed}])

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempered_gan import losses
-from tempered_gan.cli import main
+from tempered_gan.cli.main import main
+from tempered_gan.method import losses
 
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2"]
 TINY_MNIST = ["--dataset", "mnist", "--batch-size", "8", "--width", "4", "--z-dim", "8",
@@ -460,13 +460,13 @@ def test_the_summary_of_an_image_run_says_how_to_measure_fid(tmp_path, mnist_dir
 
 def test_point_samples_after_the_lens_left_say_so_and_show_x_in_the_middle(tmp_path, monkeypatch):
     """The last grid of a lens run used to be titled "no lens" with an empty middle panel."""
-    from tempered_gan import snapshot
+    from tempered_gan.training import snapshots
     drawn = {}
 
     def record(path, fake, shown, real, title, name):
         drawn[Path(path).name] = (shown.clone(), real.clone(), title, name)
 
-    monkeypatch.setattr(snapshot, "save_point_panel", record)
+    monkeypatch.setattr(snapshots, "save_point_panel", record)
     out = tmp_path / "run"
     assert run("train", "--steps", 4, "--k", 2, "--sample-every", 1, "--out", out, *TINY) == 0
     shown, real, title, name = drawn["step_0000001.png"]
@@ -485,15 +485,15 @@ def test_image_samples_after_the_lens_left_show_x_in_the_middle(tmp_path, mnist_
     from PIL import Image
     from torchvision.utils import make_grid
 
-    from tempered_gan import snapshot
+    from tempered_gan.training import snapshots
     titles = {}
-    original = snapshot.save_image_panel
+    original = snapshots.save_image_panel
 
     def record(path, fake, shown, real, title, names):
         titles[Path(path).name] = (title, names)
         return original(path, fake, shown, real, title, names)
 
-    monkeypatch.setattr(snapshot, "save_image_panel", record)
+    monkeypatch.setattr(snapshots, "save_image_panel", record)
     out = tmp_path / "run"
     assert run("train", *TINY_MNIST, "--data-dir", mnist_dir, "--steps", 3, "--k", 2, "--sample-every", 1,
                "--out", out) == 0

@@ -64,9 +64,9 @@ def test_the_walker_reads_optimiser_states_and_leaves_eager_adams_step_counts_on
 
 
 def test_the_walk_of_a_trainer_covers_nets_optimisers_generators_bookkeeping_losses_and_samples(mnist_dir):
-    from tempered_gan.config import TrainConfig, resolve
-    from tempered_gan.data import load_dataset
-    from tempered_gan.trainer import Trainer
+    from tempered_gan.config.train_config import TrainConfig, resolve
+    from tempered_gan.data.loaders import load_dataset
+    from tempered_gan.training.trainer import Trainer
 
     common = {"G", "D", "opt_g", "opt_d", "noise generator", "penalty generator", "below_tolerance", "loss_sums",
               "first_bad", "losses of the step", "samples G(Z)", "samples T(X)", "samples X"}

@@ -18,16 +18,17 @@ import sys
 import pytest
 import torch
 
-from tempered_gan import cli, losses
-from tempered_gan import train as train_module
-from tempered_gan import trainer as trainer_module
-from tempered_gan.checkpoint import CHECKPOINT
-from tempered_gan.config import CONFIG, TrainConfig, resolve
-from tempered_gan.cuda_graphs import HOST_SLOTS, WARMUP_STEPS, CudaGraphRunner, EagerRunner
-from tempered_gan.data import load_dataset
-from tempered_gan.exits import PLAIN, TEMPERED, Reconstructing
-from tempered_gan.train import NonFiniteLoss
-from tempered_gan.trainer import Trainer
+from tempered_gan.cli.main import main
+from tempered_gan.config.train_config import CONFIG, TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.method import losses
+from tempered_gan.method.exits import PLAIN, TEMPERED, Reconstructing
+from tempered_gan.training import loop as train_module
+from tempered_gan.training import trainer as trainer_module
+from tempered_gan.training.checkpoint import CHECKPOINT
+from tempered_gan.training.cuda_graphs import HOST_SLOTS, WARMUP_STEPS, CudaGraphRunner, EagerRunner
+from tempered_gan.training.loop import NonFiniteLoss
+from tempered_gan.training.trainer import Trainer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -183,14 +184,14 @@ def _as_if_trained_with_cuda_graphs(run_dir):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
 def test_eval_and_sample_of_a_cuda_graphs_run_work_without_cuda(tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli.main(["train", "--dataset", "mixture-ring8", "--steps", "4", "--k", "100", "--batch-size", "32",
+    assert main(["train", "--dataset", "mixture-ring8", "--steps", "4", "--k", "100", "--batch-size", "32",
                      "--width", "8", "--lens-width", "4", "--lens-blocks", "1", "--device", "cpu",
                      "--out", str(run)]) == 0
     _as_if_trained_with_cuda_graphs(run)
     capsys.readouterr()
-    assert cli.main(["sample", str(run), "--out", str(tmp_path / "s.png"), "--count", "16"]) == 0
+    assert main(["sample", str(run), "--out", str(tmp_path / "s.png"), "--count", "16"]) == 0
     assert (tmp_path / "s.png").exists()
-    assert cli.main(["eval", str(run), "--fid-samples", "256"]) == 0
+    assert main(["eval", str(run), "--fid-samples", "256"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 4
 
 

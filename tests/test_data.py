@@ -13,8 +13,8 @@ import PIL.Image
 import pytest
 import torch
 
-from tempered_gan import data as D
-from tempered_gan.data import default_data_dir, load_dataset
+from tempered_gan.data import loaders as D
+from tempered_gan.data.loaders import default_data_dir, load_dataset
 from tempered_gan.errors import UserError
 
 

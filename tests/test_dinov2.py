@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tempered_gan import metrics as M
-from tempered_gan.cli import main
+from tempered_gan.cli.main import main
 from tempered_gan.errors import UserError
 
 timm = pytest.importorskip("timm")

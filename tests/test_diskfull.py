@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempered_gan.cli import main
+from tempered_gan.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--no-progress"]
@@ -72,7 +72,7 @@ def one_line(capsys, code):
 
 
 def loss_steps(out):
-    from tempered_gan.runlog import read_metrics
+    from tempered_gan.training.run_log import read_metrics
     return [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss_d" in r]
 
 
@@ -120,7 +120,7 @@ def test_a_report_on_a_full_disk_is_one_line_and_keeps_the_old_one(tmp_path, cap
 
 
 def test_a_cache_on_a_full_disk_costs_only_the_cache(tmp_path, full_disk):
-    from tempered_gan.checkpoint import write_cache
+    from tempered_gan.util.atomic_files import write_cache
     full_disk(tmp_path)
     with pytest.warns(UserWarning, match="could not write metrics cache .*No space left on device"):
         write_cache(tmp_path / "metrics" / "x.pt", {"a": torch.zeros(3)}, "metrics cache")

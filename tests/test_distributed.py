@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempered_gan.build import EpochSampler
-from tempered_gan.distributed import fingerprint
+from tempered_gan.training.randomness import EpochSampler
+from tempered_gan.util.distributed import fingerprint
 
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
         "--no-progress"]
@@ -90,7 +90,7 @@ def test_two_processes_evaluate_fid_during_training_and_finish(tmp_path):
 
 STUCK = """
 import sys, time
-from tempered_gan.trainer import Trainer
+from tempered_gan.training.trainer import Trainer
 step = Trainer.step
 
 def slow_step(self):   # process 1 stalls before step 3; process 0 waits in that step's first all_reduce
@@ -148,8 +148,8 @@ def test_a_command_joins_the_collective_threads_before_python_exits(tmp_path):
 
 
 def test_a_bad_timeout_setting_is_one_clear_line(monkeypatch):
-    from tempered_gan.distributed import DEFAULT_TIMEOUT_S, collective_timeout
     from tempered_gan.errors import UserError
+    from tempered_gan.util.distributed import DEFAULT_TIMEOUT_S, collective_timeout
     monkeypatch.delenv("TEMPERED_GAN_DIST_TIMEOUT", raising=False)
     assert collective_timeout() == DEFAULT_TIMEOUT_S
     monkeypatch.setenv("TEMPERED_GAN_DIST_TIMEOUT", "2.5")

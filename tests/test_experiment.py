@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from tempered_gan.cli import main
-from tempered_gan.experiment import RunResult, summarise
+from tempered_gan.cli.main import main
+from tempered_gan.studies.compare_report import RunResult, summarise
 
 TINY = ["--dataset", "mixture-ring8", "--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2",
         "--log-every", "2", "--eval-every", "2", "--fid-samples", "256", "--sample-every", "2", "--no-progress"]
@@ -52,8 +52,8 @@ def test_compare_writes_every_report_item(comparison):
 
 
 def test_arms_of_a_seed_start_from_identical_weights(comparison):
-    from tempered_gan.build import build_nets
-    from tempered_gan.config import TrainConfig
+    from tempered_gan.config.train_config import TrainConfig
+    from tempered_gan.training.factories import build_nets
     nets = {}
     for arm in FOLDERS:
         cfg = TrainConfig.load(comparison / "runs" / f"{arm}-s1" / "config.json")
@@ -64,7 +64,7 @@ def test_arms_of_a_seed_start_from_identical_weights(comparison):
 
 
 def test_a_variant_s_override_reaches_its_saved_config_and_nothing_else(comparison):
-    from tempered_gan.config import TrainConfig
+    from tempered_gan.config.train_config import TrainConfig
     saved = {arm: TrainConfig.load(comparison / "runs" / f"{arm}-s0" / "config.json") for arm in FOLDERS}
     assert (saved["sine"].k, saved["sine+k=3"].k) == (2, 3)
     assert (saved["noise"].noise_sigma, saved["noise+noise_sigma=0.5"].noise_sigma) == (1.0, 0.5)
@@ -160,8 +160,8 @@ def test_compare_bad_options(tmp_path, capsys, argv, message):
 
 
 def test_arm_options_go_to_their_own_arms():
-    from tempered_gan.config import TrainConfig
-    from tempered_gan.experiment import arm_config
+    from tempered_gan.config.train_config import TrainConfig
+    from tempered_gan.studies.arms import arm_config
     base = TrainConfig(dataset="mnist", noise_sigma=0.3, blur_sigma=1.5, lens_exit="converge", lens_zero_init=True)
     noise, blur, sine = (arm_config(base, arm, 0) for arm in ("noise", "blur", "sine"))
     assert (noise.tempering, noise.noise_sigma, noise.blur_sigma, noise.lens_exit) == ("noise", 0.3, None, "drop")
@@ -171,10 +171,9 @@ def test_arm_options_go_to_their_own_arms():
 
 
 def test_r1_is_an_arm_with_its_own_gamma_and_no_other_arm_gets_it():
-    from tempered_gan.arms import R1_GAMMA, parse_arm
-    from tempered_gan.config import TrainConfig
+    from tempered_gan.config.train_config import TrainConfig
     from tempered_gan.errors import UserError
-    from tempered_gan.experiment import arm_config
+    from tempered_gan.studies.arms import R1_GAMMA, arm_config, parse_arm
     r1 = arm_config(TrainConfig(), "r1", 0)
     assert (r1.tempering, r1.r1_gamma) == ("none", R1_GAMMA)
     assert arm_config(TrainConfig(), "r1:r1_gamma=1", 0).r1_gamma == 1.0
@@ -190,8 +189,8 @@ def test_r1_is_an_arm_with_its_own_gamma_and_no_other_arm_gets_it():
 def test_a_tempering_with_r1_is_that_tempering_with_the_r1_arms_penalty_and_nothing_else(tempering):
     import dataclasses
 
-    from tempered_gan.config import TrainConfig
-    from tempered_gan.experiment import arm_config
+    from tempered_gan.config.train_config import TrainConfig
+    from tempered_gan.studies.arms import arm_config
     base = TrainConfig(dataset="mnist", r1_gamma=3.0)     # --r1-gamma belongs to the r1 arm, not to the combination
     both = arm_config(base, f"{tempering}:k=7:r1_gamma=10", 0)
     assert both == dataclasses.replace(arm_config(base, f"{tempering}:k=7", 0), r1_gamma=10.0)
@@ -209,8 +208,9 @@ def test_r1_trains_as_an_arm_of_compare_and_the_report_names_it(tmp_path):
 
 
 def test_report_names_the_baselines(tmp_path):
-    from tempered_gan.config import TrainConfig
-    from tempered_gan.experiment import arm_config, write_report
+    from tempered_gan.config.train_config import TrainConfig
+    from tempered_gan.studies.arms import arm_config
+    from tempered_gan.studies.compare_report import write_report
     base = TrainConfig(dataset="mnist", eval_every=10, k=20, steps=40)
     configs = {arm: arm_config(base, arm, 0) for arm in ("none", "noise", "blur")}
     results = [RunResult(arm, 0, tmp_path / arm, evals=[{"step": 10, "fid": f, "features": "test"},
@@ -317,7 +317,7 @@ def test_parallel_compare_stops_on_sigterm_and_resumes(tmp_path):
 
 
 def test_seeds_may_be_a_range_kept_apart_from_the_tuning_seeds(tmp_path):
-    from tempered_gan.cli import parse_seeds
+    from tempered_gan.cli.main import parse_seeds
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("100-102") == [100, 101, 102] and parse_seeds("4,9") == [4, 9]
     assert run("compare", "--out", tmp_path / "c", "--seeds", "5-6", "--arms", "none", "--steps", 2, *TINY) == 0
     assert sorted(p.name for p in (tmp_path / "c" / "runs").iterdir()) == ["none-s5", "none-s6"]
@@ -325,7 +325,7 @@ def test_seeds_may_be_a_range_kept_apart_from_the_tuning_seeds(tmp_path):
 
 
 def test_every_arm_has_its_own_colour_and_plain_arms_keep_theirs():
-    from tempered_gan.arms import ARM_COLOURS, arm_colours, parse_arms
+    from tempered_gan.studies.arms import ARM_COLOURS, arm_colours, parse_arms
     colours = arm_colours(parse_arms("none,sine:k=10,sine,sine:k=30,noise:noise_sigma=0.5,noise,blur:blur_sigma=1"))
     assert len(set(colours.values())) == len(colours)                       # one colour per arm
     assert (colours["sine"], colours["noise"]) == (ARM_COLOURS["sine"], ARM_COLOURS["noise"])
@@ -335,7 +335,7 @@ def test_every_arm_has_its_own_colour_and_plain_arms_keep_theirs():
 def test_compare_trains_the_mixtures_on_one_cpu_thread_as_train_does(tmp_path, monkeypatch):
     """The thread policy of the 2-D mixtures' tiny nets (build.use_thread_policy) holds for compare's runs too:
     the default --jobs 1 trains in this process, which compare used to leave on every core."""
-    from tempered_gan.trainer import Trainer
+    from tempered_gan.training.trainer import Trainer
     seen = []
     step = Trainer.step
     monkeypatch.setattr(Trainer, "step", lambda self: (seen.append(torch.get_num_threads()), step(self))[1])

@@ -20,12 +20,12 @@ import torch
 from test_data import solid, write_cifar, write_image, write_mnist
 from test_diskfull import full_disk, one_line  # noqa: F401  (full_disk is a fixture)
 
-from tempered_gan import fetch
 from tempered_gan import metrics as M
-from tempered_gan.cli import main
-from tempered_gan.data import load_dataset
+from tempered_gan.cli.main import main
+from tempered_gan.data.loaders import load_dataset
 from tempered_gan.errors import UserError
 from tempered_gan.metrics import features as metric_features
+from tempered_gan.util import fetch
 
 TINY_MNIST = ["--dataset", "mnist", "--steps", 2, "--k", 1, "--batch-size", 8, "--width", 4, "--z-dim", 8,
               "--lens-width", 4, "--lens-blocks", 1, "--log-every", 1, "--no-progress"]

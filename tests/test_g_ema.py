@@ -4,11 +4,11 @@ import json
 
 import torch
 
-from tempered_gan.build import seed_for
-from tempered_gan.cli import main
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.nets import eval_mode
-from tempered_gan.trainer import Trainer
+from tempered_gan.cli.main import main
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.method.nets import eval_mode
+from tempered_gan.training.randomness import seed_for
+from tempered_gan.training.trainer import Trainer
 
 TINY = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2, k=3, steps=6)
 FLAGS = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--k", "3",

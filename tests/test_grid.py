@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempered_gan.cli import main
-from tempered_gan.grid import Shard, parse_shard, share
+from tempered_gan.cli.main import main
+from tempered_gan.studies.shards import Shard, parse_shard, share
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ["--dataset", "mixture-ring8", "--seeds", "2", "--arms", "none,sine", "--steps", "4", "--k", "2",

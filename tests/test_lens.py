@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tempered_gan.lens import ImageLens, LambdaSchedule, PointLens, make_lens, sine_lambda, zero_last_layer
+from tempered_gan.method.lens import ImageLens, LambdaSchedule, PointLens, make_lens, sine_lambda, zero_last_layer
 
 
 @pytest.mark.parametrize("k", [10_000, 1000, 7])

@@ -4,10 +4,10 @@ import json
 import pytest
 import torch
 
-from tempered_gan.cli import main
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.exits import blend_alpha
-from tempered_gan.trainer import Trainer
+from tempered_gan.cli.main import main
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.method.exits import blend_alpha
+from tempered_gan.training.trainer import Trainer
 
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
         "--no-progress"]
@@ -148,7 +148,7 @@ def test_configurations_of_0_1_0_load_in_todays_vocabulary():
 def test_the_adversarial_term_is_on_exactly_at_the_tempered_steps_in_the_trainer_and_the_library(ring):
     """The README's loop (Tempering.step) and the trainer take the lens's adversarial term at the
     same steps: t ≤ K, K included (λ(K) = 0 there, so it weighs nothing but is computed)."""
-    from tempered_gan.tempering import Tempering
+    from tempered_gan.method.tempering import Tempering
 
     asked = {"trainer": [], "library": []}
     tr = trainer(ring, k=3, steps=5, lens_exit="keep")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tempered_gan.losses import OBJECTIVES, gradient_penalty, reconstruction
+from tempered_gan.method.losses import OBJECTIVES, gradient_penalty, reconstruction
 
 
 def sigmoid(a):

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
-from tempered_gan.trainer import Trainer
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.training.trainer import Trainer
 
 TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
 TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)
@@ -303,7 +303,7 @@ def r1(critic, real: torch.Tensor) -> torch.Tensor:
 def test_the_r1_arm_penalises_d_at_the_real_data_by_gamma_over_two(ring, gamma):
     """The r1 arm: no tempering, D's update takes X and G(Z), and its loss is the GAN's plus
     γ/2·E‖∇D(X)‖², taken at X (not at G(Z)) and scaled by γ; replayed on a copy of D."""
-    from tempered_gan.arms import arm_config
+    from tempered_gan.studies.arms import arm_config
 
     cfg = arm_config(resolve(TrainConfig(loss="lsgan", steps=10, **TINY_POINTS)), f"r1:r1_gamma={gamma:g}", 0)
     assert cfg.tempering == "none" and cfg.r1_gamma == gamma

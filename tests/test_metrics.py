@@ -14,7 +14,7 @@ from test_data import NO_FASHION, fashion_mnist_dir
 from torch import nn
 
 from tempered_gan import metrics as M
-from tempered_gan.data import MIXTURE_SPECS, Data, load_dataset, mixture_centres
+from tempered_gan.data.loaders import MIXTURE_SPECS, Data, load_dataset, mixture_centres
 from tempered_gan.errors import UserError
 from tempered_gan.metrics import classifier as classifier_module
 
@@ -349,7 +349,7 @@ def test_fashion_classifier_separates_real_from_noise(tmp_path):
 def test_precision_recall_density_coverage_are_wired_the_right_way_round(tmp_path):
     """Generated = real gives precision and recall of 1; every sample at one real point is all
     precision (it lies on the real manifold) and no recall or coverage (it covers one real point)."""
-    from tempered_gan.data import load_dataset
+    from tempered_gan.data.loaders import load_dataset
     from tempered_gan.metrics.fid import REAL_SUBSET_SEED, FIDEvaluator
 
     real = load_dataset("mixture-ring8")
@@ -365,7 +365,7 @@ def test_precision_recall_density_coverage_are_wired_the_right_way_round(tmp_pat
 
 
 def test_eval_prints_precision_recall_density_and_coverage(tmp_path, capsys):
-    from tempered_gan.cli import main
+    from tempered_gan.cli.main import main
     out = tmp_path / "run"
     assert main(["train", "--steps", "2", "--k", "1", "--batch-size", "32", "--width", "8", "--lens-width", "4",
                  "--lens-blocks", "1", "--no-progress", "--out", str(out)]) == 0
@@ -379,7 +379,7 @@ def test_an_unlabelled_folder_offline_is_told_where_the_inception_file_goes_not_
                                                                                                 monkeypatch):
     from PIL import Image
 
-    from tempered_gan.cli import main
+    from tempered_gan.cli.main import main
     for i in range(12):
         Image.fromarray(np.full((40, 48, 3), 20 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

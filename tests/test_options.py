@@ -16,16 +16,17 @@ import pytest
 import torch
 from torch import nn
 
-from tempered_gan import build, snapshot
-from tempered_gan import train as train_module
-from tempered_gan.cli import main
-from tempered_gan.cli_parser import COMPARE_SETS, GROUPS, HELP, build_parser, config_from_args
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import data_of
+from tempered_gan.cli.main import main
+from tempered_gan.cli.parser import COMPARE_SETS, GROUPS, HELP, build_parser, config_from_args
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import data_of
 from tempered_gan.errors import UserError
-from tempered_gan.exits import TEMPERED, Fading, Reconstructing
-from tempered_gan.tempering import GaussianBlur, InstanceNoise, Tempering
-from tempered_gan.trainer import Trainer
+from tempered_gan.method.exits import TEMPERED, Fading, Reconstructing
+from tempered_gan.method.tempering import GaussianBlur, InstanceNoise, Tempering
+from tempered_gan.training import device as device_module
+from tempered_gan.training import loop as train_module
+from tempered_gan.training import snapshots
+from tempered_gan.training.trainer import Trainer
 
 TESTS = Path(__file__).resolve().parent
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2"]
@@ -136,7 +137,7 @@ def trainer(*argv, data=None) -> Trainer:
     """A trainer built as `tempered-gan train ARGV` builds it."""
     cfg = resolve(config_from_args(build_parser().parse_args(["train", *map(str, argv)])))
     data = data if data is not None else data_of(cfg)
-    return Trainer.create(cfg, data, build.pick_device(cfg.device))
+    return Trainer.create(cfg, data, device_module.pick_device(cfg.device))
 
 
 def linears(net: nn.Module) -> list[nn.Linear]:
@@ -311,8 +312,8 @@ def test_inception_weights_reach_the_evaluator(tmp_path, mnist_dir, capsys):
 
 def test_device_reaches_the_trainer(ring, monkeypatch):
     asked = []
-    original = build.pick_device
-    monkeypatch.setattr(build, "pick_device", lambda name: asked.append(name) or original(name))
+    original = device_module.pick_device
+    monkeypatch.setattr(device_module, "pick_device", lambda name: asked.append(name) or original(name))
     assert trainer(*TINY, "--device", "cpu", data=ring).device == torch.device("cpu") and asked == ["cpu"]
     trainer(*TINY, data=ring)
     assert asked == ["cpu", "auto"]
@@ -346,7 +347,7 @@ COMPARE_OWN = {"--out", "--preset", "--seeds", "--arms", "--fail-factor", "--fai
 def test_compare_passes_every_listed_option_on(tmp_path, monkeypatch):
     """compare's configuration options go into every run's configuration (what a run does with
     them is pinned for train above), and its own options reach compare()."""
-    from tempered_gan import experiment
+    from tempered_gan.studies import compare as experiment
     seen = {}
     monkeypatch.setattr(experiment, "compare", lambda base, arms, seeds, out, **kw: seen.update(
         base=base, arms=arms, seeds=seeds, out=out, **kw) or out / "report.md")
@@ -374,8 +375,8 @@ def test_eval_options_reach_the_evaluation(tmp_path, mnist_dir, capsys, monkeypa
     out = tmp_path / "run"
     assert run("train", *TINY, "--steps", 2, "--out", out) == 0
     asked = []
-    original = build.pick_device
-    monkeypatch.setattr(build, "pick_device", lambda name: asked.append(name) or original(name))
+    original = device_module.pick_device
+    monkeypatch.setattr(device_module, "pick_device", lambda name: asked.append(name) or original(name))
     capsys.readouterr()
     assert run("eval", out, "--fid-samples", 100, "--fid-features", "points", "--device", "cpu") == 0
     scores = json.loads(capsys.readouterr().out)
@@ -392,17 +393,17 @@ def test_sample_options_reach_the_panel(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert run("train", *TINY, "--steps", 2, "--out", out) == 0
     drawn = {}
-    monkeypatch.setattr(snapshot, "save_point_panel", lambda path, fake, *rest: drawn.update(path=path, n=len(fake)))
+    monkeypatch.setattr(snapshots, "save_point_panel", lambda path, fake, *rest: drawn.update(path=path, n=len(fake)))
     asked = []
-    original = build.pick_device
-    monkeypatch.setattr(build, "pick_device", lambda name: asked.append(name) or original(name))
+    original = device_module.pick_device
+    monkeypatch.setattr(device_module, "pick_device", lambda name: asked.append(name) or original(name))
     assert run("sample", out, "--out", tmp_path / "grid.png", "--count", 5, "--device", "cpu") == 0
     assert drawn == {"path": tmp_path / "grid.png", "n": 5} and "cpu" in asked
 
 
 def test_reproduce_passes_every_listed_option_on(tmp_path, monkeypatch):
     """reproduce's configuration options become every row's overrides, and its own options reach reproduce()."""
-    from tempered_gan import reproduce
+    from tempered_gan.studies import reproduce
     seen = {}
     monkeypatch.setattr(reproduce, "reproduce", lambda rows, out, **kw: seen.update(rows=rows, out=out, **kw) or None)
     values = {**REPRODUCE_VALUES, "--blur-sigma": 0.7}

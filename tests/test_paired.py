@@ -4,8 +4,8 @@ import math
 import pytest
 from scipy import stats
 
-from tempered_gan.paired import CONVERGED, DIVERGING, IMPROVING, TOO_SHORT, paired, trend, wilson
-from tempered_gan.report import RunResult, paired_rows, summarise, write_report
+from tempered_gan.studies.compare_report import RunResult, paired_rows, summarise, write_report
+from tempered_gan.studies.statistics import CONVERGED, DIVERGING, IMPROVING, TOO_SHORT, paired, trend, wilson
 
 T_975_DF2 = 4.302652729911275     # Student t, 97.5 % quantile, 2, 3 and 4 degrees of freedom (tables)
 T_975_DF3 = 3.182446305284263
@@ -163,7 +163,7 @@ def test_a_nan_last_evaluation_fails_the_run_and_never_takes_an_earlier_fid():
 
 
 def test_the_report_calls_rising_runs_diverging_and_never_at_convergence(tmp_path):
-    from tempered_gan.config import TrainConfig
+    from tempered_gan.config.train_config import TrainConfig
     base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=60, k=20)
     rising = {"none": [(60, 50, 52, 55, 58, 61), (70, 60, 62, 64, 67, 70)],
               "sine": [(60, 50, 53, 56, 59, 63), (70, 60, 63, 65, 68, 72)]}
@@ -177,7 +177,7 @@ def test_the_report_calls_rising_runs_diverging_and_never_at_convergence(tmp_pat
 
 
 def test_the_report_calls_a_slow_climb_diverging_and_shows_its_line_since_the_best(tmp_path):
-    from tempered_gan.config import TrainConfig
+    from tempered_gan.config.train_config import TrainConfig
     base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=400, k=20)
     flat = [300, 150, 90, *[60 + w for w in [3.1, -2.4, 0.7, -1.9, 2.6, -0.3, 1.8, -2.8, 0.4, 2.2, -1.1, -0.6]] * 3]
     results = [_result("none", 0, SLOW_CLIMB), _result("sine", 0, flat[:40])]
@@ -191,7 +191,7 @@ def test_the_report_calls_a_slow_climb_diverging_and_shows_its_line_since_the_be
 
 
 def test_the_report_leaves_out_nan_modes_and_counts_them(tmp_path):
-    from tempered_gan.config import TrainConfig
+    from tempered_gan.config.train_config import TrainConfig
     base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=20, k=10)
     results = [_result("none", 0, [60, 50], modes=6), _result("none", 1, [60, 50], modes=float("nan")),
                _result("sine", 0, [60, 40], modes=8), _result("sine", 1, [60, 40], modes=8)]
@@ -212,7 +212,7 @@ def test_failures_by_fid_and_by_modes():
 
 
 def test_report_shows_the_hand_computed_interval_and_verdict(tmp_path):
-    from tempered_gan.config import TrainConfig
+    from tempered_gan.config.train_config import TrainConfig
     base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=40, k=20)
     fids = {"none": [(60, 50, 50, 50, 50, 50), (70, 60, 60, 60, 60, 60), (80, 70, 70, 70, 70, 70)],  # converged
             "sine:k=10": [(60, 47, 47, 47, 47, 47), (70, 59, 59, 59, 59, 59), (80, 68, 68, 68, 68, 68)]}
@@ -234,7 +234,7 @@ def test_differences_equal_up_to_rounding_give_no_interval_either():
 
 
 def test_runs_ending_at_different_steps_are_not_called_equal_steps(tmp_path):
-    from tempered_gan.config import TrainConfig
+    from tempered_gan.config.train_config import TrainConfig
     base = TrainConfig(dataset="mixture-ring8", eval_every=10, steps=60, k=20)
     results = [_result("none", 0, [60, 50, 52]), _result("sine", 0, [60, 50, 53, 56, 59, 63])]
     results.append(RunResult("sine", 1, None, evals=[{"step": 10, "fid": 9.0}], failure="a loss became NaN at step 12"))

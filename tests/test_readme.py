@@ -39,7 +39,7 @@ def test_readme_names_the_two_setup_commands_ci_runs():
 
 def test_readme_opens_with_the_default_runs_summary_line_and_image():
     """A newcomer sees what success looks like before anything else; the line is
-    the one `tempered-gan train` prints (format of tempered_gan/summary.py), the image is committed."""
+    the one `tempered-gan train` prints (format of tempered_gan/training/summary.py), the image is committed."""
     text = README.read_text()
     first_section = text.split("\n## ")[1]
     assert first_section.startswith("What the default run shows")

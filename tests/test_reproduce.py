@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tempered_gan.cli import main
+from tempered_gan.cli.main import main
 
 TINY = ["--fid-features", "classifier", "--width", 4, "--z-dim", 8, "--lens-width", 4, "--lens-blocks", 1,
         "--batch-size", 8, "--fid-samples", 64, "--no-progress"]

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tempered_gan import image_folder
-from tempered_gan.cli import main
-from tempered_gan.data import load_dataset
+from tempered_gan.cli.main import main
+from tempered_gan.data import image_folder
+from tempered_gan.data.loaders import load_dataset
 from tempered_gan.errors import UserError
-from tempered_gan.nets import make_nets
+from tempered_gan.method.nets import make_nets
 
 TINY = ["--batch-size", "8", "--width", "8", "--lens-width", "4", "--lens-blocks", "1", "--log-every", "2",
         "--no-progress"]

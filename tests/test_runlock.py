@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tempered_gan import runlock
-from tempered_gan.cli import main
+from tempered_gan.cli.main import main
+from tempered_gan.util import locks
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
         "--no-progress"]
-HOLD = ("import sys; from tempered_gan import runlock; runlock.acquire(sys.argv[1], shared=sys.argv[2] == 'shared'); "
+HOLD = ("import sys; from tempered_gan.util import locks; locks.acquire(sys.argv[1], shared=sys.argv[2] == 'shared'); "
         "print('held', flush=True); sys.stdin.read()")
 
 
@@ -124,7 +124,7 @@ def test_a_dead_holder_never_blocks(trained, capsys):
     holder = Holder(trained)
     assert "in use by" in refused(capsys, run("train", "--resume", trained, "--steps", 6))
     holder.kill()                            # SIGKILL: no clean-up ran; the lock file is still there
-    assert (trained / runlock.LOCK_NAME).exists()
+    assert (trained / locks.LOCK_NAME).exists()
     assert run("train", "--resume", trained, "--steps", 6) == 0
     assert run("train", "--out", trained, "--overwrite", "--steps", 2, *TINY) == 0
 
@@ -162,7 +162,7 @@ def test_a_held_folder_is_left_alone_by_overwrite_even_when_it_holds_no_run(tmp_
     holder = Holder(out)                     # e.g. a run that has not written its config yet
     try:
         assert "in use by" in refused(capsys, run("train", "--out", out, "--overwrite", "--steps", 2, *TINY))
-        assert runlock.entries(out) == []
+        assert locks.entries(out) == []
     finally:
         holder.stop()
 
@@ -170,24 +170,24 @@ def test_a_held_folder_is_left_alone_by_overwrite_even_when_it_holds_no_run(tmp_
 def test_locks_in_one_process_nest_and_release():
     import tempfile
     with tempfile.TemporaryDirectory() as d:
-        a = runlock.acquire(Path(d) / "x")
-        b = runlock.acquire(Path(d) / "x")
-        assert a is b and runlock.held(Path(d) / "x")
+        a = locks.acquire(Path(d) / "x")
+        b = locks.acquire(Path(d) / "x")
+        assert a is b and locks.held(Path(d) / "x")
         b.release()
-        assert runlock.held(Path(d) / "x")
+        assert locks.held(Path(d) / "x")
         a.release()
-        assert not runlock.held(Path(d) / "x")
+        assert not locks.held(Path(d) / "x")
 
 
 def test_shared_holders_coexist_and_exclude_an_exclusive_one(tmp_path):
     first, second = Holder(tmp_path / "c", shared=True), Holder(tmp_path / "c", shared=True)
     try:
-        with pytest.raises(runlock.UserError, match="in use by"):
-            runlock.acquire(tmp_path / "c")
+        with pytest.raises(locks.UserError, match="in use by"):
+            locks.acquire(tmp_path / "c")
     finally:
         first.stop()
         second.stop()
-    runlock.acquire(tmp_path / "c").release()
+    locks.acquire(tmp_path / "c").release()
 
 
 def test_eval_and_sample_write_nothing_into_the_folder_they_read(trained, tmp_path, capsys):
@@ -195,7 +195,7 @@ def test_eval_and_sample_write_nothing_into_the_folder_they_read(trained, tmp_pa
     stays without one, and nothing is written there but what sample is asked to write elsewhere."""
     import shutil
     copy = tmp_path / "copy"
-    shutil.copytree(trained, copy, ignore=shutil.ignore_patterns(runlock.LOCK_NAME))
+    shutil.copytree(trained, copy, ignore=shutil.ignore_patterns(locks.LOCK_NAME))
     before = snapshot(copy)
     assert run("eval", copy) == 0 and run("sample", copy, "--out", tmp_path / "grid.png") == 0
-    assert not (copy / runlock.LOCK_NAME).exists() and snapshot(copy) == before
+    assert not (copy / locks.LOCK_NAME).exists() and snapshot(copy) == before

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tempered_gan.cli import main
+from tempered_gan.cli.main import main
 from tempered_gan.metrics import EvalSettings, evaluator
 
 TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",

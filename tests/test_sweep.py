@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from tempered_gan.arms import parse_arm
-from tempered_gan.cli import main
-from tempered_gan.config import TrainConfig
+from tempered_gan.cli.main import main
+from tempered_gan.config.train_config import TrainConfig
 from tempered_gan.errors import UserError
-from tempered_gan.paired import mcnemar
-from tempered_gan.report import RunResult
-from tempered_gan.sweep import Cell, parse_grid, success_rule, trains
-from tempered_gan.sweep_report import write_sweep_report
+from tempered_gan.studies.arms import parse_arm
+from tempered_gan.studies.compare_report import RunResult
+from tempered_gan.studies.statistics import mcnemar
+from tempered_gan.studies.sweep import Cell, parse_grid, success_rule, trains
+from tempered_gan.studies.sweep_report import write_sweep_report
 
 TINY = ["--dataset", "mixture-ring8", "--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2",
         "--log-every", "2", "--eval-every", "2", "--fid-samples", "256", "--sample-every", "4", "--no-progress"]

@@ -4,11 +4,12 @@ import dataclasses
 import pytest
 import torch
 
-from tempered_gan.build import EpochSampler, build_nets
-from tempered_gan.config import TrainConfig, resolve
-from tempered_gan.data import load_dataset
-from tempered_gan.losses import OBJECTIVES
-from tempered_gan.trainer import Trainer
+from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.data.loaders import load_dataset
+from tempered_gan.method.losses import OBJECTIVES
+from tempered_gan.training.factories import build_nets
+from tempered_gan.training.randomness import EpochSampler
+from tempered_gan.training.trainer import Trainer
 
 TINY_POINTS = dict(dataset="mixture-ring8", steps=10, batch_size=32, width=16, lens_width=8, lens_blocks=2)
 TINY_IMAGES = dict(steps=10, batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)

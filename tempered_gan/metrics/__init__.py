@@ -32,14 +32,27 @@ from pathlib import Path
 
 import torch
 
-from ..config import DEFAULT_FID_SAMPLES, FEATURE_KINDS, TrainConfig, default_fid_samples
-from ..data import has_labels, load_dataset
-from ..datasets import dataset_kind
-from ..errors import UserError
-from .channels import CHANNEL_KEYS, ChannelEvaluator
-from .classifier import CLASSIFIER_VERSION, ClassifierFeatures, ClassifierNet, ClassifierSettings, classifier_features
-from .coverage import CLASS_COVERAGE_SETS, STACKED_MODES, class_coverage, coverage, mixture_coverage, stacked_mode_coverage
-from .features import (
+from tempered_gan.config.train_config import DEFAULT_FID_SAMPLES, FEATURE_KINDS, TrainConfig, default_fid_samples
+from tempered_gan.data.loaders import has_labels, load_dataset
+from tempered_gan.data.registry import dataset_kind
+from tempered_gan.errors import UserError
+from tempered_gan.metrics.channels import CHANNEL_KEYS, ChannelEvaluator
+from tempered_gan.metrics.classifier import (
+    CLASSIFIER_VERSION,
+    ClassifierFeatures,
+    ClassifierNet,
+    ClassifierSettings,
+    classifier_features,
+)
+from tempered_gan.metrics.coverage import (
+    CLASS_COVERAGE_SETS,
+    STACKED_MODES,
+    class_coverage,
+    coverage,
+    mixture_coverage,
+    stacked_mode_coverage,
+)
+from tempered_gan.metrics.features import (
     CLASSIFIER_INSTEAD,
     DINOV2_FILE,
     INCEPTION_FILE,
@@ -53,7 +66,7 @@ from .features import (
     inception_features,
     inception_weights_path,
 )
-from .fid import FIDEvaluator
+from tempered_gan.metrics.fid import FIDEvaluator
 
 __all__ = ["CHANNEL_KEYS", "CLASSIFIER_VERSION", "ChannelEvaluator",
            "DEFAULT_FID_SAMPLES", "DINOV2_FILE", "FEATURE_KINDS", "INCEPTION_FILE",

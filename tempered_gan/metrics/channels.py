@@ -25,9 +25,9 @@ import math
 
 import torch
 
-from ..data import Data
-from .features import FeatureExtractor
-from .fid import FIDEvaluator
+from tempered_gan.data.loaders import Data
+from tempered_gan.metrics.features import FeatureExtractor
+from tempered_gan.metrics.fid import FIDEvaluator
 
 CHANNEL_NAMES = ("r", "g", "b")
 CHANNEL_KEYS = tuple(f"channel_fid_{c}" for c in CHANNEL_NAMES)

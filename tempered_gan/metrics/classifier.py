@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import read_cache, write_cache
-from ..data import Data, load_dataset
-from ..datasets import dataset_kind
-from ..errors import UserError
-from .features import FeatureExtractor, data_fingerprint, metrics_dir
+from tempered_gan.data.loaders import Data, load_dataset
+from tempered_gan.data.registry import dataset_kind
+from tempered_gan.errors import UserError
+from tempered_gan.metrics.features import FeatureExtractor, data_fingerprint, metrics_dir
+from tempered_gan.util.atomic_files import read_cache, write_cache
 
 CLASSIFIER_VERSION = 1     # bump when the network or the training loop changes: old caches then no longer match
 

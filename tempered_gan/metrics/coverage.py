@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data import MIXTURE_SPECS, mixture_centres
-from ..datasets import DATASETS, dataset_kind
-from .classifier import ClassifierFeatures
-from .features import CHUNK
+from tempered_gan.data.loaders import MIXTURE_SPECS, mixture_centres
+from tempered_gan.data.registry import DATASETS, dataset_kind
+from tempered_gan.metrics.classifier import ClassifierFeatures
+from tempered_gan.metrics.features import CHUNK
 
 STACKED_MODES = 1000
 # The grey sets whose classes the FID classifier reads (also the colour sets' mode reader).

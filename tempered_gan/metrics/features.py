@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import Data, default_cache_dir
-from ..errors import UserError
-from ..fetch import DINOV2_URL, fetch_weights
+from tempered_gan.data.loaders import Data, default_cache_dir
+from tempered_gan.errors import UserError
+from tempered_gan.util.fetch import DINOV2_URL, fetch_weights
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 # torch-fidelity publishes the same file (same hash suffix) under this name; accept either in the hub cache.

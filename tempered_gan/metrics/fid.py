@@ -17,11 +17,11 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from ..checkpoint import read_cache, write_cache
-from ..config import DEFAULT_FID_SAMPLES
-from ..data import Data
-from ..errors import UserError
-from .features import CHUNK, FeatureExtractor, data_fingerprint, metrics_dir
+from tempered_gan.config.train_config import DEFAULT_FID_SAMPLES
+from tempered_gan.data.loaders import Data
+from tempered_gan.errors import UserError
+from tempered_gan.metrics.features import CHUNK, FeatureExtractor, data_fingerprint, metrics_dir
+from tempered_gan.util.atomic_files import read_cache, write_cache
 
 REAL_SUBSET_SEED = 20180401
 # Precision and recall with k = 3 (Kynkäänniemi et al. 2019), density and coverage with k = 5

@@ -9,7 +9,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from tempered_gan.paired import IMPROVING, trend
+from tempered_gan.studies.statistics import IMPROVING, trend
 
 BUDGET = 24 * 3600 * 2          # job-seconds: 24 hours of two runs at a time, the pilot included
 EVAL_SECONDS = 20               # one evaluation (4096 samples), measured while writing the rules: 15–20 s

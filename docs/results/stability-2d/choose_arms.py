@@ -10,9 +10,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from tempered_gan.report import read_run
-from tempered_gan.rundir import recorded_failure
-from tempered_gan.sweep import success_rule, trains
+from tempered_gan.studies.compare_report import read_run
+from tempered_gan.studies.sweep import success_rule, trains
+from tempered_gan.training.run_folder import recorded_failure
 
 METHODS = ("sine", "noise", "r1")
 

@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from tempered_gan.data import load_dataset
+from tempered_gan.data.loaders import load_dataset
 from tempered_gan.metrics import EvalSettings, evaluate
 
 SAMPLES = 4096

@@ -25,8 +25,8 @@ any_improving() {   # any_improving OUT: exit 0 when some run of the comparison 
     "$PY" - "$1" <<'PYEOF'
 import sys
 from pathlib import Path
-from tempered_gan.paired import IMPROVING
-from tempered_gan.report import read_run
+from tempered_gan.studies.statistics import IMPROVING
+from tempered_gan.studies.compare_report import read_run
 runs = sorted((Path(sys.argv[1]) / "runs").iterdir())
 states = [read_run(d.name.rsplit("-s", 1)[0], int(d.name.rsplit("-s", 1)[1]), d, None).trend.state for d in runs]
 print(f"{sys.argv[1]}: " + ", ".join(f"{d.name} {s}" for d, s in zip(runs, states)))

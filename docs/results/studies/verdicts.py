@@ -24,9 +24,9 @@ from pathlib import Path
 
 from scipy import stats
 
-from tempered_gan.paired import wilson
-from tempered_gan.report import RunResult, failure_threshold, is_failed, read_run
-from tempered_gan.rundir import recorded_failure
+from tempered_gan.studies.compare_report import RunResult, failure_threshold, is_failed, read_run
+from tempered_gan.studies.statistics import wilson
+from tempered_gan.training.run_folder import recorded_failure
 
 PLAIN, LENS = "none", "sine"
 
