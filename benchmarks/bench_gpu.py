@@ -38,6 +38,7 @@ from _timing import table  # noqa: E402
 from tempered_gan.config.train_config import TrainConfig, resolve
 from tempered_gan.data.loaders import load_dataset
 from tempered_gan.training.cuda_graphs import EagerRunner
+from tempered_gan.training.scalars import stacked
 from tempered_gan.training.trainer import Trainer
 
 ARMS = {   # name: TrainConfig options
@@ -124,7 +125,7 @@ def agreement(args, data) -> list[dict]:
         losses = {}
         for name, eager in (("eager", True), ("eager again", True), ("graph", False)):   # same optimisers
             tr = make(args, data, eager=eager, **ARMS[arm])
-            losses[name] = torch.stack([tr.step().clone() for _ in range(args.agree_steps)]).double().cpu()
+            losses[name] = torch.stack([stacked(tr.step()).clone() for _ in range(args.agree_steps)]).double().cpu()
         ref = losses["eager"]
         for name in ("eager again", "graph"):
             diff = (losses[name] - ref).abs()

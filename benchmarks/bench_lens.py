@@ -113,7 +113,7 @@ def bench(loss: str, width: int | None, data, args) -> None:
     table(["", "seconds (median)", "units of lens f+b (median, range)"], rows)
     print(f"\ntarget extra ≤ 1.1 units: {'met' if unit[0] <= 1.1 else 'NOT met'}")
     slow = paired_ratio(t["with lens"], t["without"])[0]
-    print(f"step with lens ÷ step without: {slow:.2f}; so a whole run whose lens retires exactly at K = 10% "
+    print(f"step with lens ÷ step without: {slow:.2f}; so a whole run whose lens exits exactly at K = 10% "
           f"of the steps takes at least 1 + 0.1 × ({slow:.2f} − 1) = {1 + 0.1 * (slow - 1):.2f}× a run without")
 
     # --- (b) GFLOP/s against the matmul peak -----------------------------------

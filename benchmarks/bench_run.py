@@ -8,8 +8,8 @@ Arms of ``tempered_gan.training.loop.train`` (each in a fresh temporary run fold
   the lens is gone right after step K);
 * ``blend`` — the same lens faded out over K/2 steps after K, then gone;
 * ``converge`` (``--with-converge``) — the paper's exit: trained on
-  ‖X − L(X)‖² alone until it stays within ``--retire-tolerance`` for
-  ``--retire-patience`` steps.
+  ‖X − L(X)‖² alone until it stays within ``--lens-exit-tolerance`` for
+  ``--lens-exit-patience`` steps.
 
 Whole runs are interleaved (the order rotates every round). In the same
 process, r = (one iteration with the lens) / (one without) is measured by
@@ -46,8 +46,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="generator steps per run (default 200)")
     ap.add_argument("--log-every", type=int, default=20, help="log interval (default 20)")
     ap.add_argument("--with-converge", action="store_true", help="also the paper's converge exit")
-    ap.add_argument("--retire-tolerance", type=float, default=1e-3, help="converge (default 1e-3; the package's is 1e-4)")
-    ap.add_argument("--retire-patience", type=int, default=100, help="converge (default 100; the package's is 1000)")
+    ap.add_argument("--lens-exit-tolerance", type=float, default=1e-3, help="converge (default 1e-3; the package's is 1e-4)")
+    ap.add_argument("--lens-exit-patience", type=int, default=100, help="converge (default 100; the package's is 1000)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds of the arms (default 3)")
     args = parse_and_setup(ap)
 
@@ -60,8 +60,8 @@ def main() -> None:
             "sine": resolve(TrainConfig(**lens, **base)),
             "blend": resolve(TrainConfig(**lens, lens_exit="blend", **base))}
     if args.with_converge:
-        cfgs["converge"] = resolve(TrainConfig(**lens, lens_exit="converge", retire_tolerance=args.retire_tolerance,
-                                               retire_patience=args.retire_patience, **base))
+        cfgs["converge"] = resolve(TrainConfig(**lens, lens_exit="converge", lens_exit_tolerance=args.lens_exit_tolerance,
+                                               lens_exit_patience=args.lens_exit_patience, **base))
     c = cfgs["sine"]
     print(f"runs     {args.dataset}, loss {c.loss}, arch {c.arch}, C = {c.width}, batch {c.batch_size}, "
           f"{steps} steps, K = {c.k}, lens {c.lens_width} × {c.lens_blocks} blocks, exit {c.lens_exit} over "
@@ -85,7 +85,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as d, contextlib.redirect_stderr(io.StringIO()):
                 train(cfgs[name], data, Path(d), progress=False)
                 lines = [json.loads(line) for line in open(Path(d) / "metrics.jsonl")]
-            gone[name].append(next((r["step"] for r in lines if r.get("lens_retired")), None))
+            gone[name].append(next((r["step"] for r in lines if r.get("lens_exited")), None))
         return run
 
     for name in ("sine", "none"):   # warm-up: one-time costs (imports, first writer and plot)

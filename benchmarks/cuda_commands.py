@@ -26,6 +26,7 @@ import torch
 from tempered_gan.config.train_config import TrainConfig, resolve
 from tempered_gan.data.loaders import data_of
 from tempered_gan.training.device import preflight
+from tempered_gan.training.scalars import stacked
 from tempered_gan.training.snapshots import samples
 from tempered_gan.training.trainer import Trainer
 
@@ -62,8 +63,8 @@ def trainer_items(trainer, losses):
     if trainer.lens is not None:
         yield from (*named("lens", trainer.lens), *optimizer_items("opt_lens", trainer.tempering.optimizer))
     yield from zip(("noise generator", "penalty generator", "instance-noise generator"), trainer.generators)
-    yield from (("below_tolerance", trainer.below_tolerance), ("loss_sums", trainer.loss_sums),
-                ("first_bad", trainer.first_bad), ("losses of the step", losses))
+    yield from (("below_tolerance", trainer.below_tolerance), *trainer.logged.tensors(),
+                ("first_bad", trainer.first_bad), *((f"the step's {k}", v) for k, v in losses.items()))
     fake, tempered, real = samples(trainer, 8)    # the sample panel's tensors, tempering.preview included
     yield from (("samples G(Z)", fake), ("samples T(X)", tempered), ("samples X", real))
 
@@ -77,7 +78,7 @@ def in_process(args, tempering: str, amp: str = "none") -> None:
     losses = [trainer.step() for _ in range(2)][-1]
     problem = placement_offender(trainer_items(trainer, losses), torch.device(args.device).type)
     assert problem is None, problem
-    assert torch.isfinite(losses).all(), f"losses {losses.tolist()}"
+    assert torch.isfinite(stacked(losses)).all(), f"losses {stacked(losses).tolist()}"
     made = trainer.generate(5)   # on the CPU by design
     assert made.device.type == "cpu" and made.shape == (5, *data.shape), f"generate: {made.device}, {tuple(made.shape)}"
 

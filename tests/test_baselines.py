@@ -237,7 +237,7 @@ def test_they_end_at_k_and_nothing_is_computed_after(ring, mnist, kind, monkeypa
     generator = tr.tempering.generators[0] if kind == "noise" else None
     for _ in range(3):
         tr.step()
-    assert not tr.tempering.tempers and tr.left_at == 3
+    assert not tr.tempering.tempers and tr.exited_at == 3
     assert sorted(set(calls)) == [1, 2, 3]
     state = generator.get_state().clone() if generator is not None else None
     n_blurred = len(blurred)
@@ -257,7 +257,7 @@ def test_the_run_logs_the_end_at_k_and_null_lens_losses_after(tmp_path):
     assert run("train", "--tempering", "noise", "--steps", 6, "--k", 4, "--out", out, "--dataset", "mixture-ring8",
                "--batch-size", 32, "--width", 16, "--log-every", 2, "--no-progress") == 0
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert {"step": 4, "lens_retired": True} in lines
+    assert {"step": 4, "lens_exited": True} in lines
     logged = {r["step"]: r for r in lines if "loss_d" in r}
     assert all(r["loss_lens_adv"] is None for r in logged.values())          # nothing adversarial to train
     assert logged[2]["loss_lens_rec"] > 0 and logged[6]["loss_lens_rec"] is None   # ‖X − T(X)‖² until K only
@@ -283,7 +283,7 @@ def test_resume_before_k_is_bit_identical(tmp_path, mnist_dir, kind):
     assert len(middle["rng"][0]["tempering"]) == (1 if kind == "noise" else 0)   # the instance-noise stream
     assert run("train", "--resume", split, "--steps", 8) == 0
     a, b = (torch.load(p / "checkpoint.pt", weights_only=True) for p in (straight, split))
-    assert a["step"] == b["step"] == 8 and a["lens_retired_at"] == b["lens_retired_at"] == 6
+    assert a["step"] == b["step"] == 8 and a["lens_exited_at"] == b["lens_exited_at"] == 6
     for net in ("G", "D"):
         assert all(torch.equal(v, b[net][k]) for k, v in a[net].items()), net
 

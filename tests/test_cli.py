@@ -47,7 +47,7 @@ def test_a_run_writes_config_metrics_samples_and_checkpoint(tmp_path, capsys):
     assert records[0]["lambda"] == pytest.approx(1 - 2 ** -0.5)   # t = K/2: 1 − sin(π/4)
     assert records[1]["lambda"] == 0.0
     # default exit: the lens is dropped right after step K
-    assert {"step": 4, "lens_retired": True} in lines and records[2]["lambda"] is None
+    assert {"step": 4, "lens_exited": True} in lines and records[2]["lambda"] is None
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
     assert list((out / "tb").iterdir())
     assert (out / "checkpoint.pt").is_file()
@@ -140,17 +140,17 @@ BAD = [
     (["--lr", "0"], "lr must be positive"),
     (["--lr", "inf"], "lr must be positive and finite"),
     (["--lens-lr", "nan"], "lens-lr must be positive and finite"),
-    (["--retire-tolerance", "nan"], "retire-tolerance must be positive and finite, got nan"),
-    (["--retire-tolerance", "-1"], "retire-tolerance must be positive and finite, got -1.0"),
-    (["--retire-tolerance", "0"], "retire-tolerance must be positive"),
-    (["--retire-tolerance", "inf"], "retire-tolerance must be positive and finite"),
+    (["--lens-exit-tolerance", "nan"], "lens-exit-tolerance must be positive and finite, got nan"),
+    (["--lens-exit-tolerance", "-1"], "lens-exit-tolerance must be positive and finite, got -1.0"),
+    (["--lens-exit-tolerance", "0"], "lens-exit-tolerance must be positive"),
+    (["--lens-exit-tolerance", "inf"], "lens-exit-tolerance must be positive and finite"),
     (["--lambda-value", "nan"], "lambda-value must be ≥ 0 and finite"),
     (["--lambda-value", "-0.5"], "lambda-value must be ≥ 0 and finite"),
     (["--gp-weight", "nan"], "gp-weight must be ≥ 0 and finite"),
     (["--gp-weight=-inf"], "gp-weight must be ≥ 0 and finite"),
     (["--beta1", "nan"], "beta1 must be in [0, 1)"),
     (["--beta2", "1"], "beta2 must be in [0, 1)"),
-    (["--retire-patience", "0"], "retire-patience must be a positive whole number"),
+    (["--lens-exit-patience", "0"], "lens-exit-patience must be a positive whole number"),
     (["--arch", "dcgan"], "does not fit dataset"),
     (["--dataset", "folder"], "needs --data-dir"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "train-images-idx3-ubyte"),
@@ -268,49 +268,49 @@ def test_module_entry_point_and_help():
     assert result.returncode == 0 and "--resume" in result.stdout and "--schedule" in result.stdout
 
 
-RETIRE = ["--k", "2", "--lens-exit", "converge", "--retire-tolerance", "1e9", "--retire-patience", "2",
+CONVERGE_EXIT = ["--k", "2", "--lens-exit", "converge", "--lens-exit-tolerance", "1e9", "--lens-exit-patience", "2",
           "--checkpoint-every", "2"]
 
 
-def test_lens_retirement_changes_nothing_before_and_drops_the_lens_after(tmp_path):
-    retiring, kept = tmp_path / "retiring", tmp_path / "kept"
-    assert run("train", "--steps", 4, "--out", retiring, *TINY, *RETIRE) == 0
-    assert run("train", "--steps", 4, "--out", kept, *TINY, *RETIRE, "--lens-exit", "keep") == 0
-    _, w_retiring = weights(retiring)
+def test_the_converge_exit_changes_nothing_before_and_drops_the_lens_after(tmp_path):
+    exiting, kept = tmp_path / "exiting", tmp_path / "kept"
+    assert run("train", "--steps", 4, "--out", exiting, *TINY, *CONVERGE_EXIT) == 0
+    assert run("train", "--steps", 4, "--out", kept, *TINY, *CONVERGE_EXIT, "--lens-exit", "keep") == 0
+    _, w_exiting = weights(exiting)
     _, w_kept = weights(kept)
-    assert all(torch.equal(w_retiring[k], w_kept[k]) for k in w_retiring)        # G and D: bit-identical up to retirement
-    assert not any(k.startswith("lens.") for k in w_retiring)                     # ...and the lens is gone
-    state = torch.load(retiring / "checkpoint.pt", weights_only=True)
-    assert state["lens_retired_at"] == 4 and state["opt_lens"] is None
-    records = [json.loads(x) for x in (retiring / "metrics.jsonl").read_text().splitlines()]
-    assert {"step": 4, "lens_retired": True} in records
+    assert all(torch.equal(w_exiting[k], w_kept[k]) for k in w_exiting)        # G and D: bit-identical up to the exit
+    assert not any(k.startswith("lens.") for k in w_exiting)                     # ...and the lens is gone
+    state = torch.load(exiting / "checkpoint.pt", weights_only=True)
+    assert state["lens_exited_at"] == 4 and state["opt_lens"] is None
+    records = [json.loads(x) for x in (exiting / "metrics.jsonl").read_text().splitlines()]
+    assert {"step": 4, "lens_exited": True} in records
 
 
-def test_retired_lens_resumes_bit_identically(tmp_path):
+def test_an_exited_lens_resumes_bit_identically(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert run("train", "--steps", 8, "--out", straight, *TINY, *RETIRE) == 0
-    assert run("train", "--steps", 6, "--out", split, *TINY, *RETIRE) == 0
+    assert run("train", "--steps", 8, "--out", straight, *TINY, *CONVERGE_EXIT) == 0
+    assert run("train", "--steps", 6, "--out", split, *TINY, *CONVERGE_EXIT) == 0
     assert run("train", "--resume", split, "--steps", 8) == 0
     assert_bit_identical(straight, split)
     records = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
     after = [r for r in records if r["step"] > 4 and "loss_d" in r]
     assert after and all(r["lambda"] is None and r["loss_lens_rec"] is None for r in after)
-    assert sum(r.get("lens_retired", False) for r in records) == 1
+    assert sum(r.get("lens_exited", False) for r in records) == 1
 
 
 @pytest.mark.parametrize("patience", [2])
 def test_logging_sampling_evaluation_and_checkpoint_intervals_never_change_the_run(tmp_path, patience):
-    """Retirement used to be decided at log steps, so --log-every changed the trained weights."""
-    common = [*TINY, "--k", 4, "--steps", 24, "--retire-tolerance", 1e9, "--retire-patience", patience]
+    """The converge exit used to be decided at log steps, so --log-every changed the trained weights."""
+    common = [*TINY, "--k", 4, "--steps", 24, "--lens-exit-tolerance", 1e9, "--lens-exit-patience", patience]
     runs = {"a": ["--log-every", 2, "--sample-every", 3, "--checkpoint-every", 5],
             "b": ["--log-every", 8, "--sample-every", 24, "--checkpoint-every", 24, "--eval-every", 7,
                   "--fid-samples", 256],
             "c": ["--log-every", 24, "--sample-every", 11, "--checkpoint-every", 7]}
     for name, extra in runs.items():
         assert run("train", "--out", tmp_path / name, *common, *extra) == 0
-    retired = {name: torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["lens_retired_at"]
+    exited = {name: torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["lens_exited_at"]
                for name in runs}
-    assert retired["a"] is not None and len(set(retired.values())) == 1, retired
+    assert exited["a"] is not None and len(set(exited.values())) == 1, exited
     assert_bit_identical(tmp_path / "a", tmp_path / "b")
     assert_bit_identical(tmp_path / "a", tmp_path / "c")
 
@@ -319,15 +319,15 @@ def test_a_saved_configuration_with_an_impossible_number_is_refused_on_resume(tm
     out = tmp_path / "run"
     assert run("train", "--steps", 2, "--out", out, *TINY) == 0
     config = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({**config, "retire_tolerance": -1.0}))
+    (out / "config.json").write_text(json.dumps({**config, "lens_exit_tolerance": -1.0}))
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    state["config"]["retire_tolerance"] = -1.0                   # both files agree, on an impossible value
+    state["config"]["lens_exit_tolerance"] = -1.0                   # both files agree, on an impossible value
     torch.save(state, out / "checkpoint.pt")
     before = (out / "checkpoint.pt").read_bytes()
     capsys.readouterr()
     assert run("train", "--resume", out, "--steps", 4) == 2
     err = capsys.readouterr().err.strip()
-    assert "retire-tolerance must be positive and finite, got -1.0" in err and len(err.splitlines()) == 1
+    assert "lens-exit-tolerance must be positive and finite, got -1.0" in err and len(err.splitlines()) == 1
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
@@ -403,7 +403,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, ca
 def test_log_lines_leave_out_the_values_that_do_not_exist(tmp_path, capsys):
     """After the lens left, every line used to print lambda=None … loss_lens_rec=None."""
     runs = {"drop": ["--k", 2, "--steps", 4], "no lens": ["--tempering", "none", "--steps", 4],
-            "converge": [*RETIRE, "--steps", 6]}                   # retires after step 4
+            "converge": [*CONVERGE_EXIT, "--steps", 6]}                   # exits after step 4
     for name, extra in runs.items():
         assert run("train", "--out", tmp_path / name, *TINY, *extra) == 0, name
         err = capsys.readouterr().err
@@ -433,7 +433,7 @@ def test_the_summary_line_gives_what_eval_reports_for_the_checkpoint(tmp_path, c
     summary = _summary(capsys.readouterr().err)
     assert run("eval", out) == 0
     scores = json.loads(capsys.readouterr().out)
-    found = re.fullmatch(r"done: 6 steps in \d+ s; lens left after step 2; final FID ([^,]+), (\d+) of (\d+) modes; "
+    found = re.fullmatch(r"done: 6 steps in \d+ s; lens exited after step 2; final FID ([^,]+), (\d+) of (\d+) modes; "
                          r"last samples: (.+)", summary)
     assert found, summary
     assert float(found[1]) == float(f"{scores['fid']:.3g}")
@@ -445,7 +445,7 @@ def test_the_summary_line_gives_what_eval_reports_for_the_checkpoint(tmp_path, c
     summary = _summary(capsys.readouterr().err)
     assert run("eval", out) == 0
     scores = json.loads(capsys.readouterr().out)
-    assert summary.startswith("done: steps 6 → 8 in ") and "lens left after step 2;" in summary
+    assert summary.startswith("done: steps 6 → 8 in ") and "lens exited after step 2;" in summary
     assert f"final FID {scores['fid']:.3g}, {scores['modes']} of 8 modes;" in summary
 
 
@@ -474,10 +474,10 @@ def test_point_samples_after_the_lens_left_say_so_and_show_x_in_the_middle(tmp_p
     for step in (2, 3, 4):                                   # the lens is dropped right after step K = 2
         shown, real, title, name = drawn[f"step_{step:07d}.png"]
         assert torch.equal(shown, real), step
-        assert title == f"step {step}, lens left after step 2" and name.startswith("X") and "L(X)" not in name
+        assert title == f"step {step}, lens exited after step 2" and name.startswith("X") and "L(X)" not in name
     assert run("sample", out, "--out", tmp_path / "again.png") == 0   # the sample command draws the same panel
     shown, real, title, name = drawn["again.png"]
-    assert torch.equal(shown, real) and title == "step 4, lens left after step 2"
+    assert torch.equal(shown, real) and title == "step 4, lens exited after step 2"
 
 
 def test_image_samples_after_the_lens_left_show_x_in_the_middle(tmp_path, mnist_dir, monkeypatch):
@@ -510,7 +510,7 @@ def test_image_samples_after_the_lens_left_show_x_in_the_middle(tmp_path, mnist_
         middle, right = middle_and_right(step)
         assert right.shape == middle.shape and torch.equal(middle, right), step
         title, names = titles[f"step_{step:07d}.png"]
-        assert title == f"step {step}, lens left after step 2" and names[1].startswith("X")
+        assert title == f"step {step}, lens exited after step 2" and names[1].startswith("X")
 
 
 def test_the_mixtures_train_on_one_cpu_thread_unless_omp_num_threads_says(tmp_path, monkeypatch):

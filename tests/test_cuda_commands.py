@@ -68,9 +68,11 @@ def test_the_walk_of_a_trainer_covers_nets_optimisers_generators_bookkeeping_los
     from tempered_gan.data.loaders import load_dataset
     from tempered_gan.training.trainer import Trainer
 
-    common = {"G", "D", "opt_g", "opt_d", "noise generator", "penalty generator", "below_tolerance", "loss_sums",
-              "first_bad", "losses of the step", "samples G(Z)", "samples T(X)", "samples X"}
+    common = {"G", "D", "opt_g", "opt_d", "noise generator", "penalty generator", "below_tolerance", "first_bad",
+              "samples G(Z)", "samples T(X)", "samples X"}
     for tempering, own in (("lens", {"lens", "opt_lens"}), ("noise", {"instance-noise generator"}), ("blur", set())):
+        scalars = ("loss_d", "loss_g", "loss_lens_rec") + (("loss_lens_adv",) if tempering == "lens" else ())
+        own = own | {f"{what} {name}" for name in scalars for what in ("sum of", "count of", "the step's")}
         cfg = resolve(TrainConfig(dataset="mnist", data_dir=str(mnist_dir), device="cpu", tempering=tempering, k=10,
                                   **cuda_commands.TINY))
         trainer = Trainer.create(cfg, load_dataset("mnist", str(mnist_dir)), torch.device("cpu"))

@@ -6,7 +6,7 @@ a machine with a CUDA GPU: ``python -m pytest tests/test_cuda_graphs.py``, or
 benchmarks/gpu_session.sh). Everything they rely on that needs no GPU runs on
 the CPU here, so that a mistake in it never costs device time: each case's
 configuration and trainer, the device packet (λ, α, t as tensors), the phase
-schedule and retirement step, resuming across ``--cuda-graphs`` (the
+schedule and exit step, resuming across ``--cuda-graphs`` (the
 optimisers' flags), eval and sample of a ``--cuda-graphs`` run, and the
 benchmark's configurations. Written on machines without a GPU: the GPU cases
 have not yet run.
@@ -28,6 +28,7 @@ from tempered_gan.training import trainer as trainer_module
 from tempered_gan.training.checkpoint import CHECKPOINT
 from tempered_gan.training.cuda_graphs import HOST_SLOTS, WARMUP_STEPS, CudaGraphRunner, EagerRunner
 from tempered_gan.training.loop import NonFiniteLoss
+from tempered_gan.training.scalars import stacked
 from tempered_gan.training.trainer import Trainer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -37,12 +38,12 @@ TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4
 CASES = {"gan": dict(loss="gan"), "lsgan": dict(loss="lsgan"), "wgan-gp": dict(loss="wgan-gp"),
          "noise": dict(tempering="noise"), "blur": dict(tempering="blur")}
 # Phases: the lens up to K = 6, then trained on reconstruction alone (converge) until the rule
-# retires it (tolerance 1e9: every step counts; checked every 6 steps, so at 12), then plain.
+# ends it (tolerance 1e9: every step counts; checked every 6 steps, so at 12), then plain.
 # Each phase lasts at least WARMUP_STEPS + 1 steps, so each gets a graph of its own.
 PHASES = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2, k=6,
-              lens_exit="converge", retire_tolerance=1e9, retire_patience=6, log_every=5, steps=30,
+              lens_exit="converge", lens_exit_tolerance=1e9, lens_exit_patience=6, log_every=5, steps=30,
               sample_every=30)
-RETIRED_AT = 12
+EXITED_AT = 12
 
 
 @pytest.fixture()
@@ -75,7 +76,7 @@ def cuda_trainer(data, eager=False, device="cuda", **options):
 
 
 def run_steps(trainer, n):
-    return torch.stack([trainer.step().clone() for _ in range(n)]).cpu()
+    return torch.stack([stacked(trainer.step()).clone() for _ in range(n)]).cpu()
 
 
 def train_run(cfg, data, run_dir, **options):
@@ -111,7 +112,7 @@ def test_every_gpu_case_builds_and_its_device_packet_matches_host_numbers_on_the
         assert torch.equal(g.get_state(), h.get_state())
 
 
-def test_the_phase_run_retires_the_lens_where_the_gpu_case_expects_it_on_the_cpu(tmp_path):
+def test_the_phase_run_ends_the_lens_where_the_gpu_case_expects_it_on_the_cpu(tmp_path):
     phases = []
     record = Trainer.phase
 
@@ -123,13 +124,13 @@ def test_the_phase_run_retires_the_lens_where_the_gpu_case_expects_it_on_the_cpu
         mp.setattr(Trainer, "phase", phase)
         train_run(resolve(TrainConfig(device="cpu", **PHASES)), load_dataset("mixture-ring8"), tmp_path / "run")
     state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
-    assert state["lens_retired_at"] == RETIRED_AT
+    assert state["lens_exited_at"] == EXITED_AT
     spans = {}
     for t, p in enumerate(phases, 1):
         spans.setdefault(p, []).append(t)
     assert {p: (s[0], s[-1]) for p, s in spans.items()} == {
-        TEMPERED: (1, 6), Reconstructing(tolerance=PHASES["retire_tolerance"]): (7, RETIRED_AT),
-        PLAIN: (RETIRED_AT + 1, 30)}
+        TEMPERED: (1, 6), Reconstructing(tolerance=PHASES["lens_exit_tolerance"]): (7, EXITED_AT),
+        PLAIN: (EXITED_AT + 1, 30)}
     assert all(len(s) > WARMUP_STEPS for s in spans.values())
 
 
@@ -277,8 +278,8 @@ def test_no_host_sync_inside_replayed_steps(mnist):
 
 
 @needs_cuda
-def test_phases_get_graphs_of_their_own_and_retirement_works(tmp_path, deterministic, monkeypatch):
-    """The retirement step itself is checked on the CPU (test_the_phase_run_…)."""
+def test_phases_get_graphs_of_their_own_and_the_converge_exit_works(tmp_path, deterministic, monkeypatch):
+    """The exit step itself is checked on the CPU (test_the_phase_run_…)."""
     ring = load_dataset("mixture-ring8")
     make_runner = trainer_module.make_runner
     runs, runners = {}, []
@@ -289,7 +290,7 @@ def test_phases_get_graphs_of_their_own_and_retirement_works(tmp_path, determini
                             else (lambda tr: runners.append(make_runner(tr)) or runners[-1]))
         train_run(resolve(TrainConfig(device="cuda", cuda_graphs=True, **PHASES)), ring, out)
         runs[eager] = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert runs[False]["lens_retired_at"] == runs[True]["lens_retired_at"] == RETIRED_AT
+    assert runs[False]["lens_exited_at"] == runs[True]["lens_exited_at"] == EXITED_AT
     assert isinstance(runners[0], CudaGraphRunner) and runners[0].captured == 3   # lens, converge, plain
     for k, v in runs[True]["G"].items():
         torch.testing.assert_close(runs[False]["G"][k], v, rtol=1e-5, atol=1e-6)

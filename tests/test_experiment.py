@@ -148,7 +148,7 @@ def test_compare_refuses_a_folder_of_another_configuration(comparison, capsys):
     (["--fail-fid", "-1"], "fail-fid must be positive and finite"),
     (["--fail-fid", "0"], "fail-fid must be positive"),
     (["--fail-fid", "inf"], "fail-fid must be positive and finite"),
-    (["--retire-tolerance", "nan"], "retire-tolerance must be positive and finite"),
+    (["--lens-exit-tolerance", "nan"], "lens-exit-tolerance must be positive and finite"),
     (["--lr", "-1"], "lr must be positive"),
 ])
 def test_compare_bad_options(tmp_path, capsys, argv, message):
@@ -317,7 +317,7 @@ def test_parallel_compare_stops_on_sigterm_and_resumes(tmp_path):
 
 
 def test_seeds_may_be_a_range_kept_apart_from_the_tuning_seeds(tmp_path):
-    from tempered_gan.cli.main import parse_seeds
+    from tempered_gan.cli.options import parse_seeds
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("100-102") == [100, 101, 102] and parse_seeds("4,9") == [4, 9]
     assert run("compare", "--out", tmp_path / "c", "--seeds", "5-6", "--arms", "none", "--steps", 2, *TINY) == 0
     assert sorted(p.name for p in (tmp_path / "c" / "runs").iterdir()) == ["none-s5", "none-s6"]

@@ -1,4 +1,4 @@
-"""How the lens leaves after K (--lens-exit): bounded, exact to resume, free after."""
+"""How the lens exits after K (--lens-exit): bounded, exact to resume, free after."""
 import json
 
 import pytest
@@ -48,7 +48,7 @@ def test_each_exit_leaves_when_it_says_and_the_lens_is_never_called_after(ring, 
     lens_params = [p.clone() for p in lens.parameters()]
     for _ in range(12):
         tr.step()
-    assert tr.left_at == gone_after
+    assert tr.exited_at == gone_after
     if gone_after is not None:
         assert not tr.tempering.tempers and max(calls) == gone_after   # no lens forward after the exit
     else:
@@ -65,7 +65,7 @@ def test_every_exit_is_the_same_run_up_to_k(tmp_path):
     for exit_ in ("blend", "converge", "keep"):
         for net in ("G", "D"):
             assert all(torch.equal(v, runs[exit_][net][k]) for k, v in runs["drop"][net].items()), (exit_, net)
-    assert runs["drop"]["lens"] is None and runs["drop"]["lens_retired_at"] == 4   # dropped right after step K
+    assert runs["drop"]["lens"] is None and runs["drop"]["lens_exited_at"] == 4   # dropped right after step K
     for exit_ in ("blend", "converge"):
         assert all(torch.equal(v, runs[exit_]["lens"][k]) for k, v in runs["keep"]["lens"].items())
 
@@ -86,7 +86,7 @@ def test_blend_shows_d_the_faded_lens_and_trains_it_no_more(ring):
         alpha = 1 - (t - 2) / 4
         torch.testing.assert_close(seen[0], x + alpha * (lx - x))   # D's real input: L_α(X)
     assert all(torch.equal(a, b) for a, b in zip(before, lens.parameters()))
-    assert tr.left_at == 5 and not tr.tempering.tempers
+    assert tr.exited_at == 5 and not tr.tempering.tempers
 
 
 def test_converge_trains_on_reconstruction_without_d_after_k(ring):
@@ -107,11 +107,11 @@ def test_resume_inside_the_exit_window_is_exact_and_logs_the_exit_once(tmp_path)
     assert state(split)["lens"] is not None
     assert run("train", "--resume", split, "--steps", 10) == 0
     a, b = state(straight), state(split)
-    assert a["lens_retired_at"] == b["lens_retired_at"] == 7
+    assert a["lens_exited_at"] == b["lens_exited_at"] == 7
     for net in ("G", "D"):
         assert all(torch.equal(v, b[net][k]) for k, v in a[net].items()), net
     lines = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in lines if r.get("lens_retired")] == [7]
+    assert [r["step"] for r in lines if r.get("lens_exited")] == [7]
     logged = {r["step"]: r for r in lines if "loss_d" in r}
     assert logged[4]["loss_lens_adv"] is not None and logged[6]["loss_lens_adv"] is None   # λ = 0 after K
     assert logged[6]["loss_lens_rec"] > 0 and logged[8]["loss_lens_rec"] > 0   # step 7 still blended

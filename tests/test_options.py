@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from tempered_gan.cli.main import main
-from tempered_gan.cli.parser import COMPARE_SETS, GROUPS, HELP, build_parser, config_from_args
+from tempered_gan.cli.main import build_parser, main
+from tempered_gan.cli.options import COMPARE_SETS, GROUPS, HELP, config_from_args, help_of
 from tempered_gan.config.train_config import TrainConfig, resolve
 from tempered_gan.data.loaders import data_of
 from tempered_gan.errors import UserError
@@ -83,7 +83,7 @@ def help_sections(command: str, capsys) -> dict[str, str]:
 # --- --help grouped by topic ------------------------------------------------------
 
 TRAIN_TOPICS = ["options", "data", "run", "method: the GAN and what tempers the real data",
-                "how the lens leaves after K", "networks", "optimiser", "logging, samples and checkpoints",
+                "how the lens exits after K", "networks", "optimiser", "logging, samples and checkpoints",
                 "evaluation", "speed and device"]
 
 
@@ -91,8 +91,8 @@ def test_train_help_is_grouped_by_topic(capsys):
     sections = help_sections("train", capsys)
     assert list(sections) == TRAIN_TOPICS
     where = {"--dataset": "data", "--steps": "run", "--seed": "run", "--out": "run", "--resume": "run",
-             "--schedule": "method", "--k": "method", "--tempering": "method", "--lens-exit": "how the lens leaves",
-             "--retire-patience": "how the lens leaves", "--width": "networks", "--lens-blocks": "networks",
+             "--schedule": "method", "--k": "method", "--tempering": "method", "--lens-exit": "how the lens exits",
+             "--lens-exit-patience": "how the lens exits", "--width": "networks", "--lens-blocks": "networks",
              "--lr": "optimiser", "--beta2": "optimiser", "--critic-steps": "optimiser", "--log-every": "logging",
              "--progress": "logging", "--eval-every": "evaluation", "--fid-features": "evaluation",
              "--device": "speed", "--amp": "speed"}
@@ -111,11 +111,60 @@ def test_every_configuration_option_is_in_exactly_one_group_and_names_its_defaul
 
 
 def test_help_names_the_papers_value_where_the_default_differs():
-    assert "converge (the paper's" in HELP["lens_exit"] and "drop (default" in HELP["lens_exit"]
-    assert "RMSProp" in HELP["optimizer"] and "adam (default)" in HELP["optimizer"]
-    assert "inception (the paper's" in HELP["fid_features"] and "classifier" in HELP["fid_features"]
-    assert "the paper: 32 or 64" in HELP["batch_size"]
-    assert "the paper's" in HELP["k"] and "the paper gives no number" in HELP["width"]
+    assert "converge (the paper's" in help_of("lens_exit") and "(default: drop)" in help_of("lens_exit")
+    assert "RMSProp" in help_of("optimizer") and "(default: adam)" in help_of("optimizer")
+    assert "inception (the paper's" in help_of("fid_features") and "classifier" in help_of("fid_features")
+    assert "the paper: 32 or 64" in help_of("batch_size")
+    assert "10000, the paper's" in help_of("k") and "the paper gives no number" in help_of("width")
+
+
+# Options whose default is a rule, not a value: the help states the rule, checked here against the configuration.
+RULES = {"k": lambda c: c.k == (c.steps // 2 if c.dataset.startswith("mixture") else 10_000),
+         "lens_exit_steps": lambda c: c.lens_exit_steps == c.k // 2,
+         "lens_lr": lambda c: c.lens_lr == c.lr,
+         "sample_every": lambda c: c.sample_every == c.steps // 10,
+         "checkpoint_every": lambda c: c.checkpoint_every == min(c.steps // 10, 5000)}
+UNSET = ("data_dir", "skip_unreadable", "inception_weights", "dinov2_weights")   # no value: "the usual place", "stop"
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "sweep", "reproduce"])
+def test_every_help_shows_the_default_the_configuration_resolves_to(command, capsys):
+    from tempered_gan.studies.reproduce import ROW_OPTIONS
+    assert run(command, "--help") == 0
+    entries, flag = {}, None             # each option's help, its wrapped lines joined
+    for line in capsys.readouterr().out.splitlines():
+        found = re.match(r"^  (--[\w-]+)", line)
+        if found:
+            flag = found.group(1)
+            entries[flag] = line[2 + len(flag):]
+        elif flag and line.startswith("    "):
+            entries[flag] += " " + line
+        else:
+            flag = None
+    entries = {f: re.sub(r"(\w)- (\w)", r"\1-\2", " ".join(e.split())) for f, e in entries.items()}
+    cases = {"": {"dataset": "mnist"}, "mixtures": {"dataset": "mixture-ring8"},
+             "wgan-gp": {"dataset": "cifar10", "loss": "wgan-gp"}}
+    resolved = {case: resolve(TrainConfig(**given)) for case, given in cases.items()}
+    text = lambda v: "off" if v is False else f"{v:g}" if isinstance(v, float) else str(v)   # noqa: E731
+    hidden = {"train": set(), "compare": set(COMPARE_SETS), "sweep": set(COMPARE_SETS),
+              "reproduce": {*ROW_OPTIONS, "dinov2_weights", "fid_features"}}[command]   # its own FID features
+    for name in (n for names in GROUPS.values() for n in names if n not in hidden and n != "eval_every"):
+        flag = "--" + name.replace("_", "-")
+        entry = entries[flag]
+        if name in RULES:
+            assert all(RULES[name](cfg) for cfg in resolved.values()), name
+        elif name == "dataset":
+            assert f"default: {TrainConfig().dataset}" in entry
+        elif name == "noise_sigma" or name == "blur_sigma":
+            value = getattr(resolve(TrainConfig(dataset="mnist", tempering=name.split("_")[0])), name)
+            assert f"default {text(value)}" in entry, (name, entry)
+        elif name not in UNSET:
+            image = text(getattr(resolved[""], name))
+            assert re.search(rf"default:? (follows --loss and --dataset: )?{re.escape(image)}\b", entry), (name, entry)
+            for case in ("mixtures", "wgan-gp"):
+                other = text(getattr(resolved[case], name))
+                if other != image and name not in cases[case]:
+                    assert re.search(rf"{re.escape(other)} for [a-z -]*{case}", entry), (name, case, entry)
 
 
 def test_compare_eval_and_sample_help_are_grouped(capsys):
@@ -144,8 +193,8 @@ def linears(net: nn.Module) -> list[nn.Linear]:
     return [m for m in net.modules() if isinstance(m, nn.Linear)]
 
 
-def first_losses(*argv, data=None) -> torch.Tensor:
-    return trainer(*argv, data=data).step().clone()
+def first_losses(*argv, data=None) -> dict:
+    return {k: v.clone() for k, v in trainer(*argv, data=data).step().items()}
 
 
 def lr(opt) -> float:
@@ -156,17 +205,17 @@ def _lens_exit(ring):
     k = 4
     made = {e: trainer(*TINY, "--k", k, "--lens-exit", e, data=ring) for e in ("drop", "blend", "converge", "keep")}
     assert made["drop"].exits.exit_step == k and made["blend"].exits.exit_step == k + k // 2 - 1
-    assert made["converge"].phase(k + 1) == Reconstructing(tolerance=made["converge"].cfg.retire_tolerance)
+    assert made["converge"].phase(k + 1) == Reconstructing(tolerance=made["converge"].cfg.lens_exit_tolerance)
     assert made["keep"].phase(k + 1) == Reconstructing(tolerance=None)
     assert made["blend"].phase(k + 1) == Fading() and made["converge"].exits.exit_step is None
     assert all(t.phase(k) == TEMPERED for t in made.values())
 
 
-def _retirement(ring, *argv):
+def _converge_exit(ring, *argv):
     t = trainer(*TINY, "--k", 1, "--lens-exit", "converge", *argv, data=ring)
     for _ in range(4):
         t.step()
-    return int(t.below_tolerance), t.exits.may_retire(t.step_count) and int(t.below_tolerance) >= t.exits.patience
+    return int(t.below_tolerance), t.exits.may_exit(t.step_count) and int(t.below_tolerance) >= t.exits.patience
 
 
 def _folder(mnist_dir, bad: bool = False):
@@ -203,8 +252,8 @@ def _checks(ring, mnist_dir):
         "--skip-unreadable": lambda: _skips(mnist_dir),
         "--g-ema": lambda: (lambda t: t.G_ema is not None and t.cfg.g_ema == 0.5 and t.sampler_net is t.G_ema)(
             trainer(*TINY, "--g-ema", 0.5, data=ring)) and base.G_ema is None,
-        "--loss": lambda: not torch.equal(first_losses(*TINY, "--loss", "lsgan", data=ring)[0],
-                                          first_losses(*TINY, data=ring)[0]),
+        "--loss": lambda: not torch.equal(first_losses(*TINY, "--loss", "lsgan", data=ring)["loss_d"],
+                                          first_losses(*TINY, data=ring)["loss_d"]),
         "--schedule": lambda: (trainer(*TINY, "--schedule", "constant", "--k", 4, data=ring).tempering.schedule(4) == 1.0
                            and base.tempering.schedule(base.cfg.k) == 0.0),
         "--tempering": lambda: (isinstance(base.tempering, Tempering)
@@ -219,15 +268,16 @@ def _checks(ring, mnist_dir):
         "--lambda-value": lambda: trainer(*TINY, "--schedule", "constant", "--lambda-value", 0.25,
                                           data=ring).tempering.schedule(1) == 0.25,
         # ‖X − L(X)‖² summed over a point's 2 coordinates is twice the mean, on the same first batch
-        "--reconstruction": lambda: torch.allclose(first_losses(*TINY, "--reconstruction", "sum", data=ring)[3],
-                                                   2 * first_losses(*TINY, data=ring)[3]),
+        "--reconstruction": lambda: torch.allclose(first_losses(*TINY, "--reconstruction", "sum", data=ring)["loss_lens_rec"],
+                                                   2 * first_losses(*TINY, data=ring)["loss_lens_rec"]),
         "--lens-exit": lambda: _lens_exit(ring) is None,
         "--lens-exit-steps": lambda: (lambda t: t.exits.exit_step == 4 + 2 and t.exits.alpha(5) == pytest.approx(2 / 3))(
             trainer(*TINY, "--k", 4, "--lens-exit", "blend", "--lens-exit-steps", 3, data=ring)),
-        "--retire-tolerance": lambda: (_retirement(ring, "--retire-tolerance", 1e9, "--retire-patience", 3) == (3, True)
-                                       and _retirement(ring, "--retire-tolerance", 1e-30,
-                                                       "--retire-patience", 3) == (0, False)),
-        "--retire-patience": lambda: _retirement(ring, "--retire-tolerance", 1e9, "--retire-patience", 4) == (3, False),
+        "--lens-exit-tolerance": lambda: (
+            _converge_exit(ring, "--lens-exit-tolerance", 1e9, "--lens-exit-patience", 3) == (3, True)
+            and _converge_exit(ring, "--lens-exit-tolerance", 1e-30, "--lens-exit-patience", 3) == (0, False)),
+        "--lens-exit-patience": lambda: (
+            _converge_exit(ring, "--lens-exit-tolerance", 1e9, "--lens-exit-patience", 4) == (3, False)),
         "--arch": lambda: (any(isinstance(m, nn.BatchNorm2d) for m in trainer(*mnist).D.modules())
                            and not any(isinstance(m, nn.BatchNorm2d)
                                        for m in trainer(*mnist, "--arch", "lsgan").D.modules())),
@@ -247,10 +297,10 @@ def _checks(ring, mnist_dir):
         "--beta2": lambda: trainer(*TINY, "--beta2", 0.8, data=ring).opt_g.param_groups[0]["betas"] == (0.5, 0.8),
         "--critic-steps": lambda: (lambda t: t.step() is not None and t.sampler.position == 3 * 32)(
             trainer(*TINY, "--critic-steps", 3, data=ring)),
-        "--gp-weight": lambda: not torch.equal(first_losses(*TINY, "--gp-weight", 5, data=ring)[0],
-                                               first_losses(*TINY, data=ring)[0]),
-        "--r1-gamma": lambda: not torch.equal(first_losses(*TINY, "--r1-gamma", 5, data=ring)[0],
-                                              first_losses(*TINY, data=ring)[0]),
+        "--gp-weight": lambda: not torch.equal(first_losses(*TINY, "--gp-weight", 5, data=ring)["loss_d"],
+                                               first_losses(*TINY, data=ring)["loss_d"]),
+        "--r1-gamma": lambda: not torch.equal(first_losses(*TINY, "--r1-gamma", 5, data=ring)["loss_d"],
+                                              first_losses(*TINY, data=ring)["loss_d"]),
         "--batch-size": lambda: (lambda t: t.step() is not None and t.sampler.position == 16)(
             trainer(*TINY, "--batch-size", 16, data=ring)),
         "--seed": lambda: not torch.equal(linears(trainer(*TINY, "--seed", 1, data=ring).G)[0].weight,
@@ -275,7 +325,7 @@ def _autocast_on(t: Trainer) -> bool:
 TRAINER_FLAGS = ["--dataset", "--data-dir", "--resolution", "--skip-unreadable",
                  "--loss", "--schedule", "--tempering", "--noise-sigma", "--blur-sigma", "--k",
                  "--lambda-value", "--reconstruction", "--lens-exit", "--lens-exit-steps",
-                 "--retire-tolerance", "--retire-patience", "--arch", "--width", "--z-dim", "--lens-width",
+                 "--lens-exit-tolerance", "--lens-exit-patience", "--arch", "--width", "--z-dim", "--lens-width",
                  "--lens-blocks", "--lens-zero-init", "--optimizer", "--lr", "--lens-lr", "--beta1", "--beta2",
                  "--critic-steps", "--gp-weight", "--r1-gamma", "--g-ema", "--batch-size", "--seed", "--amp", "--channels-last"]
 
@@ -331,7 +381,7 @@ COMPARE_VALUES = {
     "--dataset": "mixture-grid25", "--resolution": 32, "--g-ema": 0.5,
     "--k": 3, "--steps": 9, "--batch-size": 16, "--width": 8, "--z-dim": 3,
     "--lens-width": 4, "--lens-blocks": 1, "--reconstruction": "sum", "--lens-exit": "blend", "--lens-exit-steps": 2,
-    "--retire-tolerance": 0.5, "--retire-patience": 7, "--optimizer": "rmsprop", "--lr": 0.01, "--lens-lr": 0.02,
+    "--lens-exit-tolerance": 0.5, "--lens-exit-patience": 7, "--optimizer": "rmsprop", "--lr": 0.01, "--lens-lr": 0.02,
     "--beta1": 0.1, "--beta2": 0.2, "--critic-steps": 2, "--gp-weight": 1.5, "--r1-gamma": 2.5, "--log-every": 3,
     "--sample-every": 4,
     "--checkpoint-every": 5, "--eval-every": 6, "--fid-samples": 64, "--fid-features": "points",

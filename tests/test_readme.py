@@ -45,7 +45,7 @@ def test_readme_opens_with_the_default_runs_summary_line_and_image():
     assert first_section.startswith("What the default run shows")
     line = re.search(r"^ {4}(done: .*)$", first_section, flags=re.M)
     assert line, "no summary line in the first section"
-    assert re.fullmatch(r"done: 4000 steps in \d+ (s|min \d\d s); lens left after step 2000; "
+    assert re.fullmatch(r"done: 4000 steps in \d+ (s|min \d\d s); lens exited after step 2000; "
                         r"final FID [0-9.]+, [0-8] of 8 modes; last samples: \S+/samples/step_0004000\.png", line[1])
     image = re.search(r"!\[[^\]]*\]\(([^)]+)\)", first_section)
     assert image and (README.parent / image[1]).is_file()

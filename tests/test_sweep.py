@@ -10,8 +10,9 @@ from tempered_gan.config.train_config import TrainConfig
 from tempered_gan.errors import UserError
 from tempered_gan.studies.arms import parse_arm
 from tempered_gan.studies.compare_report import RunResult
-from tempered_gan.studies.statistics import mcnemar
-from tempered_gan.studies.sweep import Cell, parse_grid, success_rule, trains
+from tempered_gan.studies.statistics import sign_test
+from tempered_gan.studies.success import success_rule, trains
+from tempered_gan.studies.sweep import Cell, parse_grid
 from tempered_gan.studies.sweep_report import write_sweep_report
 
 TINY = ["--dataset", "mixture-ring8", "--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2",
@@ -132,12 +133,12 @@ def test_the_success_rule_is_absolute():
         success_rule("cifar10", None, None)
 
 
-def test_mcnemar_is_the_exact_two_sided_binomial_test_of_the_discordant_seeds():
-    assert mcnemar(0, 0) == 1.0
-    assert mcnemar(5, 0) == pytest.approx(2 / 32)             # 2 · 0.5⁵
-    assert mcnemar(6, 0) == pytest.approx(2 / 64)
-    assert mcnemar(3, 3) == pytest.approx(1.0)
-    assert mcnemar(1, 4) == mcnemar(4, 1) == pytest.approx(2 * (1 + 5) / 32)
+def test_the_sign_test_is_the_exact_two_sided_binomial_test_mcnemars_on_discordant_seeds():
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 0) == pytest.approx(2 / 32)             # 2 · 0.5⁵
+    assert sign_test(6, 0) == pytest.approx(2 / 64)
+    assert sign_test(3, 3) == pytest.approx(1.0)
+    assert sign_test(1, 4) == sign_test(4, 1) == pytest.approx(2 * (1 + 5) / 32)
 
 
 def test_the_aggregate_says_widens_only_when_the_interval_of_the_difference_is_above_zero(tmp_path):

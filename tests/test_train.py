@@ -9,6 +9,7 @@ from tempered_gan.data.loaders import load_dataset
 from tempered_gan.method.losses import OBJECTIVES
 from tempered_gan.training.factories import build_nets
 from tempered_gan.training.randomness import EpochSampler
+from tempered_gan.training.scalars import stacked
 from tempered_gan.training.trainer import Trainer
 
 TINY_POINTS = dict(dataset="mixture-ring8", steps=10, batch_size=32, width=16, lens_width=8, lens_blocks=2)
@@ -130,7 +131,7 @@ def test_speed_options_train_with_finite_losses(mnist_dir, options):
     data = load_dataset("mnist", str(mnist_dir))
     trainer = make_trainer(data, dataset="mnist", **{**TINY_IMAGES, **options})
     plain = make_trainer(data, dataset="mnist", **TINY_IMAGES)
-    losses, reference = trainer.step(), plain.step()
+    losses, reference = stacked(trainer.step()), stacked(plain.step())
     assert torch.isfinite(losses).all()
     if options.get("amp") == "bf16":
         assert not torch.equal(losses, reference)          # bfloat16 really was used ...

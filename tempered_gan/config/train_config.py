@@ -2,8 +2,10 @@
 
 Fields left ``None`` are filled by :func:`resolve` from the preset of the data
 set and loss (the paper's settings for images, a fast setting for the 2-D
-mixtures). The resolved configuration is what ``config.json`` holds and what
-``--dry-run`` prints; an unknown key in a saved configuration is an error.
+mixtures): every default is written once, there or as the field's value, and the
+command line's help shows what it resolves to (tempered_gan/cli/options.py). The
+resolved configuration is what ``config.json`` holds and what ``--dry-run`` prints;
+an unknown key in a saved configuration is an error.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from tempered_gan.method.lens import SCHEDULES
 from tempered_gan.method.losses import OBJECTIVES
 from tempered_gan.method.nets import ARCHITECTURES
 from tempered_gan.method.tempering import check_sigma
+from tempered_gan.util.renamed import CONFIG_KEYS, renamed
 
 CONFIG = "config.json"   # the resolved configuration in a run folder
 
@@ -33,9 +36,9 @@ def run_identity(cfg: "TrainConfig") -> dict:
     return {k: v for k, v in sorted(dataclasses.asdict(cfg).items()) if k not in RESUME_OPTIONS}
 
 # How a sine lens leaves once λ reaches 0 at step K (docs/DECISIONS.md, "Lens exit"):
-#   drop     dropped right after step K (the default: docs/RESULTS.md, "How the lens leaves")
+#   drop     dropped right after step K (the default: docs/RESULTS.md, "How the lens exits")
 #   blend    L_α(x) = x + α(t)·(L(x) − x), α falling linearly from 1 to 0 over --lens-exit-steps, then dropped
-#   converge the paper: trained on ‖X − L(X)‖² alone until it stays within --retire-tolerance, then dropped
+#   converge the paper: trained on ‖X − L(X)‖² alone until it stays within --lens-exit-tolerance, then dropped
 #   keep     never dropped (trained on ‖X − L(X)‖² alone after K)
 LENS_EXITS = ("drop", "blend", "converge", "keep")
 DEFAULT_LENS_EXIT = "drop"
@@ -72,8 +75,8 @@ class TrainConfig:
     loss: str = "gan"                 # gan | lsgan | wgan-gp
     tempering: str = "lens"           # what tempers the real data: none | lens | noise | blur
     schedule: str = "sine"            # the λ schedule of the tempering: sine | constant
-    noise_sigma: float | None = None  # noise: σ₀ of σ(t) = σ₀·λ(t), data units (default 1)
-    blur_sigma: float | None = None   # blur: σ₀ of σ(t) = σ₀·λ(t), pixels (default 2)
+    noise_sigma: float | None = None  # noise: σ₀ of σ(t) = σ₀·λ(t), data units
+    blur_sigma: float | None = None   # blur: σ₀ of σ(t) = σ₀·λ(t), pixels
     k: int | None = None              # K of the sine schedule
     lambda_value: float = 1.0         # λ of the constant schedule
     steps: int | None = None          # generator iterations in all
@@ -87,9 +90,9 @@ class TrainConfig:
     lens_zero_init: bool = False
     reconstruction: str = "mean"      # mean | sum, reduction of ‖X − L(X)‖²
     lens_exit: str | None = None      # how a sine lens leaves after K: drop | blend | converge | keep
-    lens_exit_steps: int | None = None  # blend: steps over which L fades to the identity (default K/2)
-    retire_tolerance: float = 1e-4    # converge: after K, drop the lens once ‖X − L(X)‖² stays below this ...
-    retire_patience: int = 1000       # ... for this many consecutive steps
+    lens_exit_steps: int | None = None  # blend: steps over which L fades to the identity
+    lens_exit_tolerance: float = 1e-4    # converge: after K, drop the lens once ‖X − L(X)‖² stays below this ...
+    lens_exit_patience: int = 1000       # ... for this many consecutive steps
     optimizer: str | None = None      # adam | rmsprop (G and D; the lens always uses Adam)
     lr: float | None = None
     lens_lr: float | None = None
@@ -103,7 +106,7 @@ class TrainConfig:
     sample_every: int | None = None
     checkpoint_every: int | None = None
     eval_every: int = 0               # steps between FID evaluations (0: none)
-    fid_samples: int | None = None    # 4096 for gan/lsgan, 10 000 for wgan-gp (paper)
+    fid_samples: int | None = None    # samples per FID
     fid_features: str = "auto"        # auto | classifier | inception | dinov2 | points
     inception_weights: str | None = None
     dinov2_weights: str | None = None
@@ -140,8 +143,8 @@ class TrainConfig:
 def migrate(values: dict) -> dict:
     """A saved configuration (or a grid manifest's run identity) in today's vocabulary; CHANGELOG.md
     lists each change. Earlier run folders load, resume and evaluate as they were trained."""
-    values = dict(values)
-    # Saved before lens exits existed: those runs retired by convergence (or never, with keep_lens).
+    values = renamed(dict(values), CONFIG_KEYS, "a configuration")   # 0.2.0: retire_* became lens_exit_*
+    # Saved before lens exits existed: those runs exited by convergence (or never, with keep_lens).
     values.setdefault("lens_exit", "keep" if values.get("keep_lens") else "converge")
     if values.pop("keep_lens", False):     # 0.1.0: --keep-lens, now --lens-exit keep (which it implied)
         values["lens_exit"] = "keep"
@@ -211,12 +214,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     if not isinstance(out.eval_every, int) or out.eval_every < 0:
         raise UserError(f"eval-every must be a whole number ≥ 0, got {out.eval_every!r}")
     for name in ("steps", "k", "batch_size", "width", "z_dim", "critic_steps", "log_every",
-                 "sample_every", "checkpoint_every", "lens_width", "lens_blocks", "fid_samples", "retire_patience",
+                 "sample_every", "checkpoint_every", "lens_width", "lens_blocks", "fid_samples", "lens_exit_patience",
                  "lens_exit_steps"):
         value = getattr(out, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise UserError(f"{name.replace('_', '-')} must be a positive whole number, got {value!r}")
-    for name in ("lr", "lens_lr", "retire_tolerance"):
+    for name in ("lr", "lens_lr", "lens_exit_tolerance"):
         check_number(name, getattr(out, name), positive=True)
     for name in ("lambda_value", "gp_weight", "r1_gamma"):
         check_number(name, getattr(out, name))

@@ -3,13 +3,13 @@
 The λ schedule decides *whether step t is tempered* (:meth:`LambdaSchedule.within
 <tempered_gan.method.lens.LambdaSchedule.within>`: t ≤ K for the sine schedule, always for a
 constant one). After K, ``--lens-exit`` decides what happens (docs/DECISIONS.md,
-"How the lens leaves after K"):
+"How the lens exits after K"):
 
 * ``drop``: the tempering is dropped right after step K;
 * ``blend``: L_α(x) = x + α(t)·(L(x) − x), α falling linearly from 1 to 0 over
   M = ``--lens-exit-steps`` steps, then dropped after step K + M − 1;
 * ``converge`` (the paper's wording): L trains on ‖X − L(X)‖² alone until it stays
-  within ``--retire-tolerance`` for ``--retire-patience`` steps, then is dropped;
+  within ``--lens-exit-tolerance`` for ``--lens-exit-patience`` steps, then is dropped;
 * ``keep``: never dropped (trained on ‖X − L(X)‖² alone after K).
 
 The fixed temperings (noise, blur) have nothing to fade or keep: they end at K
@@ -18,10 +18,10 @@ The fixed temperings (noise, blur) have nothing to fade or keep: they end at K
 The policy is built once from the configuration (:func:`tempered_gan.training.factories.exit_policy`).
 For each step it gives a :class:`Phase`, which says how D's real input is made and
 how the tempering is updated; the trainer applies the phase to whatever tempering
-it holds (:class:`~tempered_gan.method.tempering.NoTempering` once it has left, or without
+it holds (:class:`~tempered_gan.method.tempering.NoTempering` once it has exited, or without
 one) and never branches on the exit itself. The policy also owns the one rule for
-*has it left* (:meth:`ExitPolicy.leaves_after`), and the loss log and the run's last
-line ask it which steps computed which lens loss and how the tempering left.
+*has it exited* (:meth:`ExitPolicy.exits_after`), and the run's last line asks it how
+the tempering exited.
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ from torch import Tensor, nn
 from tempered_gan.method.lens import LambdaSchedule
 from tempered_gan.method.losses import reconstruction
 
-# The converge rule is decided every min(RETIRE_CHECK_EVERY, --retire-patience) steps, counted from step 0,
+# The converge rule is decided every min(EXIT_CHECK_EVERY, --lens-exit-patience) steps, counted from step 0,
 # whatever the logging, sampling, evaluation and checkpoint intervals (they must never change what is trained),
 # and without a host-device synchronisation at every step: the counter lives on the device and is read only then.
-RETIRE_CHECK_EVERY = 100
+EXIT_CHECK_EVERY = 100
 
 
 def blend_alpha(t: int, k: int, steps: int) -> float:
@@ -151,37 +151,22 @@ class ExitPolicy:
             return None
         return self.k if self.exit == "drop" else self.k + self.blend_steps - 1
 
-    def may_retire(self, t: int) -> bool:
+    def may_exit(self, t: int) -> bool:
         """Whether the converge rule applies at step ``t``: past K with that exit."""
         return self.kind != "none" and self.exit == "converge" and not self.schedule.within(t)
 
-    def retire_check_due(self, t: int) -> bool:
-        """Whether the converge rule is decided after step ``t`` (see RETIRE_CHECK_EVERY)."""
-        return t % min(RETIRE_CHECK_EVERY, self.patience) == 0
+    def exit_check_due(self, t: int) -> bool:
+        """Whether the converge rule is decided after step ``t`` (see EXIT_CHECK_EVERY)."""
+        return t % min(EXIT_CHECK_EVERY, self.patience) == 0
 
-    def leaves_after(self, t: int, steps_within_tolerance: Callable[[], int]) -> bool:
+    def exits_after(self, t: int, steps_within_tolerance: Callable[[], int]) -> bool:
         """The one rule for *the tempering leaves after step t*: its bounded exit ends
         at t, or the converge rule is due and met. ``steps_within_tolerance`` reads the
         device counter (all processes agreeing); it is called only when due."""
         if t == self.exit_step:
             return True
-        return (self.may_retire(t) and self.retire_check_due(t)
+        return (self.may_exit(t) and self.exit_check_due(t)
                 and steps_within_tolerance() >= self.patience)
-
-    def loss_steps(self, left_at: int | None, last_step: int, t: int) -> tuple[int, int]:
-        """Of steps last_step + 1 … t, up to which one the lens's adversarial loss and
-        ‖X − T(X)‖² were computed (``last_step``: by none). The adversarial term exists
-        only for the learned lens and stops at K; the reconstruction stops when the
-        tempering leaves (``left_at``)."""
-        if self.kind == "none":
-            lens_until = last_step
-        else:
-            lens_until = t if left_at is None else min(t, left_at)
-        if self.kind != "lens":                # only the learned lens has an adversarial loss
-            adv_until = last_step
-        else:
-            adv_until = lens_until if self.k is None else min(lens_until, self.k)
-        return adv_until, lens_until
 
     @property
     def message(self) -> str:
@@ -189,23 +174,23 @@ class ExitPolicy:
         if self.kind != "lens":
             return f"{self.kind} tempering ended at K = {self.k} (σ = 0)"
         if self.exit == "converge":
-            return (f"lens retired (‖X − L(X)‖² < {self.tolerance:g} for {self.patience} steps, "
+            return (f"lens exited (‖X − L(X)‖² < {self.tolerance:g} for {self.patience} steps, "
                     "--lens-exit converge)")
         if self.exit == "blend":
             return f"lens gone (faded out over {self.blend_steps} steps after K = {self.k}, --lens-exit blend)"
         return f"lens dropped at K = {self.k} (--lens-exit drop)"
 
-    def summary(self, left_at: int | None) -> str:
-        """Where the tempering stands at the end of a run that it left after step
-        ``left_at`` (None: it has not left), for the run's last line."""
+    def summary(self, exited_at: int | None) -> str:
+        """Where the tempering stands at the end of a run that it exited after step
+        ``exited_at`` (None: it has not left), for the run's last line."""
         if self.kind == "none":
             return "no tempering"
-        if left_at is not None:
-            return f"{self.kind} left after step {left_at}"
+        if exited_at is not None:
+            return f"{self.kind} exited after step {exited_at}"
         if self.k is None:
             return f"{self.kind} on throughout (--schedule constant, λ = {self.schedule.value:g})"
         if self.exit == "keep":
             return f"{self.kind} kept to the end (--lens-exit keep)"
         if self.steps <= self.k:
             return f"{self.kind} still on (λ reaches 0 at K = {self.k})"
-        return f"{self.kind} still on (--lens-exit {self.exit}: not yet left)"
+        return f"{self.kind} still on (--lens-exit {self.exit}: not yet exited)"

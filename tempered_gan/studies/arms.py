@@ -43,7 +43,7 @@ ARM_COLOURS = {"none": "tab:red", "sine": "tab:blue", "constant": "tab:green", "
 # kind of tempering of its base arm. None of them touches G, D, the data or G's noise, so every
 # variant of a seed still starts from the same G and D weights as the other arms.
 _LENS_OPTIONS = ("lens_width", "lens_blocks", "lens_zero_init", "lens_lr", "reconstruction", "lens_exit",
-                 "lens_exit_steps", "retire_tolerance", "retire_patience")
+                 "lens_exit_steps", "lens_exit_tolerance", "lens_exit_patience")
 VARIANT_OPTIONS = {"lens": ("k", *_LENS_OPTIONS), "noise": ("k", "noise_sigma"), "blur": ("k", "blur_sigma")}
 OWN_OPTIONS = {"r1": ("r1_gamma",), "constant": ("lambda_value",)}   # a base arm's own hyperparameter
 # A regulariser of D that any tempering combines with (``sine:r1_gamma=10``: the lens and R1 at D's real

@@ -28,8 +28,8 @@ from tempered_gan.studies.statistics import (
     Trend,
     format_interval,
     format_rate,
-    mcnemar,
     paired,
+    sign_test,
     trend,
 )
 from tempered_gan.util.atomic_files import atomic_write_bytes
@@ -342,7 +342,7 @@ def _collapse_section(results: list[RunResult], arms: list[Arm], reference: str,
         arm_only = sum(m and not r for m, r in zip(mine, ref))
         ref_only = sum(r and not m for m, r in zip(mine, ref))
         rows.append(f"| {labels[arm]} | {len(seeds)} | {sum(mine)} / {sum(ref)} | {arm_only} / {ref_only} | "
-                    f"{mcnemar(arm_only, ref_only):.3g} |")
+                    f"{sign_test(arm_only, ref_only):.3g} |")
     if not rows:
         return []
     return [f"**Partly collapsed at the end, against {labels[reference]}**", "",

@@ -13,6 +13,9 @@ import statistics
 from dataclasses import dataclass
 
 CONFIDENCE = 0.95
+SIGNIFICANCE = 1 - CONFIDENCE     # a test's p below this is a verdict
+BOOTSTRAP_REPS = 2000             # bootstrap replications of the across-cell intervals
+BOOTSTRAP_SEED = 0                # fixed, so that the same runs give the same report
 # Convergence: a straight line through the last CONVERGENCE_WINDOW evaluations; its change
 # over the window is judged against the scatter of those evaluations about it (docs/DECISIONS.md).
 CONVERGENCE_WINDOW = 5
@@ -69,7 +72,7 @@ def paired(reference: dict[int, float], arm: dict[int, float], *, lower_is_bette
         low, high = mean - half, mean + half
         if low > 0 or high < 0:
             verdict = BETTER if sign * mean > 0 else WORSE
-    elif wins + losses and stats.binomtest(wins, wins + losses).pvalue < 1 - confidence:
+    elif wins + losses and sign_test(wins, losses) < 1 - confidence:
         verdict = f"{BETTER if wins > losses else WORSE} (sign test)"
     return Paired(seeds, diffs, mean, low, high, wins, losses, len(diffs) - wins - losses, verdict,
                   left_out=len(common) - len(seeds))
@@ -84,13 +87,39 @@ def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     return float(ci.low), float(ci.high)
 
 
-def mcnemar(arm_only: int, reference_only: int) -> float:
-    """Exact two-sided binomial (McNemar) p for the discordant seeds: those where only the arm
-    had the outcome (``arm_only``: it trained, or it collapsed) and the reverse; 1 when there are none."""
+def sign_test(better: int, worse: int) -> float:
+    """The exact two-sided sign test: p of ``better`` against ``worse`` under a fair coin (1 when both are 0).
+    Over the discordant seeds of two arms (one trained or collapsed, the other not) it is McNemar's exact test."""
     from scipy.stats import binomtest
 
-    n = arm_only + reference_only
-    return 1.0 if n == 0 else float(binomtest(arm_only, n, 0.5).pvalue)
+    n = better + worse
+    return 1.0 if n == 0 else float(binomtest(better, n, 0.5).pvalue)
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    """The median of the finite values; None when there is none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(finite) if finite else None
+
+
+def seed_difference(differences, verdicts: tuple[str, str] = ("better", "worse")) -> dict:
+    """From a (seeds × cells) matrix of differences (arm − reference): the per-seed means over cells,
+    their mean, a bootstrap interval that resamples seeds (all cells together), the exact sign test of the
+    per-seed means, and the verdict: ``verdicts[0]`` when the interval lies wholly above 0 and p < SIGNIFICANCE,
+    ``verdicts[1]`` when wholly below, else "cannot tell"."""
+    import numpy as np
+
+    per_seed = np.asarray(differences).mean(axis=1)
+    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(per_seed), (BOOTSTRAP_REPS, len(per_seed)))
+    means = per_seed[draws].mean(axis=1)
+    alpha = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    better, worse = int((per_seed > 0).sum()), int((per_seed < 0).sum())
+    p = sign_test(better, worse)
+    verdict = (verdicts[0] if low > 0 and p < SIGNIFICANCE else verdicts[1] if high < 0 and p < SIGNIFICANCE
+               else "cannot tell")
+    return {"mean": float(per_seed.mean()), "interval": (float(low), float(high)), "better": better, "worse": worse,
+            "p": p, "verdict": verdict}
 
 
 @dataclass

@@ -11,7 +11,7 @@ axis: those belong to the arms (``--arms sine:k=600``).
 
 A run *trains* when it ends without a NaN or Inf (loss or FID), with a final FID of
 at most ``--fail-fid`` and, where the data set has modes, at least ``--fail-modes``
-of them (:data:`SUCCESS_DEFAULTS`). The rule is absolute, declared before the runs,
+of them (:data:`tempered_gan.studies.success.SUCCESS_DEFAULTS`). The rule is absolute, declared before the runs,
 and printed in the report: compare's relative rule (2 × the best run) means nothing
 in a cell where every run failed.
 
@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,20 +34,13 @@ from tempered_gan.config.train_config import TrainConfig, resolve
 from tempered_gan.errors import UserError
 from tempered_gan.studies.arms import Arm, format_value, option_pair, parse_value, reference_arm
 from tempered_gan.studies.compare import cell_report, check_fail_rule, grid_configs, train_grid
-from tempered_gan.studies.compare_report import RunResult, is_failed, read_run
-from tempered_gan.studies.statistics import wilson
+from tempered_gan.studies.compare_report import RunResult, read_run
+from tempered_gan.studies.success import success_rule
+from tempered_gan.studies.sweep_report import write_sweep_report
 from tempered_gan.util import locks
 
 # What a grid may vary: G's and D's training settings, never the tempering (the arms' business).
 GRID_KEYS = ("lr", "beta1", "beta2", "critic_steps", "optimizer", "width", "z_dim", "batch_size", "gp_weight", "loss")
-# The absolute success rule's defaults, (final FID at most, modes at least), per data set. On the 2-D
-# mixtures FID is that of raw coordinates (docs/METRICS.md): N(0, I) scores 0.34 against the ring and one
-# Gaussian over the grid about 6, a run on every mode below 0.1. Image FIDs depend on the features and
-# the nets, so they have no default FID: --fail-fid must be given. Ten classes: at least 8 of them.
-SUCCESS_DEFAULTS = {"mixture-ring8": (0.1, 8), "mixture-grid25": (1.0, 20), "mnist": (None, 8),
-                    "fashion-mnist": (None, 8), "color-mnist": (None, None), "color-fashion-mnist": (None, None)}
-BOOTSTRAP_REPS = 2000      # stratified bootstrap replications for the across-cell intervals
-BOOTSTRAP_SEED = 0         # fixed, so that the same runs give the same report
 
 
 @dataclass(frozen=True)
@@ -110,21 +101,6 @@ def cells_of(axes: dict[str, list], base: TrainConfig) -> list[Cell]:
     return cells
 
 
-def success_rule(dataset: str, fail_fid: float | None, fail_modes: int | None) -> tuple[float, int | None]:
-    """The rule's (FID at most, modes at least): as given, else the data set's default."""
-    default_fid, default_modes = SUCCESS_DEFAULTS.get(dataset, (None, None))
-    fid = fail_fid if fail_fid is not None else default_fid
-    if fid is None:
-        raise UserError(f"sweep needs --fail-fid for {dataset}: image FIDs depend on the features and nets, so "
-                        "there is no default (the 2-D mixtures have one); decide it before the runs")
-    return fid, fail_modes if fail_modes is not None else default_modes
-
-
-def trains(run: RunResult, fid: float, modes: int | None) -> bool:
-    """The success rule: no NaN/Inf, final FID ≤ ``fid`` and (with ``modes``) at least that many modes."""
-    return not is_failed(run, fid, modes)
-
-
 def sweep(base: TrainConfig, axes: dict[str, list], arms: "list[Arm | str]", seeds: list[int], out: Path, *,
           command: str, fail_fid: float | None = None, fail_modes: int | None = None, reference: str | None = None,
           map_axes: list[str] | None = None, progress: bool | None = None, jobs: int = 1, shard=None,
@@ -163,7 +139,6 @@ def sweep(base: TrainConfig, axes: dict[str, list], arms: "list[Arm | str]", see
             cell_report(cell_arms, seeds, cell_configs, dirs, done, [], out / "cells" / cell.folder,
                         command=f"{command}  (cell {cell.name})", fail_factor=2.0, fail_fid=rule[0],
                         fail_modes=rule[1], reference=reference)
-    from tempered_gan.studies.sweep_report import write_sweep_report
     first = grids[cells[0]][2][parsed[0].name, seeds[0]]
     with locks.waiting(out / ".report.lock"):   # shards finishing together: one report at a time
         return write_sweep_report(out, cells, parsed, seeds, results, others, rule=rule, reference=reference,
@@ -179,16 +154,3 @@ def _map_axes(axes: dict[str, list], chosen: list[str] | None) -> list[str]:
     if unknown or not 1 <= len(chosen) <= 2 or len(set(chosen)) != len(chosen):
         raise UserError(f"--map takes one or two of the grid's axes ({', '.join(axes)}), got {','.join(chosen)!r}")
     return chosen
-
-
-# --- statistics --------------------------------------------------------------------
-
-def median_or_none(values: list[float]) -> float | None:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return statistics.median(finite) if finite else None
-
-
-def rate_interval(k: int, n: int) -> str:
-    low_high = wilson(k, n)
-    return f"{k}/{n}" + (f" ({low_high[0]:.0%}–{low_high[1]:.0%})" if low_high else "")
-

@@ -10,8 +10,17 @@ from tempered_gan.config.train_config import TrainConfig
 from tempered_gan.studies.arms import Arm
 from tempered_gan.studies.compare_report import PARTIAL_COLLAPSE
 from tempered_gan.studies.shards import note_unfinished
-from tempered_gan.studies.statistics import CONFIDENCE, mcnemar
-from tempered_gan.studies.sweep import BOOTSTRAP_REPS, BOOTSTRAP_SEED, median_or_none, rate_interval, trains
+from tempered_gan.studies.statistics import (
+    BOOTSTRAP_REPS,
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    SIGNIFICANCE,
+    format_rate,
+    median_or_none,
+    seed_difference,
+    sign_test,
+)
+from tempered_gan.studies.success import trains
 from tempered_gan.training.run_log import save_figure
 from tempered_gan.util.atomic_files import atomic_write_bytes
 
@@ -22,6 +31,9 @@ def _fmt(value: float | None, digits: str = ".3g") -> str:
 
 def _interval(point: float, low_high, digits: str = ".2f") -> str:
     return f"{point:{digits}} [{low_high[0]:{digits}}, {low_high[1]:{digits}}]"
+
+
+VERDICTS = ("**widens** the region where training works", "**narrows** the region where training works")
 
 
 def write_sweep_report(out: Path, cells: list, arms: list[Arm], seeds: list[int], results: dict, others: list[str], *,
@@ -83,14 +95,14 @@ def _cell_table(cells, arms, seeds, results, ok, reference, labels) -> list[str]
             if both:
                 a_only = sum(ok[cell, arm.name, s] and not ok[cell, reference, s] for s in both)
                 r_only = sum(ok[cell, reference, s] and not ok[cell, arm.name, s] for s in both)
-                versus, p = f"{a_only} / {r_only}", f"{mcnemar(a_only, r_only):.3g}"
+                versus, p = f"{a_only} / {r_only}", f"{sign_test(a_only, r_only):.3g}"
             median = median_or_none([results[cell, arm.name, s].final_fid for s in done])
             collapse = ""
             if stacked:
                 judged = [c for c in (results[cell, arm.name, s].final(PARTIAL_COLLAPSE) for s in done)
                           if c is not None and math.isfinite(c)]
-                collapse = f"{rate_interval(int(sum(judged)), len(judged))} | "
-            lines.append(f"| {cell.name if i == 0 else ''} | {labels[arm.name]} | {rate_interval(k, len(done))} | "
+                collapse = f"{format_rate(int(sum(judged)), len(judged))} | "
+            lines.append(f"| {cell.name if i == 0 else ''} | {labels[arm.name]} | {format_rate(k, len(done))} | "
                          f"{versus} | {p} | {_fmt(median)} | {collapse}{best if i == 0 else ''} |")
     return lines + [""]
 
@@ -137,7 +149,7 @@ def _aggregate(cells, arms, seeds, results, ok, reference, labels, fid_max) -> l
     pairs = {a.name: [-fid[a.name], -fid[reference]] for a in arms if a.name != reference}
     poi, poi_ci = (estimates(pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]))
                    if pairs else ({}, {}))
-    diff = {a.name: seed_difference(success[a.name] - success[reference]) for a in arms if a.name != reference}
+    diff = {a.name: seed_difference(success[a.name] - success[reference], VERDICTS) for a in arms if a.name != reference}
     lines = ["## Across cells", "",
              f"Mean success rate over the {len(cells)} cells (each cell weighs the same), with a {CONFIDENCE:.0%} "
              f"stratified bootstrap interval over seeds within cells (rliable, {BOOTSTRAP_REPS} replications, "
@@ -150,8 +162,8 @@ def _aggregate(cells, arms, seeds, results, ok, reference, labels, fid_max) -> l
              f"({cap:.3g}); probability of improvement: the chance that the arm's final FID is lower than "
              f"{labels[reference]}'s in a cell, averaged over cells (both rliable, stratified). Verdict, fixed before "
              "the runs: an arm *widens the region where training works* when the interval of its difference lies "
-             "wholly above 0 and the sign test gives p < 0.05, *narrows it* when the interval lies wholly below 0 "
-             "and p < 0.05, else *cannot tell*.", "",
+             f"wholly above 0 and the sign test gives p < {SIGNIFICANCE:g}, *narrows it* when the interval lies wholly "
+             f"below 0 and p < {SIGNIFICANCE:g}, else *cannot tell*.", "",
              "| arm | mean success rate | difference from reference | seeds better / worse (sign test p) | "
              "IQM final FID | P(lower FID than reference) | verdict |", "|---|---|---|---|---|---|---|"]
     for arm in arms:
@@ -165,25 +177,6 @@ def _aggregate(cells, arms, seeds, results, ok, reference, labels, fid_max) -> l
         verdict = "–" if d is None else d["verdict"]
         lines.append("| " + " | ".join(row + [verdict]) + " |")
     return lines + [""]
-
-
-def seed_difference(differences: np.ndarray) -> dict:
-    """The verdict's statistics from a (seeds × cells) matrix of success differences (arm − reference):
-    per-seed means over cells, their mean, a bootstrap interval resampling seeds (all cells together),
-    the exact two-sided sign test, and the verdict (:func:`write_sweep_report`'s rule)."""
-    from scipy.stats import binomtest
-
-    per_seed = differences.mean(axis=1)
-    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(per_seed), (BOOTSTRAP_REPS, len(per_seed)))
-    means = per_seed[draws].mean(axis=1)
-    alpha = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    better, worse = int((per_seed > 0).sum()), int((per_seed < 0).sum())
-    p = float(binomtest(better, better + worse, 0.5).pvalue) if better + worse else 1.0
-    verdict = ("**widens** the region where training works" if low > 0 and p < 0.05 else
-               "**narrows** the region where training works" if high < 0 and p < 0.05 else "cannot tell")
-    return {"mean": float(per_seed.mean()), "interval": (float(low), float(high)), "better": better, "worse": worse,
-            "p": p, "verdict": verdict}
 
 
 def write_map(out: Path, cells, arms, seeds, ok, reference, labels, map_axes: list[str]) -> None:

@@ -11,6 +11,7 @@ import torch
 
 from tempered_gan.errors import UserError
 from tempered_gan.util.atomic_files import atomic_write_bytes
+from tempered_gan.util.renamed import CHECKPOINT_KEYS, renamed
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 2   # 2: per-process random states and replica fingerprints
@@ -46,4 +47,4 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path} is corrupt or truncated ({type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise UserError(f"{path} is not a tempered-gan checkpoint of format {FORMAT_VERSION}")
-    return state
+    return renamed(state, CHECKPOINT_KEYS, f"{path}")

@@ -25,7 +25,7 @@ it gets it:
   replay advances them exactly as the eager step would, so both paths draw the
   same noise and a checkpoint's generator states resume the same streams.
 * **No host synchronisation inside a step.** Losses, the NaN flag and the
-  retirement counter are updated in place on the device and read at log steps.
+  exit counter are updated in place on the device and read at log steps.
 * **Capturable optimisers** (``make_optimizer``): their step counts live on the
   GPU. ``EagerRunner(trainer, on_device=True)`` runs such a trainer op by op
   with the same optimisers and device packet: the reference the benchmark and

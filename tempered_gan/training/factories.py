@@ -93,5 +93,5 @@ def lambda_schedule(cfg: TrainConfig) -> LambdaSchedule:
 
 def exit_policy(cfg: TrainConfig) -> ExitPolicy:
     """How and when the run's tempering ends (``--lens-exit`` and its options), from its configuration."""
-    return ExitPolicy(cfg.tempering, lambda_schedule(cfg), cfg.lens_exit, cfg.lens_exit_steps, cfg.retire_tolerance,
-                      cfg.retire_patience, cfg.reconstruction, cfg.steps)
+    return ExitPolicy(cfg.tempering, lambda_schedule(cfg), cfg.lens_exit, cfg.lens_exit_steps, cfg.lens_exit_tolerance,
+                      cfg.lens_exit_patience, cfg.reconstruction, cfg.steps)

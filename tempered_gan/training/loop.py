@@ -22,7 +22,7 @@ from tempered_gan.training.checkpoint import CHECKPOINT, load_checkpoint, save_c
 from tempered_gan.training.device import preflight, use_thread_policy
 from tempered_gan.training.run_log import RunLog
 from tempered_gan.training.snapshots import evaluate_run, write_samples
-from tempered_gan.training.trainer import LOSS_NAMES, Trainer
+from tempered_gan.training.trainer import Trainer
 from tempered_gan.util.distributed import SINGLE_PROCESS, Dist, any_process
 
 
@@ -86,15 +86,6 @@ class _Checkpoints:
         return UserError(f"{exc}; stopped at step {self.trainer.step_count}, {kept}")
 
 
-def window_means(trainer: Trainer, sums: list[float], last_step: int, t: int) -> dict:
-    """Mean losses over steps last_step+1 … t. A lens loss is averaged over the
-    steps that computed it (:meth:`tempered_gan.method.exits.ExitPolicy.loss_steps`), and null
-    when none did; for noise and blur ‖X − T(X)‖² says how far D's real input is from X."""
-    adv_until, lens_until = trainer.exits.loss_steps(trainer.left_at, last_step, t)
-    counts = [t - last_step, t - last_step, adv_until - last_step, lens_until - last_step]
-    return {k: (v / n if n > 0 else None) for k, v, n in zip(LOSS_NAMES, sums, counts)}
-
-
 def log_line(record: dict) -> str:
     """A metrics record as one line for people: ``key=value``, leaving out the values
     that do not exist at this step (null in metrics.jsonl: λ and the lens terms once
@@ -103,16 +94,12 @@ def log_line(record: dict) -> str:
 
 
 def _window_record(trainer: Trainer, last_step: int, last_time: float, now: float) -> dict:
-    """The log record of steps last_step+1 … now: λ, mean losses (over all processes), speed.
-    Empties the loss sums for the next window."""
-    sums, dist, t = trainer.loss_sums, trainer.dist, trainer.step_count
-    if dist.active:
-        torch.distributed.all_reduce(sums)
-        sums /= dist.world
+    """The log record of steps last_step+1 … now: λ, the mean of every named scalar the steps reported
+    (over the steps that reported it, and over all processes; null when none did), speed."""
+    t = trainer.step_count
     record = {"step": t, "lambda": trainer.last_lambda}
-    record.update(window_means(trainer, sums.tolist(), last_step, t))
+    record.update(trainer.logged.take(trainer.dist.world))
     record["steps_per_s"] = (t - last_step) / max(now - last_time, 1e-9)
-    sums.zero_()
     return record
 
 
@@ -168,7 +155,7 @@ def _loop(trainer: Trainer, run_dir: Path, log: RunLog | None, checkpoints: _Che
     record: dict = {}
     last_time, last_step = time.perf_counter(), trainer.step_count
     while trainer.step_count < cfg.steps:
-        trainer.step()   # adds its losses to trainer.loss_sums and sets trainer.first_bad, on the device
+        trainer.step()   # adds its losses to trainer.logged and sets trainer.first_bad, on the device
         t = trainer.step_count
         end = t == cfg.steps
         bar.update(1)
@@ -186,8 +173,8 @@ def _loop(trainer: Trainer, run_dir: Path, log: RunLog | None, checkpoints: _Che
             last_time, last_step = now, t
 
         # The tempering left after this step (Trainer.step asks the run's ExitPolicy).
-        if trainer.left_at == t and log:
-            log.write({"step": t, "lens_retired": True})
+        if trainer.exited_at == t and log:
+            log.write({"step": t, "lens_exited": True})
             print(f"step {t}: {trainer.exits.message}; D now sees X", file=sys.stderr)
 
         # Samples, evaluation, checkpoint.

@@ -12,6 +12,7 @@ import torch
 
 from tempered_gan.errors import UserError, WriteError, writing
 from tempered_gan.util.atomic_files import atomic_write_bytes
+from tempered_gan.util.renamed import LOG_KEYS, renamed
 
 METRICS = "metrics.jsonl"
 # What an evaluation was made of, not what it measured: constant along a run, so in metrics.jsonl,
@@ -95,7 +96,7 @@ def read_metric_lines(path: Path, *, warn: bool = True) -> list[tuple[str, dict]
                 print(f"tempered-gan: {path}: dropped a torn last line ({len(line)} characters, "
                       f"{line[:40]!r}…), left by a run that stopped while writing it", file=sys.stderr)
             break
-        out.append((line, record))
+        out.append((line, renamed(record, LOG_KEYS)))
     return out
 
 

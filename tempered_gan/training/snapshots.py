@@ -56,8 +56,8 @@ def _captions(trainer: Trainer) -> tuple[str, str]:
     t = trainer.step_count
     if trainer.tempering.tempers:
         return f"step {t}, λ = {trainer.tempering.schedule(t):.3f}", trainer.tempering.label
-    if trainer.left_at is not None:
-        return (f"step {t}, {trainer.cfg.tempering} left after step {trainer.left_at}",
+    if trainer.exited_at is not None:
+        return (f"step {t}, {trainer.cfg.tempering} exited after step {trainer.exited_at}",
                 "X: what D sees now")
     return f"step {t}, no tempering", "X: what D sees (no tempering)"
 

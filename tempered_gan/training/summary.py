@@ -37,7 +37,7 @@ def run_summary(run_dir: Path, cfg: TrainConfig, *, first_step: int, seconds: fl
     run_dir = Path(run_dir)
     records = read_metrics(run_dir / METRICS, warn=False)
     steps = f"{cfg.steps} steps" if first_step == 0 else f"steps {first_step} → {cfg.steps}"
-    left = next((r["step"] for r in records if r.get("lens_retired")), None)
+    left = next((r["step"] for r in records if r.get("lens_exited")), None)
     parts = [f"done: {steps} in {duration(seconds)}", exit_policy(cfg).summary(left),
              _quality_text(run_dir, cfg, records),
              f"last samples: {run_dir / 'samples' / f'step_{cfg.steps:07d}.png'}"]

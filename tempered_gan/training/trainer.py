@@ -39,9 +39,8 @@ from tempered_gan.training.cuda_graphs import make_runner, uses_cuda_graphs
 from tempered_gan.training.device import autocast_for, memory_format_for
 from tempered_gan.training.factories import build_nets, exit_policy, load_optimizer_state, make_optimizer, make_tempering
 from tempered_gan.training.randomness import EpochSampler, random_stream, seed_for
+from tempered_gan.training.scalars import LoggedScalars, stacked
 from tempered_gan.util.distributed import SINGLE_PROCESS, Dist, average_gradients, fingerprint, gather
-
-LOSS_NAMES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
 
 
 @dataclass
@@ -64,9 +63,9 @@ class Trainer:
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     memory_format: torch.memory_format = torch.preserve_format
     step_count: int = 0
-    left_at: int | None = None                    # the step after which the tempering left (None: it has not)
+    exited_at: int | None = None                    # the step after which the tempering left (None: it has not)
     below_tolerance: torch.Tensor | None = None   # consecutive steps with ‖X − L(X)‖² < tolerance, after K
-    loss_sums: torch.Tensor | None = None         # sums of the losses since the last log step (device)
+    logged: LoggedScalars | None = None           # the steps' named scalars since the last log step (device)
     first_bad: torch.Tensor | None = None         # first step with a NaN/Inf loss, -1 if none (device)
     last_lambda: float | None = None              # λ(t) of the last step (None: no tempering)
     runner: object = None                         # how iterations run: eager or CUDA graphs
@@ -92,7 +91,7 @@ class Trainer:
                       random_stream(cfg, "noise", device, dist), random_stream(cfg, "penalty", device, dist),
                       dist=dist, autocast=autocast, memory_format=memory,
                       below_tolerance=torch.zeros((), dtype=torch.long, device=device),
-                      loss_sums=torch.zeros(len(LOSS_NAMES), device=device),
+                      logged=LoggedScalars(device),
                       first_bad=torch.full((), -1, dtype=torch.long, device=device))
         if cfg.g_ema:
             trainer.G_ema = copy.deepcopy(G).requires_grad_(False)
@@ -124,8 +123,8 @@ class Trainer:
         self.last_lambda = self.lam(t)   # logged with step t even when the tempering leaves after it
         losses = self.runner.run(self.phase(t), t, idx, self.last_lambda or 0.0, self.exits.alpha(t))
         self.step_count = t
-        if self.tempering.tempers and self.exits.leaves_after(t, self._steps_within_tolerance):
-            self.leave()
+        if self.tempering.tempers and self.exits.exits_after(t, self._steps_within_tolerance):
+            self.exit_tempering()
         return losses
 
     def phase(self, t: int) -> Phase:
@@ -136,11 +135,12 @@ class Trainer:
                   t: int | torch.Tensor) -> torch.Tensor:
         """The device work of one TAN iteration in ``phase`` (decided on the
         host): ``idx`` (critic_steps, B) batch indices, λ(t), α(t) and t, as
-        numbers (eager) or device tensors (CUDA graph). Returns the losses
-        (d, g, lens_adv, lens_rec), shape (4,), on the device.
+        numbers (eager) or device tensors (CUDA graph). Returns the step's losses by name
+        (``loss_d``, ``loss_g`` and, when computed, ``loss_lens_adv`` and ``loss_lens_rec``),
+        on the device.
 
         Everything else it changes is changed in place (weights, optimiser states,
-        ``loss_sums``, ``first_bad``, ``below_tolerance``), and nothing in it
+        ``logged``, ``first_bad``, ``below_tolerance``), and nothing in it
         waits for the device, so it can be captured and replayed as it is.
         """
         cfg, objective, tempering = self.cfg, OBJECTIVES[self.cfg.loss], self.tempering
@@ -167,12 +167,15 @@ class Trainer:
             self._average_g()
 
         lens_adv, lens_rec = phase.update(tempering, self.D, lam, x, real, self.below_tolerance)
-        none = torch.zeros((), device=self.device)   # a loss not computed at this step: logged as null
-        losses = torch.stack([loss_d.detach(), loss_g.detach(), none if lens_adv is None else lens_adv,
-                              none if lens_rec is None else lens_rec])
+        losses = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}   # a term not computed here: not reported
+        if lens_adv is not None:
+            losses["loss_lens_adv"] = lens_adv
+        if lens_rec is not None:
+            losses["loss_lens_rec"] = lens_rec
         # Bookkeeping on the device, read only at log steps: no sync per step.
-        self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(losses).all(), t, self.first_bad))
-        self.loss_sums.add_(losses)
+        bad = ~torch.isfinite(stacked(losses)).all()
+        self.first_bad.copy_(torch.where((self.first_bad < 0) & bad, t, self.first_bad))
+        self.logged.add(losses)
         return losses
 
     @torch.no_grad()
@@ -196,11 +199,11 @@ class Trainer:
             torch.distributed.all_reduce(below, op=torch.distributed.ReduceOp.MIN)
         return int(below)
 
-    def leave(self) -> None:
+    def exit_tempering(self) -> None:
         """Drop the tempering: from now on D sees X itself and the lens optimiser stops
         ("training reduces to the original GAN", paper §3)."""
         self.tempering = NoTempering()
-        self.left_at = self.step_count
+        self.exited_at = self.step_count
 
     def lam(self, t: int) -> float | None:
         return self.tempering.schedule(t) if self.tempering.tempers else None
@@ -216,7 +219,7 @@ class Trainer:
             "lens": self.lens.state_dict() if self.lens is not None else None,
             "opt_lens": self.tempering.optimizer.state_dict() if self.lens is not None else None,
             "sampler": self.sampler.state_dict(),
-            "lens_retired_at": self.left_at,
+            "lens_exited_at": self.exited_at,
             "below_tolerance": int(self.below_tolerance) if self.below_tolerance is not None else 0,
             # One entry per process: each draws its own noise.
             "rng": gather({"noise": self.noise.get_state().cpu(), "penalty": self.penalty_noise.get_state().cpu(),
@@ -233,8 +236,8 @@ class Trainer:
                 self.G_ema.load_state_dict(state["G_ema"])
             load_optimizer_state(self.opt_g, state["opt_g"])
             load_optimizer_state(self.opt_d, state["opt_d"])
-            self.left_at = state.get("lens_retired_at")
-            if self.left_at is not None:
+            self.exited_at = state.get("lens_exited_at")
+            if self.exited_at is not None:
                 self.tempering = NoTempering()
             if self.lens is not None:
                 self.lens.load_state_dict(state["lens"])

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tempered_gan.studies.compare_report import read_run
-from tempered_gan.studies.sweep import success_rule, trains
+from tempered_gan.studies.success import success_rule, trains
 from tempered_gan.training.run_folder import recorded_failure
 
 METHODS = ("sine", "noise", "r1")
