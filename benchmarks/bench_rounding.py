@@ -8,7 +8,7 @@ images (no data set needed), and reports against the first setting:
 - features of one FID classifier (trained in that process) of the same images
   in a batch of B and in the colour extractor's batch of 3 x B: for how many
   of B = 1 ... 40 they differ at all, and the largest difference, also as a
-  fraction of the largest feature (tests/test_metrics.py allows 1e-5 of it);
+  fraction of the largest feature (tests/metrics/test_metrics.py allows 1e-5 of it);
 - how far from the first setting's the weights of a small DCGAN with the lens
   end after 20 steps, and those of a small FID classifier after 2 epochs.
 

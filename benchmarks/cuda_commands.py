@@ -1,5 +1,5 @@
 """Every command run eagerly on a device as a user runs it, a few seconds each, with its tensors on that
-device (gpu_session.sh part 1, stage ``commands``; on the CPU: tests/test_cuda_commands.py, ``--device cpu``).
+device (gpu_session.sh part 1, stage ``commands``; on the CPU: tests/benchmarks/test_cuda_commands.py, ``--device cpu``).
 Through the command line (``python -m tempered_gan``, tiny nets): train with --tempering lens (sine), noise and blur,
 FID during training; eval (with precision, recall, density, coverage), sample and sample --format npz of the lens
 run; compare none,sine, one seed; a 2-cell sweep with an r1 arm; train --amp bf16; train --resume.

@@ -3,7 +3,7 @@
 #
 #   benchmarks/gpu_session.sh 1   part 1, ≤ 7 min: (a) device, driver, torch; (b) every command eagerly on
 #                                 CUDA as a user runs it, a few seconds each, its tensors on the GPU
-#                                 (benchmarks/cuda_commands.py); (c) tests/test_cuda_graphs.py; (d) bench_gpu.py:
+#                                 (benchmarks/cuda_commands.py); (c) tests/training/test_cuda_graphs.py; (d) bench_gpu.py:
 #                                 eager against CUDA graphs for gan, lsgan, wgan-gp with and without the paper's
 #                                 lens, then the 200-step loss agreement; (e) the command line as a user runs it,
 #                                 eager against --cuda-graphs; then, if time is left, aggregate steps/s of 1, 3
@@ -29,7 +29,7 @@
 # Settings (environment): COMPARE_STEPS (part 2 steps per run, default 12000; set it from part 1's
 # aggregate steps/s), COMPARE_JOBS (default 9), BUDGET (seconds for the part; default 405 and 300),
 # PYTHON (default python3), STAGES (see above). GPU_SESSION_FAKE=1 replaces every stage by a tiny
-# CPU stand-in (tests of this script: tests/test_gpu_session.py); GPU_SESSION_FAKE_FAIL and
+# CPU stand-in (tests of this script: tests/benchmarks/test_gpu_session.py); GPU_SESSION_FAKE_FAIL and
 # GPU_SESSION_FAKE_SLOW name stand-ins that fail or overrun their limit.
 set -u -o pipefail
 
@@ -130,7 +130,7 @@ export DATA WORK
 if [ "$PART" = 1 ]; then
     stage device 30 bash -c device_info
     stage commands 120 "$PY" benchmarks/cuda_commands.py --data-dir "$DATA" --workdir "$WORK/commands"
-    stage tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py
+    stage tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/training/test_cuda_graphs.py
     stage bench-speed 100 "$PY" "${BENCH[@]}" --parts ceilings,speed --rounds 3 --seconds 0.3 --json "$WORK/speed.json"
     stage bench-agreement 90 "$PY" "${BENCH[@]}" --parts agreement --agree-steps 200 --json "$WORK/agreement.json"
     stage cli-eager-lens 45 bash -c 'cli_train eager-lens 600'

@@ -17,7 +17,7 @@ def private_cache(tmp_path_factory):
 
 @pytest.fixture(autouse=True, scope="session")
 def offline():
-    """Nothing is fetched unless a test serves the files itself (tests/test_fetch.py, from 127.0.0.1): a test
+    """Nothing is fetched unless a test serves the files itself (tests/util/test_fetch.py, from 127.0.0.1): a test
     that expects a "missing files" error gets it at once, a run can never reach the internet (CI has none) or a
     developer's own mirror, and the processes tests start inherit the setting."""
     import os
@@ -51,5 +51,5 @@ def ring():
 @pytest.fixture()
 def mnist_dir(tmp_path):
     """A folder with a small MNIST written in the idx format (40 images)."""
-    from test_data import write_mnist
+    from helpers import write_mnist
     return write_mnist(tmp_path / "mnist", n=40)

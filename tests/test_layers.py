@@ -4,8 +4,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-PACKAGE = Path(__file__).resolve().parents[1] / "tempered_gan"
+PACKAGE = ROOT / "tempered_gan"
 # Lowest first: a module may import from its own layer and the layers before it.
 LAYERS = ("errors", "util", "data", "method", "config", "metrics", "training", "studies", "cli", "")
 

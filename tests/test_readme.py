@@ -1,10 +1,10 @@
 """The README's Python example runs as printed."""
 import re
-from pathlib import Path
 
 import torch
+from helpers import ROOT
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def test_readme_python_example_runs(capsys):

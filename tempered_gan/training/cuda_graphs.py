@@ -3,7 +3,7 @@
 (``CudaGraphRunner``, ``--cuda-graphs`` on one GPU).
 
 Status: **experimental, not yet run on a GPU.** It was written on a machine
-without one; its GPU tests (tests/test_cuda_graphs.py) skip on the CPU, where
+without one; its GPU tests (tests/training/test_cuda_graphs.py) skip on the CPU, where
 the same file checks what needs no GPU (the tests' set-up, the device packet,
 resuming across the option, eval and sample of such a run); the benchmark
 (benchmarks/bench_gpu.py) and benchmarks/gpu_session.sh need a GPU. It stays

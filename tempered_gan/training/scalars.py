@@ -15,20 +15,27 @@ def stacked(values: dict[str, Tensor]) -> Tensor:
 class LoggedScalars:
     """Per name, the sum of the values reported since the last log step and how many steps reported it.
 
-    A name appears the first time a step reports it (in CUDA-graph runs, during the phase's eager
-    warm-up, before capture). A name that no step of a window reported is null in that window's record:
-    λ's lens terms after the lens has exited, for instance."""
+    ``names`` are in every record from the first (the trainer's losses, so that a log has the same keys
+    whatever the run and however often it was resumed); any other name appears the first time a step
+    reports it (in CUDA-graph runs, during the phase's eager warm-up, before capture). A name that no
+    step of a window reported is null in that window's record: the lens terms after the lens has
+    exited, or without a lens."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, names: tuple[str, ...] = ()):
         self.device = device
         self.sums: dict[str, Tensor] = {}
         self.counts: dict[str, Tensor] = {}
+        for name in names:       # in every record from the first, null until reported
+            self._register(name)
+
+    def _register(self, name: str) -> None:
+        self.sums[name] = torch.zeros((), device=self.device)
+        self.counts[name] = torch.zeros((), device=self.device)
 
     def add(self, values: dict[str, Tensor]) -> None:
         for name, value in values.items():
             if name not in self.sums:
-                self.sums[name] = torch.zeros((), device=self.device)
-                self.counts[name] = torch.zeros((), device=self.device)
+                self._register(name)
             self.sums[name].add_(value.detach().float())
             self.counts[name].add_(1)
 

@@ -42,6 +42,9 @@ from tempered_gan.training.randomness import EpochSampler, random_stream, seed_f
 from tempered_gan.training.scalars import LoggedScalars, stacked
 from tempered_gan.util.distributed import SINGLE_PROCESS, Dist, average_gradients, fingerprint, gather
 
+# The losses a step reports, by name (a term not computed at a step is left out of it, and logged as null).
+LOSSES = ("loss_d", "loss_g", "loss_lens_adv", "loss_lens_rec")
+
 
 @dataclass
 class Trainer:
@@ -91,7 +94,7 @@ class Trainer:
                       random_stream(cfg, "noise", device, dist), random_stream(cfg, "penalty", device, dist),
                       dist=dist, autocast=autocast, memory_format=memory,
                       below_tolerance=torch.zeros((), dtype=torch.long, device=device),
-                      logged=LoggedScalars(device),
+                      logged=LoggedScalars(device, LOSSES),
                       first_bad=torch.full((), -1, dtype=torch.long, device=device))
         if cfg.g_ema:
             trainer.G_ema = copy.deepcopy(G).requires_grad_(False)

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, TINY_POINTS_ARGS
 
 from tempered_gan.training.randomness import EpochSampler
 from tempered_gan.util.distributed import fingerprint
 
-TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
+TINY = [*TINY_POINTS_ARGS, "--log-every", "2",
         "--no-progress"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def torchrun(*args, script=None, expect=0, env=None, timeout=300):

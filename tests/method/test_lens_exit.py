@@ -3,15 +3,15 @@ import json
 
 import pytest
 import torch
+from helpers import TINY_POINTS, TINY_POINTS_ARGS
 
 from tempered_gan.cli.main import main
 from tempered_gan.config.train_config import TrainConfig, resolve
 from tempered_gan.method.exits import blend_alpha
 from tempered_gan.training.trainer import Trainer
 
-TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
+TINY = [*TINY_POINTS_ARGS, "--log-every", "2",
         "--no-progress"]
-TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)
 
 
 def run(*argv):

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import TINY_IMAGES, TINY_POINTS
 from torch.testing import assert_close
 
 from tempered_gan.config.train_config import TrainConfig, resolve
 from tempered_gan.data.loaders import load_dataset
 from tempered_gan.training.trainer import Trainer
 
-TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
-TINY_POINTS = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2)
 GP_WEIGHT = 10.0   # WGAN-GP's penalty weight (Gulrajani et al.'s, whose code paper §2.4 uses)
 
 
@@ -238,7 +237,7 @@ def check_iterations(trainer: Trainer, steps: int) -> list[float]:
 
 @pytest.fixture(scope="module")
 def mnist(tmp_path_factory):
-    from test_data import write_mnist
+    from helpers import write_mnist
     return load_dataset("mnist", str(write_mnist(tmp_path_factory.mktemp("mnist"), n=40)))
 
 

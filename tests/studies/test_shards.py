@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
 from tempered_gan.cli.main import main
 from tempered_gan.studies.shards import Shard, parse_shard, share
 
-ROOT = Path(__file__).resolve().parents[1]
 GRID = ["--dataset", "mixture-ring8", "--seeds", "2", "--arms", "none,sine", "--steps", "4", "--k", "2",
         "--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
         "--eval-every", "2", "--fid-samples", "256", "--sample-every", "2", "--no-progress"]

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import torch
+from helpers import ROOT as PROJECT
 from torch import nn
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+ROOT = str(PROJECT)
 SCRIPT = os.path.join(ROOT, "benchmarks", "cuda_commands.py")
 spec = importlib.util.spec_from_file_location("cuda_commands", SCRIPT)
 cuda_commands = importlib.util.module_from_spec(spec)

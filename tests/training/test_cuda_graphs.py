@@ -2,7 +2,7 @@
 phase changes, and no host synchronisation inside a replayed step.
 
 The GPU cases (``needs_cuda``) skip without one (CI has none; they run on the
-a machine with a CUDA GPU: ``python -m pytest tests/test_cuda_graphs.py``, or
+a machine with a CUDA GPU: ``python -m pytest tests/training/test_cuda_graphs.py``, or
 benchmarks/gpu_session.sh). Everything they rely on that needs no GPU runs on
 the CPU here, so that a mistake in it never costs device time: each case's
 configuration and trainer, the device packet (λ, α, t as tensors), the phase
@@ -17,6 +17,7 @@ import sys
 
 import pytest
 import torch
+from helpers import ROOT, TINY_IMAGES, TINY_POINTS
 
 from tempered_gan.cli.main import main
 from tempered_gan.config.train_config import CONFIG, TrainConfig, resolve
@@ -33,14 +34,14 @@ from tempered_gan.training.trainer import Trainer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1, k=1000)
-# The GPU cases, as options beyond TINY_IMAGES; each one also builds and steps on the CPU.
+IMAGES = dict(TINY_IMAGES, k=1000)
+# The GPU cases, as options beyond IMAGES; each one also builds and steps on the CPU.
 CASES = {"gan": dict(loss="gan"), "lsgan": dict(loss="lsgan"), "wgan-gp": dict(loss="wgan-gp"),
          "noise": dict(tempering="noise"), "blur": dict(tempering="blur")}
 # Phases: the lens up to K = 6, then trained on reconstruction alone (converge) until the rule
 # ends it (tolerance 1e9: every step counts; checked every 6 steps, so at 12), then plain.
 # Each phase lasts at least WARMUP_STEPS + 1 steps, so each gets a graph of its own.
-PHASES = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2, k=6,
+PHASES = dict(TINY_POINTS, k=6,
               lens_exit="converge", lens_exit_tolerance=1e9, lens_exit_patience=6, log_every=5, steps=30,
               sample_every=30)
 EXITED_AT = 12
@@ -48,7 +49,7 @@ EXITED_AT = 12
 
 @pytest.fixture()
 def mnist(tmp_path):
-    from test_data import write_mnist
+    from helpers import write_mnist
     return load_dataset("mnist", str(write_mnist(tmp_path / "mnist", n=64)))
 
 
@@ -62,7 +63,7 @@ def deterministic():
 
 def fast_config(device: str = "cuda", **options) -> TrainConfig:
     """A --cuda-graphs configuration of the tiny image nets (the data set's own nets)."""
-    return resolve(TrainConfig(**{**TINY_IMAGES, "device": device, "cuda_graphs": True, **options}))
+    return resolve(TrainConfig(**{**IMAGES, "device": device, "cuda_graphs": True, **options}))
 
 
 def cuda_trainer(data, eager=False, device="cuda", **options):
@@ -199,7 +200,7 @@ def test_eval_and_sample_of_a_cuda_graphs_run_work_without_cuda(tmp_path, capsys
 def test_the_benchmarks_configurations_build_on_the_cpu(mnist, tmp_path):
     """bench_gpu.py's arms and speed options resolve and build the paper's nets
     (it runs only on a GPU, so a mistake here would be found there)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import bench_gpu
     finally:
@@ -298,7 +299,7 @@ def test_phases_get_graphs_of_their_own_and_the_converge_exit_works(tmp_path, de
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_resume_on_the_fast_path_continues_the_same_run(tmp_path, mnist, deterministic, device):
-    options = dict(TINY_IMAGES, steps=16, log_every=4, sample_every=16, checkpoint_every=8, **on(device))
+    options = dict(IMAGES, steps=16, log_every=4, sample_every=16, checkpoint_every=8, **on(device))
     exact = device == "cpu"                      # one thread, deterministic kernels: the same bits
     _straight_and_split_agree(tmp_path, mnist, options, {}, {}, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-6)
 
@@ -323,7 +324,7 @@ def test_resume_adds_or_drops_the_fast_path(tmp_path, mnist, deterministic, befo
     """An eager run resumed with --cuda-graphs captures (and the reverse steps
     eagerly), close to the run trained one way throughout (the optimisers differ
     in implementation only: fused against foreach Adam)."""
-    options = dict(TINY_IMAGES, steps=16, log_every=4, sample_every=16, checkpoint_every=8, device="cuda")
+    options = dict(IMAGES, steps=16, log_every=4, sample_every=16, checkpoint_every=8, device="cuda")
     _straight_and_split_agree(tmp_path, mnist, options, {"cuda_graphs": before}, {"cuda_graphs": after},
                               rtol=1e-3, atol=1e-5)
 
@@ -344,7 +345,7 @@ def test_nan_stops_the_fast_path_and_keeps_the_last_good_checkpoint(tmp_path, mn
     monkeypatch.setitem(losses.OBJECTIVES, "gan",
                         type(objective)("gan", objective.d_loss, lambda f: objective.g_loss(f) * scale,
                                         objective.lens_loss))
-    cfg = resolve(TrainConfig(**dict(TINY_IMAGES, steps=20, log_every=4, checkpoint_every=4, **on(device))))
+    cfg = resolve(TrainConfig(**dict(IMAGES, steps=20, log_every=4, checkpoint_every=4, **on(device))))
     with pytest.raises(NonFiniteLoss, match="at step 10"):
         train_run(cfg, mnist, tmp_path / "run")
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
@@ -353,7 +354,6 @@ def test_nan_stops_the_fast_path_and_keeps_the_last_good_checkpoint(tmp_path, mn
 
 # --- the GPU benchmark and GPU check script without a GPU ----------------------
 
-ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")

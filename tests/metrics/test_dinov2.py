@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import TINY_IMAGES_ARGS
 
 from tempered_gan import metrics as M
 from tempered_gan.cli.main import main
@@ -18,8 +19,7 @@ from tempered_gan.errors import UserError
 
 timm = pytest.importorskip("timm")
 
-TINY_MNIST = ["--dataset", "mnist", "--batch-size", "8", "--width", "4", "--z-dim", "8", "--lens-width", "4",
-              "--lens-blocks", "1", "--no-progress", "--steps", "2", "--k", "1"]
+TINY_MNIST = [*TINY_IMAGES_ARGS, "--no-progress", "--steps", "2", "--k", "1"]
 
 
 def run(*argv):

@@ -19,7 +19,7 @@ def errors(capsys):
 
 @pytest.fixture()
 def data_root(tmp_path, monkeypatch):
-    from test_data import write_mnist
+    from helpers import write_mnist
     root = tmp_path / "data"
     write_mnist(root / "mnist", n=40)
     monkeypatch.setenv("TEMPERED_GAN_DATA", str(root))

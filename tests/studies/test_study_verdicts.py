@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "studies" / "verdicts.py"
+SCRIPT = ROOT / "docs" / "results" / "studies" / "verdicts.py"
 END = 1000
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from test_data import NO_FASHION, fashion_mnist_dir
+from helpers import NO_FASHION, fashion_mnist_dir
 from torch import nn
 
 from tempered_gan import metrics as M
@@ -196,7 +196,7 @@ def test_coverage_dispatches_by_data_set():
 
 @pytest.fixture()
 def mnist_dir(tmp_path):
-    from test_data import write_mnist
+    from helpers import write_mnist
     return write_mnist(tmp_path / "mnist", n=64)
 
 
@@ -237,7 +237,7 @@ def test_classifier_is_cached_reused_shared_with_colour_and_rebuilt_when_data_ch
         for i, grey in enumerate(channels):                           # a batch of 24 images against one of 8
             assert_same_features(per_channel[:, 16 * i:16 * (i + 1)], first(grey))
 
-    from test_data import write_mnist
+    from helpers import write_mnist
     write_mnist(mnist_dir, n=80)                                      # the data change: retrain
     with pytest.raises(AssertionError, match="retrained"):
         M.feature_extractor("classifier", "mnist", str(mnist_dir), cache_dir=cache, classifier=TINY)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, TINY_POINTS_ARGS
 
 from tempered_gan.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--no-progress"]
+TINY = [*TINY_POINTS_ARGS, "--no-progress"]
 
 
 def run(*argv):

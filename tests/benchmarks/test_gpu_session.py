@@ -11,8 +11,9 @@ import sys
 
 import pytest
 import torch
+from helpers import ROOT as PROJECT
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+ROOT = str(PROJECT)
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_session.sh")
 PART1 = ["device", "commands", "tests", "bench-speed", "bench-agreement", "cli-eager-lens", "cli-graphs-lens", "cli-eager-none",
          "cli-graphs-none", "bench-concurrent"]

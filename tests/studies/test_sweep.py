@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers import TINY_POINTS_ARGS
 
 from tempered_gan.cli.main import main
 from tempered_gan.config.train_config import TrainConfig
@@ -15,7 +16,7 @@ from tempered_gan.studies.success import success_rule, trains
 from tempered_gan.studies.sweep import Cell, parse_grid
 from tempered_gan.studies.sweep_report import write_sweep_report
 
-TINY = ["--dataset", "mixture-ring8", "--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2",
+TINY = ["--dataset", "mixture-ring8", *TINY_POINTS_ARGS,
         "--log-every", "2", "--eval-every", "2", "--fid-samples", "256", "--sample-every", "4", "--no-progress"]
 SMALL = ["sweep", "--grid", "lr=1e-3,4e-3", "--arms", "none,sine,r1", "--seeds", 2, "--steps", 4, "--k", 2, *TINY]
 

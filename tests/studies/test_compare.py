@@ -5,11 +5,12 @@ import shutil
 
 import pytest
 import torch
+from helpers import TINY_POINTS_ARGS
 
 from tempered_gan.cli.main import main
 from tempered_gan.studies.compare_report import RunResult, summarise
 
-TINY = ["--dataset", "mixture-ring8", "--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2",
+TINY = ["--dataset", "mixture-ring8", *TINY_POINTS_ARGS,
         "--log-every", "2", "--eval-every", "2", "--fid-samples", "256", "--sample-every", "2", "--no-progress"]
 
 

@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
+from helpers import TINY_POINTS_ARGS
 
 from tempered_gan.cli.main import main
 
-TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
+TINY = [*TINY_POINTS_ARGS, "--log-every", "2",
         "--no-progress"]
 GRID = ["--dataset", "mixture-ring8", "--seeds", "1", "--arms", "none,sine", "--steps", "4", "--k", "2",
         "--eval-every", "2", "--fid-samples", "256", "--sample-every", "2", *TINY]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_data import solid, write_cifar, write_image, write_mnist
+from helpers import TINY_IMAGES_ARGS, solid, write_cifar, write_image, write_mnist
 from test_diskfull import full_disk, one_line  # noqa: F401  (full_disk is a fixture)
 
 from tempered_gan import metrics as M
@@ -27,8 +27,7 @@ from tempered_gan.errors import UserError
 from tempered_gan.metrics import features as metric_features
 from tempered_gan.util import fetch
 
-TINY_MNIST = ["--dataset", "mnist", "--steps", 2, "--k", 1, "--batch-size", 8, "--width", 4, "--z-dim", 8,
-              "--lens-width", 4, "--lens-blocks", 1, "--log-every", 1, "--no-progress"]
+TINY_MNIST = [*TINY_IMAGES_ARGS, "--steps", 2, "--k", 1, "--log-every", 1, "--no-progress"]
 IDX_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
              "t10k-labels-idx1-ubyte.gz"]
 

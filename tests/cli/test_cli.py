@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_IMAGES_ARGS, TINY_POINTS_ARGS
 
 from tempered_gan.cli.main import main
 from tempered_gan.method import losses
 
-TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2"]
-TINY_MNIST = ["--dataset", "mnist", "--batch-size", "8", "--width", "4", "--z-dim", "8",
-              "--lens-width", "4", "--lens-blocks", "1", "--log-every", "2"]
+TINY = [*TINY_POINTS_ARGS, "--log-every", "2"]
+TINY_MNIST = [*TINY_IMAGES_ARGS, "--log-every", "2"]
 
 
 def run(*argv):

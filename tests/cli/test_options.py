@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, TINY_IMAGES_ARGS, TINY_POINTS_ARGS
 from torch import nn
 
 from tempered_gan.cli.main import build_parser, main
@@ -28,10 +29,8 @@ from tempered_gan.training import loop as train_module
 from tempered_gan.training import snapshots
 from tempered_gan.training.trainer import Trainer
 
-TESTS = Path(__file__).resolve().parent
-TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2"]
-TINY_MNIST = ["--dataset", "mnist", "--batch-size", "8", "--width", "4", "--z-dim", "8", "--lens-width", "4",
-              "--lens-blocks", "1"]
+TINY = TINY_POINTS_ARGS
+TINY_MNIST = [*TINY_IMAGES_ARGS]
 
 # Options whose effect an existing test pins: flag → (command, "file::test").
 PINNED_ELSEWHERE = {
@@ -495,4 +494,4 @@ def test_every_listed_option_has_a_test_that_pins_its_effect(command):
     assert listed <= here | set(elsewhere), sorted(listed - here - set(elsewhere))
     for flag, where in elsewhere.items():
         path, name = where.split("::")
-        assert re.search(rf"^def {name}\(", (TESTS / path).read_text(), flags=re.M), (flag, where)
+        assert re.search(rf"^def {name}\(", next((ROOT / "tests").rglob(path)).read_text(), flags=re.M), (flag, where)

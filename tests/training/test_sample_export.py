@@ -4,15 +4,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_IMAGES_ARGS, TINY_POINTS_ARGS
 from PIL import Image
 
 from tempered_gan.cli.main import main
 from tempered_gan.metrics import EvalSettings, evaluator
 
-TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
+TINY = [*TINY_POINTS_ARGS, "--log-every", "2",
         "--no-progress"]
-TINY_MNIST = ["--dataset", "mnist", "--batch-size", "8", "--width", "4", "--z-dim", "8", "--lens-width", "4",
-              "--lens-blocks", "1", "--log-every", "1", "--no-progress"]
+TINY_MNIST = [*TINY_IMAGES_ARGS, "--log-every", "1", "--no-progress"]
 
 
 def run(*argv):

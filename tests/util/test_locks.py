@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, TINY_POINTS_ARGS
 
 from tempered_gan.cli.main import main
 from tempered_gan.util import locks
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--log-every", "2",
+TINY = [*TINY_POINTS_ARGS, "--log-every", "2",
         "--no-progress"]
 HOLD = ("import sys; from tempered_gan.util import locks; locks.acquire(sys.argv[1], shared=sys.argv[2] == 'shared'); "
         "print('held', flush=True); sys.stdin.read()")

@@ -1,9 +1,9 @@
 """Weights after N steps, bit for bit, against a fingerprint the code wrote before a refactor.
 
-``tests/fixtures/weights_fingerprint.json`` was made by the code at 3eca64b (before
+``tests/training/fixtures/weights_fingerprint.json`` was made by the code at 3eca64b (before
 train.py, metrics.py and cli.py were split) with::
 
-    PYTHONPATH=. python tests/test_bit_identity.py --write
+    PYTHONPATH=. python tests/training/test_bit_identity.py --write
 
 Each case trains a tiny run through the library's loop (``train``) on the CPU,
 one thread, and hashes every tensor of the checkpoint's G, D and lens weights
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_IMAGES
 
 from tempered_gan.util.renamed import CHECKPOINT_KEYS, renamed
 
-FIXTURE = Path(__file__).parent / "fixtures" / "weights_fingerprint.json"
-TINY_IMAGES = dict(dataset="mnist", batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "weights_fingerprint.json"
 TINY_POINTS = dict(dataset="mixture-ring8", batch_size=64, width=16, lens_width=8, lens_blocks=2)
 QUIET = dict(log_every=5, sample_every=1000, checkpoint_every=1000)
-# name: options of TrainConfig (images use a 40-image MNIST written by tests/test_data.write_mnist).
+# name: options of TrainConfig (images use a 40-image MNIST written by tests/helpers.write_mnist).
 CASES = {
     "default-ring-50": dict(steps=50, log_every=10),   # the default run's configuration, 50 steps (K = 25)
     "ring-drop-past-k": dict(**TINY_POINTS, steps=30, k=12, **QUIET),
@@ -105,7 +105,7 @@ def _digest(value) -> str | None:
 
 def fingerprint(name: str, workdir: Path) -> dict:
     """Train case ``name`` in ``workdir`` and hash its final checkpoint."""
-    from test_data import write_mnist
+    from helpers import write_mnist
 
     from tempered_gan.config.train_config import TrainConfig, resolve
     from tempered_gan.data.loaders import load_dataset
@@ -152,7 +152,7 @@ def test_the_fixture_covers_every_case():
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     import tempfile
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     with tempfile.TemporaryDirectory() as tmp:
         cases = {name: fingerprint(name, Path(tmp)) for name in CASES}
     FIXTURE.parent.mkdir(exist_ok=True)

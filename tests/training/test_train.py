@@ -3,6 +3,7 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import TINY_IMAGES, TINY_POINTS
 
 from tempered_gan.config.train_config import TrainConfig, resolve
 from tempered_gan.data.loaders import load_dataset
@@ -12,8 +13,8 @@ from tempered_gan.training.randomness import EpochSampler
 from tempered_gan.training.scalars import stacked
 from tempered_gan.training.trainer import Trainer
 
-TINY_POINTS = dict(dataset="mixture-ring8", steps=10, batch_size=32, width=16, lens_width=8, lens_blocks=2)
-TINY_IMAGES = dict(steps=10, batch_size=8, width=4, z_dim=8, lens_width=4, lens_blocks=1)
+POINTS = dict(TINY_POINTS, steps=10)
+IMAGES = {k: v for k, v in dict(TINY_IMAGES, steps=10).items() if k != "dataset"}
 
 
 def make_trainer(data, **options):
@@ -31,7 +32,7 @@ def changed(before, module):
 @pytest.mark.parametrize("loss", ["gan", "lsgan", "wgan-gp"])
 def test_lens_step_changes_only_the_lens(mnist_dir, loss):
     data = load_dataset("mnist", str(mnist_dir))
-    trainer = make_trainer(data, dataset="mnist", loss=loss, **TINY_IMAGES)
+    trainer = make_trainer(data, dataset="mnist", loss=loss, **IMAGES)
     tempering = trainer.tempering
     x = data.batch(torch.arange(8))
     tempering.real(x)
@@ -47,7 +48,7 @@ def test_lens_step_changes_only_the_lens(mnist_dir, loss):
 @pytest.mark.parametrize("loss", ["gan", "wgan-gp"])
 def test_d_and_g_steps_never_touch_the_lens(mnist_dir, loss, monkeypatch):
     data = load_dataset("mnist", str(mnist_dir))
-    trainer = make_trainer(data, dataset="mnist", loss=loss, **TINY_IMAGES)
+    trainer = make_trainer(data, dataset="mnist", loss=loss, **IMAGES)
     G, D = snapshot(trainer.G), snapshot(trainer.D)
     lens_params = {k: p.clone() for k, p in trainer.lens.named_parameters()}
     at_lens_step = {}
@@ -65,8 +66,8 @@ def test_d_and_g_steps_never_touch_the_lens(mnist_dir, loss, monkeypatch):
 
 
 def test_identical_start_with_and_without_lens(ring):
-    with_lens = make_trainer(ring, schedule="sine", **TINY_POINTS)
-    without = make_trainer(ring, tempering="none", **TINY_POINTS)
+    with_lens = make_trainer(ring, schedule="sine", **POINTS)
+    without = make_trainer(ring, tempering="none", **POINTS)
     assert not without.tempering.tempers and without.lens is None
     for a, b in ((with_lens.G, without.G), (with_lens.D, without.D)):
         sa, sb = a.state_dict(), b.state_dict()
@@ -78,14 +79,14 @@ def test_identical_start_with_and_without_lens(ring):
     assert torch.equal(with_lens.noise.get_state(), without.noise.get_state())
     assert torch.equal(with_lens.sampler.next(), without.sampler.next())
     # ...and a different seed gives different weights.
-    other = make_trainer(ring, tempering="none", **{**TINY_POINTS, "seed": 1})
+    other = make_trainer(ring, tempering="none", **{**POINTS, "seed": 1})
     assert not torch.equal(next(other.G.parameters()), next(without.G.parameters()))
 
 
 def test_building_the_lens_leaves_the_global_generator_alone():
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    build_nets(resolve(TrainConfig(**TINY_POINTS)), (2,))
+    build_nets(resolve(TrainConfig(**POINTS)), (2,))
     assert torch.equal(before, torch.get_rng_state())
 
 
@@ -93,7 +94,7 @@ def test_one_lens_forward_per_iteration(mnist_dir):
     """L(X) computed for D's step is reused by the lens step (no second forward)."""
     data = load_dataset("mnist", str(mnist_dir))
     for loss, expected in (("gan", 1), ("wgan-gp", 5)):   # WGAN-GP: once per critic batch
-        trainer = make_trainer(data, dataset="mnist", loss=loss, **TINY_IMAGES)
+        trainer = make_trainer(data, dataset="mnist", loss=loss, **IMAGES)
         calls = []
         trainer.lens.register_forward_hook(lambda *_, calls=calls: calls.append(1))
         trainer.step()
@@ -101,7 +102,7 @@ def test_one_lens_forward_per_iteration(mnist_dir):
 
 
 def test_critic_steps_draw_a_batch_each(ring):
-    trainer = make_trainer(ring, loss="wgan-gp", **TINY_POINTS)
+    trainer = make_trainer(ring, loss="wgan-gp", **POINTS)
     trainer.step()
     assert trainer.sampler.position == 5 * 32
 
@@ -129,8 +130,8 @@ def test_objectives_are_registered_for_every_loss_option():
 @pytest.mark.parametrize("options", [dict(amp="bf16"), dict(channels_last=True), dict(amp="bf16", loss="wgan-gp")])
 def test_speed_options_train_with_finite_losses(mnist_dir, options):
     data = load_dataset("mnist", str(mnist_dir))
-    trainer = make_trainer(data, dataset="mnist", **{**TINY_IMAGES, **options})
-    plain = make_trainer(data, dataset="mnist", **TINY_IMAGES)
+    trainer = make_trainer(data, dataset="mnist", **{**IMAGES, **options})
+    plain = make_trainer(data, dataset="mnist", **IMAGES)
     losses, reference = stacked(trainer.step()), stacked(plain.step())
     assert torch.isfinite(losses).all()
     if options.get("amp") == "bf16":

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_data import write_idx
+from helpers import write_idx
 
 import tempered_gan.metrics as M
 from tempered_gan.data.loaders import load_dataset
@@ -17,7 +17,7 @@ SAMPLES = 200
 def bars_dir(tmp_path_factory):
     """A small MNIST whose class k is a bright horizontal bar at rows 2k+3 and 2k+4, of random length,
     place and brightness, on faint noise: classes a small classifier can tell apart, unlike the fixture
-    of tests/test_data.py whose images differ in one pixel."""
+    of tests/helpers.py (write_mnist) whose images differ in one pixel."""
     folder = tmp_path_factory.mktemp("bars")
     rng = np.random.default_rng(0)
     for prefix, count in (("train", 600), ("t10k", 200)):

@@ -3,6 +3,7 @@ nothing that is trained, and it is checkpointed and resumed bit for bit."""
 import json
 
 import torch
+from helpers import TINY_POINTS, TINY_POINTS_ARGS
 
 from tempered_gan.cli.main import main
 from tempered_gan.config.train_config import TrainConfig, resolve
@@ -10,8 +11,8 @@ from tempered_gan.method.nets import eval_mode
 from tempered_gan.training.randomness import seed_for
 from tempered_gan.training.trainer import Trainer
 
-TINY = dict(dataset="mixture-ring8", batch_size=32, width=16, lens_width=8, lens_blocks=2, k=3, steps=6)
-FLAGS = ["--batch-size", "32", "--width", "16", "--lens-width", "8", "--lens-blocks", "2", "--k", "3",
+TINY = dict(TINY_POINTS, k=3, steps=6)
+FLAGS = [*TINY_POINTS_ARGS, "--k", "3",
          "--log-every", "2", "--no-progress"]
 
 
