@@ -10,6 +10,7 @@ from tempered_gan.cli.options import (
     add_config_flags,
     add_grid_options,
     command_line,
+    file_options,
     grid_run_options,
     parse_seeds,
     print_report,
@@ -56,7 +57,7 @@ def run_command(args) -> int:
     arms = parse_arms(args.arms or chosen.arms)
     fail_fid = args.fail_fid if args.fail_fid is not None else chosen.fail_fid
     shard = grid_options(args.jobs, args.shard, args.report_only, "grid")
-    base = TrainConfig(**{**chosen.options, **grid_run_options(args)})
+    base = TrainConfig(**{**chosen.options, **file_options(args), **grid_run_options(args)})
     return print_report(compare(base, arms, seeds, Path(args.out), command=command_line(args),
                                 fail_factor=args.fail_factor, fail_fid=fail_fid, fail_modes=args.fail_modes,
                                 reference=args.reference, progress=args.progress, jobs=args.jobs, shard=shard,

@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tempered_gan.config.train_config import TrainConfig, resolve
+from tempered_gan.config.train_config import TrainConfig, migrate, read_config_file, resolve
 from tempered_gan.errors import UserError
 from tempered_gan.util import renamed as renamed_options
 
@@ -33,8 +33,8 @@ HELP = {
     "tempering": "what tempers the real data before D: none (plain training), lens (the learned lens), noise "
                  "(annealed instance noise on both of D's inputs, σ(t) = σ₀·λ(t)) or blur (a fixed Gaussian blur of "
                  "the real images, σ(t) = σ₀·λ(t) pixels; images only); noise and blur end at K (default: {default})",
-    "schedule": "the λ schedule of the tempering: sine (the paper's: λ falls from 1 to 0 at step K) or constant "
-                "(λ = --lambda-value throughout) (default: {default})",
+    "schedule": "the λ schedule of the tempering: sine (the paper's: λ falls from 1 to 0 at step K), linear (λ = 1 − "
+                "t/K, StyleGAN3's blur fade) or constant (λ = --lambda-value throughout) (default: {default})",
     "noise_sigma": "--tempering noise: σ₀ in data units (default {default}: half the [-1, 1] pixel range; on the "
                    "ring it merges neighbouring modes at t = 0)",
     "blur_sigma": "--tempering blur: σ₀ in pixels (default {default}: coarse silhouettes of a 32×32 image; kernel "
@@ -71,11 +71,20 @@ HELP = {
     "gp_weight": "gradient-penalty weight (default {default}; the paper's)",
     "r1_gamma": "R1 penalty γ: γ/2·E‖∇D(x)‖² on D's real input, a stabiliser to compare with (Mescheder et al. "
                 "2018; not in the paper); default {default}: none. compare and sweep give it to the r1 arm",
+    "spectral_norm": "spectral normalisation of every convolution and linear layer of D (Miyato et al. 2018; not in "
+                     "the paper); default {default}",
+    "diffaugment": "DiffAugment policy (Zhao et al. 2020; not in the paper): color, translation and/or cutout, "
+                   "comma-separated, on both of D's inputs in D's and G's steps, after the tempering (default: none)",
+    "blur_both": "--tempering blur: blur G(Z) as well as X, in D's and G's steps, as StyleGAN3 does (with "
+                 "--schedule linear, its fade); default {default}: X only",
     "g_ema": "keep an exponential moving average of G's weights with this decay, e.g. 0.999 (StyleGAN, BigGAN), "
              "and let eval, sample and the sample grids use it; default {default}: off",
     "log_every": "steps between lines of metrics.jsonl (default {default})",
     "sample_every": "steps between sample grids (default: a tenth of the run)",
     "checkpoint_every": "steps between checkpoints (default: a tenth of the run, at most 5000)",
+    "wandb": "mirror the log, evaluations, sample grids and configuration to this Weights & Biases project "
+             "(pip install 'tempered-gan[wandb]'; WANDB_MODE=offline writes it under RUN_DIR/wandb; a resumed run "
+             "continues its W&B run) (default: none)",
     "eval_every": "steps between FID (and mode-coverage) evaluations; default {default}: none",
     "fid_samples": "samples per FID (default {default}, as in the paper)",
     "fid_features": "auto (points for 2-D data; classifier for labelled sets at 32 px, a folder laid out by class "
@@ -107,11 +116,12 @@ GROUPS = {
     "data": ["dataset", "data_dir", "resolution", "skip_unreadable"],
     "run": ["steps", "batch_size", "seed"],
     "method: the GAN and what tempers the real data": ["loss", "tempering", "schedule", "k", "lambda_value",
-                                                       "noise_sigma", "blur_sigma", "reconstruction"],
+                                                       "noise_sigma", "blur_sigma", "blur_both", "reconstruction"],
     "how the lens exits after K": ["lens_exit", "lens_exit_steps", "lens_exit_tolerance", "lens_exit_patience"],
     "networks": ["arch", "width", "z_dim", "lens_width", "lens_blocks", "lens_zero_init"],
-    "optimiser": ["optimizer", "lr", "lens_lr", "beta1", "beta2", "critic_steps", "gp_weight", "r1_gamma", "g_ema"],
-    "logging, samples and checkpoints": ["log_every", "sample_every", "checkpoint_every"],
+    "optimiser": ["optimizer", "lr", "lens_lr", "beta1", "beta2", "critic_steps", "gp_weight", "g_ema"],
+    "what else steadies D (baselines)": ["r1_gamma", "spectral_norm", "diffaugment"],
+    "logging, samples and checkpoints": ["log_every", "sample_every", "checkpoint_every", "wandb"],
     "evaluation": ["eval_every", "fid_samples", "fid_features", "inception_weights", "dinov2_weights"],
     "speed and device": ["device", "amp", "channels_last", "cuda_graphs"],
 }
@@ -195,6 +205,8 @@ def add_config_flags(parser: argparse.ArgumentParser, hide: tuple[str, ...] = ()
     for old, new in renamed_options.CONFIG_KEYS.items():      # accepted under their old names, with a warning
         exits.add_argument("--" + old.replace("_", "-"), dest=old, type=_flag_type(fields[new]), default=None,
                            help=argparse.SUPPRESS)
+    groups["run"].add_argument("--config", metavar="FILE", help="start from this configuration: a run's config.json, "
+                               "or a TOML file of the same keys; options given here override it (default: none)")
     groups["logging, samples and checkpoints"].add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="progress bar (default: when stderr is a terminal; else a line per log step)")
@@ -249,8 +261,22 @@ def given_options(args) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
 
 
+def file_options(args) -> dict:
+    """The options of ``--config FILE`` (none without it), in today's names; unknown keys are one error line."""
+    if not getattr(args, "config", None):
+        return {}
+    values = read_config_file(args.config)
+    # A run's config.json (every key, as an earlier version may have written it) or a file of a few options.
+    values = migrate(values, complete={"dataset", "steps", "lens_width", "fid_features"} <= set(values))
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise UserError(f"--config {args.config}: unknown configuration keys: {', '.join(unknown)}")
+    return values
+
+
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig(**given_options(args))
+    """The run's configuration: ``--config FILE``'s options, overridden by those given on the command line."""
+    return TrainConfig(**{**file_options(args), **given_options(args)})
 
 
 def parse_seeds(text: str) -> list[int]:

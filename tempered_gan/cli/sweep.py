@@ -10,6 +10,7 @@ from tempered_gan.cli.options import (
     add_config_flags,
     add_grid_options,
     command_line,
+    file_options,
     grid_run_options,
     parse_seeds,
     print_report,
@@ -57,7 +58,8 @@ def run_command(args) -> int:
     if fixed:
         raise UserError(f"{', '.join('--' + k.replace('_', '-') for k in fixed)} is an axis of the grid; "
                         "give its values in --grid only")
-    return print_report(sweep(TrainConfig(**given), axes, arms, seeds, Path(args.out), command=command_line(args),
+    base = TrainConfig(**{**file_options(args), **given})
+    return print_report(sweep(base, axes, arms, seeds, Path(args.out), command=command_line(args),
                               fail_fid=args.fail_fid, fail_modes=args.fail_modes, reference=args.reference,
                               map_axes=args.map.split(",") if args.map else None, progress=args.progress,
                               jobs=args.jobs, shard=shard, report_only=args.report_only))

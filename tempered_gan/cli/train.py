@@ -9,6 +9,7 @@ from pathlib import Path
 from tempered_gan.cli.options import EPILOG, THREADS, add_config_flags, config_from_args
 from tempered_gan.config.train_config import RESUME_OPTIONS, TrainConfig, resolve
 from tempered_gan.data.loaders import data_of
+from tempered_gan.errors import UserError
 from tempered_gan.training import run_folder
 from tempered_gan.training.device import preflight
 from tempered_gan.training.loop import train
@@ -46,6 +47,8 @@ def run_command(args) -> int:
 
 def _resume(args) -> int:
     run_dir = Path(args.resume)
+    if args.config:
+        raise UserError(f"--resume continues {run_dir} with its own configuration; --config starts a new run")
     given = [f.name for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None]
     run_folder.check_resume_options(run_dir, given + [name for name in ("out", "overwrite") if getattr(args, name)])
     dist = init_from_env()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tempered_gan.data.registry import DATASET_NAMES, IMAGE_SIDES, dataset_kind
 from tempered_gan.errors import UserError
+from tempered_gan.method.augment import parse_policy
 from tempered_gan.method.lens import SCHEDULES
 from tempered_gan.method.losses import OBJECTIVES
 from tempered_gan.method.nets import ARCHITECTURES
@@ -28,6 +29,7 @@ CONFIG = "config.json"   # the resolved configuration in a run folder
 # Options that may change on resume without changing the run itself.
 # Speed options (device, amp, channels_last, cuda_graphs) may change numerics, not the experiment.
 RESUME_OPTIONS = {"steps", "device", "amp", "channels_last", "cuda_graphs", "log_every", "sample_every", "checkpoint_every",
+                  "wandb",
                   "data_dir", "eval_every", "fid_samples", "fid_features", "inception_weights", "dinov2_weights"}
 
 
@@ -101,10 +103,14 @@ class TrainConfig:
     critic_steps: int | None = None
     gp_weight: float | None = None
     r1_gamma: float = 0.0             # R1: γ/2·E‖∇D(x)‖² at D's real input (Mescheder et al. 2018); 0: none
+    spectral_norm: bool = False       # spectral normalisation of every conv and linear layer of D (Miyato et al. 2018)
+    diffaugment: str = ""             # DiffAugment policy on both of D's inputs: color, translation, cutout; "": off
+    blur_both: bool = False           # --tempering blur: blur G(Z) too, as StyleGAN3 does
     g_ema: float = 0.0                # decay of an exponential moving average of G that eval and sample use; 0: off
     log_every: int = 100
     sample_every: int | None = None
     checkpoint_every: int | None = None
+    wandb: str = ""                   # Weights & Biases project to mirror the log to; "": none
     eval_every: int = 0               # steps between FID evaluations (0: none)
     fid_samples: int | None = None    # samples per FID
     fid_features: str = "auto"        # auto | classifier | inception | dinov2 | points
@@ -140,10 +146,37 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
-def migrate(values: dict) -> dict:
+def read_config_file(path: str | Path) -> dict:
+    """The options of a configuration file, ``--config FILE``: a run's ``config.json``, or a TOML file
+    with the same keys (a ``.toml`` name). Checked and migrated when they become a :class:`TrainConfig`."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"--config {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        else:
+            values = json.loads(text)
+    except ValueError as exc:     # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise UserError(f"--config {path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} "
+                        f"({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"--config {path} does not hold a table of options")
+    return values
+
+
+def migrate(values: dict, complete: bool = True) -> dict:
     """A saved configuration (or a grid manifest's run identity) in today's vocabulary; CHANGELOG.md
-    lists each change. Earlier run folders load, resume and evaluate as they were trained."""
+    lists each change. Earlier run folders load, resume and evaluate as they were trained.
+    ``complete=False``: a file of some options only (``--config``), whose missing keys mean their
+    defaults, not an earlier version's: only the renamed keys are translated."""
     values = renamed(dict(values), CONFIG_KEYS, "a configuration")   # 0.2.0: retire_* became lens_exit_*
+    if not complete:
+        return values
     # Saved before lens exits existed: those runs exited by convergence (or never, with keep_lens).
     values.setdefault("lens_exit", "keep" if values.get("keep_lens") else "converge")
     if values.pop("keep_lens", False):     # 0.1.0: --keep-lens, now --lens-exit keep (which it implied)
@@ -156,6 +189,8 @@ def migrate(values: dict) -> dict:
     values.setdefault("resolution", 32)    # 0.1.0: every image was 32×32
     values.setdefault("skip_unreadable", False)
     values.setdefault("g_ema", 0.0)        # 0.1.0 had no moving average of G
+    for key, off in (("spectral_norm", False), ("diffaugment", ""), ("blur_both", False), ("wandb", "")):   # 0.2.0
+        values.setdefault(key, off)
     if values.get("compile") is False:     # written before --compile was removed (it never ran on CUDA)
         del values["compile"]
     elif values.get("compile"):
@@ -231,6 +266,14 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     problem = dataset_kind(cfg.dataset).size_problem(cfg.resolution)
     if problem:
         raise UserError(f"--resolution {cfg.resolution}: {problem}")
+    try:
+        out.diffaugment = ",".join(parse_policy(cfg.diffaugment))
+    except ValueError as exc:
+        raise UserError(f"--diffaugment: {exc}") from None
+    if out.diffaugment and points:
+        raise UserError(f"--diffaugment transforms images; {cfg.dataset} is 2-D points")
+    if cfg.blur_both and cfg.tempering != "blur":
+        raise UserError(f"--blur-both blurs G(Z) as well as X under --tempering blur; this run uses --tempering {cfg.tempering}")
     if cfg.skip_unreadable and not dataset_kind(cfg.dataset).image_files:
         raise UserError(f"--skip-unreadable applies to image files (folder, celeba), not to {cfg.dataset}")
     if cfg.dataset == "folder" and not cfg.data_dir:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-SCHEDULES = ("sine", "constant")
+SCHEDULES = ("sine", "linear", "constant")
 
 
 def sine_lambda(t: float, k: float) -> float:
@@ -22,8 +22,14 @@ def sine_lambda(t: float, k: float) -> float:
     return 1.0 - math.sin(t * math.pi / (2.0 * k))
 
 
+def linear_lambda(t: float, k: float) -> float:
+    """λ(t) = 1 − t/K for t ≤ K, else 0: the linear fade of StyleGAN3's blur (``training/loss.py``)."""
+    return max(0.0, 1.0 - t / k)
+
+
 class LambdaSchedule:
-    """λ as a function of the step; ``kind`` is one of :data:`SCHEDULES`.
+    """λ as a function of the step; ``kind`` is one of :data:`SCHEDULES`: the paper's sine, a linear
+    fade (both reach 0 at step K) or a constant.
 
     The schedule also owns the one rule for *whether step t is tempered*
     (:meth:`within`): the lens's adversarial term is on, and a fixed tempering
@@ -35,19 +41,21 @@ class LambdaSchedule:
         if kind not in SCHEDULES:
             raise ValueError(f"unknown λ schedule {kind!r}; choose one of: {', '.join(SCHEDULES)} "
                              "(no tempering at all is tempering 'none', not a schedule)")
-        if kind == "sine" and k <= 0:
+        if kind != "constant" and k <= 0:
             raise ValueError(f"K must be positive, got {k}")
         self.kind, self.k, self.value = kind, k, value
 
     def __call__(self, t: int) -> float:
         if self.kind == "sine":
             return sine_lambda(t, self.k)
+        if self.kind == "linear":
+            return linear_lambda(t, self.k)
         return self.value
 
     @property
     def end(self) -> int | None:
-        """The last tempered step: K for the sine schedule, None (never ends) for a constant one."""
-        return self.k if self.kind == "sine" else None
+        """The last tempered step: K for the sine and linear schedules, None (never ends) for a constant one."""
+        return None if self.kind == "constant" else self.k
 
     def within(self, t: int) -> bool:
         """Whether step ``t`` is tempered: t ≤ :attr:`end`."""

@@ -358,18 +358,27 @@ class InstanceNoise(_FixedTempering):
 
 class GaussianBlur(_FixedTempering):
     """A blurring lens without parameters: D sees the real images blurred by a
-    Gaussian of σ(t) = σ₀·λ(t) pixels (:func:`gaussian_blur`); G(Z) is left as it is.
+    Gaussian of σ(t) = σ₀·λ(t) pixels (:func:`gaussian_blur`); G(Z) is left as it is,
+    unless ``both``: then G(Z) is blurred alike, in D's step and in G's (gradients flow
+    through the blur to G), as StyleGAN3 blurs both of D's inputs (``training/loss.py``,
+    ``run_D``; with a linear schedule, its fade).
 
     Args:
         schedule: λ(t).
         sigma: σ₀ in pixels; the kernel is cut at radius ⌈3σ₀⌉ for every t.
+        both: blur G(Z) too.
     """
 
     label = "blurred X"
 
-    def __init__(self, schedule: LambdaSchedule, sigma: float = 2.0):
+    def __init__(self, schedule: LambdaSchedule, sigma: float = 2.0, both: bool = False):
         super().__init__(schedule, sigma)
         self.radius = math.ceil(3 * self.sigma0)
+        self.both = both
+
+    def fake(self, x: Tensor, lam: float | Tensor | None = None) -> Tensor:
+        """G(Z), blurred like X when ``both`` (differentiably); else as it is."""
+        return gaussian_blur(x, self._width(lam), self.radius) if self.both else x
 
     def real(self, x: Tensor, keep_graph: bool = True, *, lam: float | Tensor | None = None) -> Tensor:
         """X blurred by σ·λ pixels, as data."""

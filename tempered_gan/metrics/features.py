@@ -91,6 +91,12 @@ class InceptionFeatures(FeatureExtractor):
         pixels = image_file_pixels(x)
         return self.net(pixels)
 
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The 1008 class logits of pool3 ``features``, without the bias: the ``logits_unbiased`` that
+        torch-fidelity's Inception Score reads, from the same pass as FID's features."""
+        weight = self.net.fc.weight
+        return features.to(weight.device, weight.dtype) @ weight.T
+
 
 class DinoV2Features(FeatureExtractor):
     """384-d CLS-token features of DINOv2 ViT-S/14 (Oquab et al. 2023), the Fréchet distance Stein et al.

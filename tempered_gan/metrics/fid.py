@@ -29,6 +29,9 @@ REAL_SUBSET_SEED = 20180401
 PR_NEIGHBOURS, DC_NEIGHBOURS = 3, 5
 FIDELITY_KEYS = ("precision", "recall", "density", "coverage")
 KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 0
+# Inception Score with torch-fidelity's defaults (isc_splits, samples_shuffle, rng_seed), on Inception features only.
+IS_SPLITS, IS_SEED = 10, 2020
+IS_KEYS = ("inception_score", "inception_score_std")
 # Metrics that never take part in a collective: scores are of this process's samples alone.
 LOCAL = dict(sync_on_compute=False, distributed_available_fn=lambda: False)
 
@@ -106,9 +109,14 @@ class FIDEvaluator:
         if self._kid is not None:
             out["kid"] = out["kid_std"] = math.nan
         out.update(dict.fromkeys(FIDELITY_KEYS, math.nan))
+        scores_is = hasattr(self.extractor, "logits")
+        if scores_is:
+            out.update(dict.fromkeys(IS_KEYS, math.nan))
         if not torch.isfinite(fake).all():  # a diverged G: report NaN rather than fail the run
             return out
         out["fid"] = self._frechet(fake)
+        if scores_is:
+            out.update(inception_score(self.extractor.logits(fake).cpu()))
         out.update(fidelity_and_diversity(self.real_features, fake))
         if self._kid is not None and len(fake) >= self._kid.subset_size:
             self._kid.reset()
@@ -141,6 +149,18 @@ class FIDEvaluator:
         self._fid.reset()
         self._fid.update(fake, real=False)
         return float(self._fid.compute())
+
+
+def inception_score(logits: torch.Tensor) -> dict:
+    """torch-fidelity's Inception Score of generated samples from their unbiased logits: 10 splits, its
+    shuffle and seed; the mean and standard deviation over the splits. Meaningful for natural images
+    only (docs/METRICS.md)."""
+    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+
+    if len(logits) < IS_SPLITS:
+        return dict.fromkeys(IS_KEYS, math.nan)
+    scores = isc_features_to_metric(logits, splits=IS_SPLITS, shuffle=True, rng_seed=IS_SEED)
+    return {"inception_score": float(scores[KEY_METRIC_ISC_MEAN]), "inception_score_std": float(scores[KEY_METRIC_ISC_STD])}
 
 
 def fidelity_and_diversity(real: torch.Tensor, fake: torch.Tensor) -> dict:

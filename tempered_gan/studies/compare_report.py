@@ -203,13 +203,13 @@ def _trend_counts(runs: list[RunResult]) -> str:
 # The per-arm columns after FID, as the table heads them (mean ± sd at the last evaluation).
 COLUMNS = {"modes": "modes", "kl": "KL", "high_quality": "high-quality share", "precision": "precision",
            "recall": "recall", "density": "density", "coverage": "coverage", "channel_fid_r": "R-channel FID",
-           "channel_fid_g": "G-channel FID", "channel_fid_b": "B-channel FID"}
+           "channel_fid_g": "G-channel FID", "channel_fid_b": "B-channel FID", "inception_score": "Inception Score"}
 # A colour-stacked set's partial collapse at the last evaluation (tempered_gan.metrics.channels): a rate, not a mean.
 PARTIAL_COLLAPSE = "partial_collapse"
 PAIRED_METRICS = (("final_fid", "final FID", True), ("best_fid", "best FID", True), ("modes", "modes", False),
                   ("kl", "KL of the mode histogram", True), ("precision", "precision (k = 3)", False),
                   ("recall", "recall (k = 3)", False), ("density", "density (k = 5)", False),
-                  ("coverage", "coverage (k = 5)", False))
+                  ("coverage", "coverage (k = 5)", False), ("inception_score", "Inception Score", False))
 
 
 def per_seed(runs: list[RunResult], key: str) -> dict[int, float]:

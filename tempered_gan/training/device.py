@@ -12,6 +12,7 @@ from tempered_gan.config.train_config import TrainConfig
 from tempered_gan.data.loaders import Data
 from tempered_gan.data.registry import dataset_kind
 from tempered_gan.errors import UserError
+from tempered_gan.training.wandb_log import check_wandb_installed
 from tempered_gan.util.distributed import SINGLE_PROCESS, Dist
 
 
@@ -36,6 +37,8 @@ def preflight(cfg: TrainConfig, data: Data, dist: Dist = SINGLE_PROCESS) -> torc
     device = pick_device(cfg.device)
     if dist.active and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
+    if cfg.wandb and dist.main:
+        check_wandb_installed()
     if cfg.cuda_graphs and device.type != "cuda":
         raise UserError(f"--cuda-graphs needs a CUDA device; this run is on {device.type}")
     if dist.main and (cfg.eval_every or dataset_kind(cfg.dataset).points):   # the 2-D mixtures end with an evaluation

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tempered_gan.config.train_config import TrainConfig
+from tempered_gan.method.augment import DiffAugment, parse_policy
 from tempered_gan.method.exits import ExitPolicy
 from tempered_gan.method.lens import LambdaSchedule, make_lens, zero_last_layer
 from tempered_gan.method.nets import make_nets, xavier_init_
@@ -34,12 +35,34 @@ def build_nets(cfg: TrainConfig, sample_shape: tuple) -> tuple[nn.Module, nn.Mod
         G, D = make_nets(cfg.arch, sample_shape, cfg.z_dim, cfg.width)
         init_net(G, cfg.seed, "G")
         init_net(D, cfg.seed, "D")
+        if cfg.spectral_norm:
+            torch.manual_seed(seed_for(cfg.seed, "spectral-norm"))   # its power iteration's start: a stream of its own
+            spectral_normalise(D)
         lens = None
         if cfg.tempering == "lens":
             lens = init_net(make_lens(sample_shape, cfg.lens_width, cfg.lens_blocks), cfg.seed, "lens")
             if cfg.lens_zero_init:
                 zero_last_layer(lens)
     return G, D, lens
+
+
+def spectral_normalise(net: nn.Module) -> nn.Module:
+    """Every convolution and linear layer of ``net`` spectrally normalised (Miyato et al. 2018), through
+    PyTorch's parametrisation: its weight is divided by the estimate of its largest singular value, one
+    power iteration per forward pass in training mode; the estimate's vectors are buffers, so they are
+    checkpointed and resumed with the net."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in list(net.modules()):
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            spectral_norm(module)
+    return net
+
+
+def make_augment(cfg: TrainConfig, device: torch.device, dist: Dist) -> DiffAugment | None:
+    """The run's DiffAugment (``--diffaugment``), drawing from a stream of its own; None when off."""
+    policy = parse_policy(cfg.diffaugment)
+    return DiffAugment(policy, random_stream(cfg, "diffaugment", device, dist)) if policy else None
 
 
 def make_optimizer(cfg: TrainConfig, params, capturable: bool = False) -> torch.optim.Optimizer:
@@ -79,7 +102,7 @@ def make_tempering(cfg: TrainConfig, lens: nn.Module | None, device: torch.devic
         # A stream of its own (one per process): G's noise, data order and penalty draws stay those of every other arm.
         return InstanceNoise(schedule, cfg.noise_sigma, random_stream(cfg, "instance-noise", device, dist))
     if cfg.tempering == "blur":
-        return GaussianBlur(schedule, cfg.blur_sigma)
+        return GaussianBlur(schedule, cfg.blur_sigma, both=cfg.blur_both)
     lens_opt = make_optimizer(dataclasses.replace(cfg, optimizer="adam", lr=cfg.lens_lr), lens.parameters(),
                               capturable=capturable)
     return Tempering(lens, schedule, cfg.loss, lens_opt, cfg.reconstruction,

@@ -8,6 +8,7 @@ iteration computes is :mod:`tempered_gan.training.trainer`, when the tempering l
 """
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -23,6 +24,7 @@ from tempered_gan.training.device import preflight, use_thread_policy
 from tempered_gan.training.run_log import RunLog
 from tempered_gan.training.snapshots import evaluate_run, write_samples
 from tempered_gan.training.trainer import Trainer
+from tempered_gan.training.wandb_log import WandbRun
 from tempered_gan.util.distributed import SINGLE_PROCESS, Dist, any_process
 
 
@@ -124,7 +126,8 @@ def train(cfg: TrainConfig, data: Data, run_dir: Path, *, resume: bool = False, 
         trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))
     checkpoints = _Checkpoints(trainer, run_dir / CHECKPOINT, trainer.step_count if resume else None)
     try:
-        log = RunLog(run_dir, resume_step=trainer.step_count) if dist.main else None
+        mirror = WandbRun(run_dir, cfg.wandb, dataclasses.asdict(cfg)) if cfg.wandb and dist.main else None
+        log = RunLog(run_dir, resume_step=trainer.step_count, mirror=mirror) if dist.main else None
     except WriteError as exc:
         raise checkpoints.write_failed(exc) from None
     show = sys.stderr.isatty() if progress is None else progress

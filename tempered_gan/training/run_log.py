@@ -18,6 +18,7 @@ METRICS = "metrics.jsonl"
 # What an evaluation was made of, not what it measured: constant along a run, so in metrics.jsonl,
 # and in TensorBoard as text (once, and again when it changes), never as a flat curve.
 SETTINGS = ("samples", "real_samples", "modes_total", "features", "generator")
+SAMPLES = "samples/generated|lensed|real"   # the sample grids' name in TensorBoard (in W&B: "samples")
 
 
 class RunLog:
@@ -28,8 +29,9 @@ class RunLog:
     purge its events after ``s``, so that the curves are those of one run.
     """
 
-    def __init__(self, run_dir: Path, resume_step: int = 0):
+    def __init__(self, run_dir: Path, resume_step: int = 0, mirror=None):
         self.run_dir = Path(run_dir)
+        self.mirror = mirror             # a WandbRun (--wandb), or None
         self.path = self.run_dir / METRICS
         if resume_step and self.path.exists():
             lines = read_metric_lines(self.path)
@@ -59,6 +61,17 @@ class RunLog:
             if settings and settings != self.settings:
                 self.tb.add_text("evaluation", ", ".join(f"{k}: {v}" for k, v in settings.items()), record["step"])
                 self.settings = settings
+        if self.mirror is not None:
+            self.mirror.scalars(record, skip=set(SETTINGS))
+
+    def add_samples(self, path: Path, panel: torch.Tensor | None, step: int) -> None:
+        """A sample grid written to ``path``: to TensorBoard as the image ``panel`` (C, H, W) in [0, 1] (image
+        data sets; None for 2-D points), and to the mirror as the file itself (every data set)."""
+        if panel is not None:
+            with writing(self.run_dir / "tb"):
+                self.tb.add_image(SAMPLES, panel, step)
+        if self.mirror is not None:
+            self.mirror.image("samples", path, step)
 
     def close(self, quiet: bool = False) -> None:
         """Flush TensorBoard; ``quiet``: when the run already stopped on an error
@@ -69,6 +82,9 @@ class RunLog:
         except WriteError:
             if not quiet:
                 raise
+        finally:
+            if self.mirror is not None:
+                self.mirror.close()
 
 
 def read_metric_lines(path: Path, *, warn: bool = True) -> list[tuple[str, dict]]:

@@ -82,9 +82,7 @@ def write_samples(trainer: Trainer, run_dir: Path, log: RunLog) -> Path:
         folder.mkdir(exist_ok=True)
     path = folder / f"step_{trainer.step_count:07d}.png"
     panel = write_sample_panel(trainer, path, POINT_SAMPLES if trainer.data.kind == "points" else GRID_SAMPLES)
-    if panel is not None:
-        with writing(run_dir / "tb"):
-            log.tb.add_image("samples/generated|lensed|real", panel, trainer.step_count)
+    log.add_samples(path, panel, trainer.step_count)
     return path
 
 

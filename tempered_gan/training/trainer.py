@@ -31,13 +31,21 @@ from torch import nn
 from tempered_gan.config.train_config import TrainConfig
 from tempered_gan.data.loaders import Data
 from tempered_gan.errors import UserError
+from tempered_gan.method.augment import AugmentedDiscriminator, DiffAugment
 from tempered_gan.method.exits import ExitPolicy, Phase
 from tempered_gan.method.losses import OBJECTIVES, discriminator_loss
 from tempered_gan.method.nets import eval_mode
 from tempered_gan.method.tempering import BaseTempering, NoTempering, frozen
 from tempered_gan.training.cuda_graphs import make_runner, uses_cuda_graphs
 from tempered_gan.training.device import autocast_for, memory_format_for
-from tempered_gan.training.factories import build_nets, exit_policy, load_optimizer_state, make_optimizer, make_tempering
+from tempered_gan.training.factories import (
+    build_nets,
+    exit_policy,
+    load_optimizer_state,
+    make_augment,
+    make_optimizer,
+    make_tempering,
+)
 from tempered_gan.training.randomness import EpochSampler, random_stream, seed_for
 from tempered_gan.training.scalars import LoggedScalars, stacked
 from tempered_gan.util.distributed import SINGLE_PROCESS, Dist, average_gradients, fingerprint, gather
@@ -73,6 +81,7 @@ class Trainer:
     last_lambda: float | None = None              # λ(t) of the last step (None: no tempering)
     runner: object = None                         # how iterations run: eager or CUDA graphs
     G_ema: nn.Module | None = None                # --g-ema: the moving average of G that eval and sample use
+    augment: DiffAugment | None = None            # --diffaugment: both of D's inputs, after the tempering
 
     @classmethod
     def create(cls, cfg: TrainConfig, data: Data, device: torch.device, dist: Dist = SINGLE_PROCESS) -> "Trainer":
@@ -98,6 +107,7 @@ class Trainer:
                       first_bad=torch.full((), -1, dtype=torch.long, device=device))
         if cfg.g_ema:
             trainer.G_ema = copy.deepcopy(G).requires_grad_(False)
+        trainer.augment = make_augment(cfg, device, dist)
         trainer.runner = make_runner(trainer)
         return trainer
 
@@ -108,7 +118,17 @@ class Trainer:
     @property
     def generators(self) -> list[torch.Generator]:
         """Every generator an iteration draws from (CUDA graphs register them all)."""
-        return [self.noise, self.penalty_noise, *self.tempering.generators]
+        return [self.noise, self.penalty_noise, *self.tempering.generators,
+                *(self.augment.generators if self.augment else [])]
+
+    def _seen(self, x: torch.Tensor) -> torch.Tensor:
+        """What D is shown of one of its inputs: the input itself, or augmented (``--diffaugment``)."""
+        return self.augment(x) if self.augment is not None else x
+
+    @property
+    def critic(self) -> nn.Module:
+        """D as the lens's update asks it: through the augmentation when there is one."""
+        return AugmentedDiscriminator(self.D, self.augment) if self.augment is not None else self.D
 
     def _z(self) -> torch.Tensor:
         return torch.randn(self.cfg.batch_size, self.cfg.z_dim, generator=self.noise, device=self.device)
@@ -153,15 +173,15 @@ class Trainer:
             with torch.no_grad(), self.autocast():
                 fake = tempering.fake(self.G(self._z()).float(), lam)
             with self.autocast():
-                loss_d = discriminator_loss(objective, self.D, real, fake, cfg.gp_weight, self.penalty_noise,
-                                            r1_gamma=cfg.r1_gamma)
+                loss_d = discriminator_loss(objective, self.D, self._seen(real), self._seen(fake), cfg.gp_weight,
+                                            self.penalty_noise, r1_gamma=cfg.r1_gamma)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             average_gradients(self.D, self.dist.world)
             self.opt_d.step()
 
         with frozen(self.D), self.autocast():
-            loss_g = objective.g_loss(self.D(tempering.fake(self.G(self._z()), lam)).float())
+            loss_g = objective.g_loss(self.D(self._seen(tempering.fake(self.G(self._z()), lam))).float())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         average_gradients(self.G, self.dist.world)
@@ -169,7 +189,7 @@ class Trainer:
         if self.G_ema is not None:
             self._average_g()
 
-        lens_adv, lens_rec = phase.update(tempering, self.D, lam, x, real, self.below_tolerance)
+        lens_adv, lens_rec = phase.update(tempering, self.critic, lam, x, real, self.below_tolerance)
         losses = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}   # a term not computed here: not reported
         if lens_adv is not None:
             losses["loss_lens_adv"] = lens_adv
@@ -227,6 +247,7 @@ class Trainer:
             # One entry per process: each draws its own noise.
             "rng": gather({"noise": self.noise.get_state().cpu(), "penalty": self.penalty_noise.get_state().cpu(),
                            "tempering": [g.get_state().cpu() for g in self.tempering.generators],
+                           **({"augment": self.augment.generator.get_state().cpu()} if self.augment else {}),
                            "torch": torch.get_rng_state()}, self.dist.world),
             "replicas": gather(fingerprint(self.G, self.D, self.lens), self.dist.world),
         }
@@ -259,6 +280,8 @@ class Trainer:
                 raise ValueError(f"it holds {len(saved)} tempering generator states, this run has {len(generators)}")
             for g, saved_state in zip(generators, saved):
                 g.set_state(saved_state)
+            if self.augment is not None:
+                self.augment.generator.set_state(rng["augment"])
             torch.set_rng_state(rng["torch"])
             self.step_count = int(state["step"])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:

@@ -530,3 +530,34 @@ def test_the_mixtures_train_on_one_cpu_thread_unless_omp_num_threads_says(tmp_pa
         assert torch.get_num_threads() == 2                 # the user's choice stands
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_saved_configuration_starts_a_new_run_with_what_the_command_line_changes(tmp_path, capsys):
+    first = tmp_path / "first"
+    assert run("train", "--steps", 3, "--k", 2, "--lr", 3e-3, "--out", first, *TINY, "--no-progress") == 0
+    saved = json.loads((first / "config.json").read_text())
+    capsys.readouterr()
+    assert run("train", "--config", first / "config.json", "--seed", 7, "--dry-run") == 0
+    assert json.loads(capsys.readouterr().out) == {**saved, "seed": 7}
+    second = tmp_path / "second"
+    assert run("train", "--config", first / "config.json", "--seed", 7, "--out", second, "--no-progress") == 0
+    assert json.loads((second / "config.json").read_text()) == {**saved, "seed": 7}
+    toml = tmp_path / "few.toml"
+    toml.write_text('dataset = "mixture-ring8"\nlr = 0.002\nretire_patience = 9\n')
+    assert run("train", "--config", toml, "--dry-run", "--lr", 5e-3) == 0
+    out, err = capsys.readouterr()
+    resolved = json.loads(out)
+    assert resolved["lr"] == 5e-3 and resolved["lens_exit_patience"] == 9 and resolved["lens_exit"] == "drop"
+    assert "retire_patience is read as lens_exit_patience" in err
+
+
+@pytest.mark.parametrize("text, message", [('{"dataset": "mnist", "colour": 3}', "unknown configuration keys: colour"),
+                                           ("{not json", "not valid JSON"), ("[1, 2]", "does not hold a table")])
+def test_a_bad_configuration_file_is_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    assert run("train", "--config", path, "--dry-run") == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert run("train", "--config", tmp_path / "missing.json", "--dry-run") == 2
+    assert "missing.json" in capsys.readouterr().err

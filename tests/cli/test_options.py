@@ -82,7 +82,8 @@ def help_sections(command: str, capsys) -> dict[str, str]:
 # --- --help grouped by topic ------------------------------------------------------
 
 TRAIN_TOPICS = ["options", "data", "run", "method: the GAN and what tempers the real data",
-                "how the lens exits after K", "networks", "optimiser", "logging, samples and checkpoints",
+                "how the lens exits after K", "networks", "optimiser", "what else steadies D (baselines)",
+                "logging, samples and checkpoints",
                 "evaluation", "speed and device"]
 
 

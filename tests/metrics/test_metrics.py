@@ -396,3 +396,65 @@ def test_an_unlabelled_folder_offline_is_told_where_the_inception_file_goes_not_
     err = capsys.readouterr().err
     assert "use --fid-features inception" in err and str(hub) in err
     assert not (tmp_path / "run").exists()
+
+
+def test_inception_score_comes_with_the_inception_features_offline(tmp_path, monkeypatch):
+    fidelity = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    with monkeypatch.context() as patch:     # random weights with the real layout stand in for the real file
+        patch.setattr(fidelity, "load_state_dict_from_url", lambda *a, **k: {})
+        patch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        state = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    path = tmp_path / M.INCEPTION_FILE
+    torch.save(state, path)
+    monkeypatch.setattr(fidelity, "load_state_dict_from_url", never_train)
+    from helpers import write_cifar
+    data_dir = write_cifar(tmp_path / "cifar", n=20).parent
+    fake = torch.rand(20, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    settings = M.EvalSettings("cifar10", str(data_dir), features="inception", n_samples=20, cache_dir=str(tmp_path),
+                              inception_weights=str(path), kid=False)
+    scores = M.evaluate(lambda n: fake[:n], settings)
+    extractor = M.evaluator(settings).extractor
+    with torch.no_grad():
+        logits = extractor(fake) @ extractor.net.fc.weight.T            # torch-fidelity's logits_unbiased
+    expected = isc_features_to_metric(logits, splits=10, shuffle=True, rng_seed=2020)
+    assert scores["inception_score"] == pytest.approx(expected["inception_score_mean"], rel=1e-9)
+    assert scores["inception_score_std"] == pytest.approx(expected["inception_score_std"], abs=1e-9)
+    classifier = M.evaluate(lambda n: fake[:n], M.EvalSettings("cifar10", str(data_dir), features="classifier",
+                                                              n_samples=20, cache_dir=str(tmp_path), kid=False))
+    assert "inception_score" not in classifier                                  # Inception features only
+
+
+class LogitFeatures(M.FeatureExtractor):
+    """A stand-in with Inception's interface: features, and logits read from them (a fixed projection)."""
+
+    def __init__(self):
+        super().__init__()
+        self.num_features, self.key, self.description = 8, "stand-in", "stand-in"
+        self.proj = torch.nn.Linear(3 * 32 * 32, 8)
+        self.head = torch.randn(8, 20, generator=torch.Generator().manual_seed(3))
+
+    def forward(self, x):
+        return self.proj(x.flatten(1))
+
+    def logits(self, features):
+        return features @ self.head * 5
+
+
+def test_the_inception_score_is_of_the_generated_samples_with_torch_fidelitys_splits(tmp_path):
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    from tempered_gan.data.loaders import Data
+    torch.manual_seed(0)
+    extractor = LogitFeatures()
+    real = Data("stand-in", "image", torch.zeros(200, 3, 32, 32))               # every real image alike: IS 1
+    evaluator = M.FIDEvaluator(extractor, real, 200, str(tmp_path), kid=False)
+    fake = torch.rand(200, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    scores = evaluator.score(fake)
+    with torch.no_grad():
+        on_fake = isc_features_to_metric(extractor.logits(extractor(fake)), 10, True, 2020)
+        on_real = isc_features_to_metric(extractor.logits(extractor(real.batch(torch.arange(200)))), 10, True, 2020)
+    assert scores["inception_score"] == pytest.approx(on_fake["inception_score_mean"], rel=1e-9)
+    assert scores["inception_score_std"] == pytest.approx(on_fake["inception_score_std"], rel=1e-6)
+    assert on_real["inception_score_mean"] == pytest.approx(1.0) and scores["inception_score"] > 1.5
+    assert math.isnan(evaluator.score(torch.full_like(fake, math.nan))["inception_score"])

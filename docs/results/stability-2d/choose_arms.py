@@ -10,6 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from tempered_gan.studies.arms import arm_of_folder
 from tempered_gan.studies.compare_report import read_run
 from tempered_gan.studies.success import success_rule, trains
 from tempered_gan.training.run_folder import recorded_failure
@@ -23,7 +24,7 @@ def main(folder: Path, dataset: str = "mixture-grid25", fail_fid: float | None =
     runs = {}
     for run_dir in sorted((folder / "runs").iterdir()):
         stem, seed = run_dir.name.rsplit("-s", 1)
-        arm = stem.replace("+", ":")
+        arm = arm_of_folder(stem).name
         runs.setdefault(arm, []).append(read_run(arm, int(seed), run_dir, recorded_failure(run_dir)))
     finite = [r.final_fid for rs in runs.values() for r in rs if r.final_fid is not None and math.isfinite(r.final_fid)]
     worst = max(finite, default=math.inf)
