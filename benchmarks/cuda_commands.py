@@ -1,14 +1,16 @@
-"""Every command run eagerly on a device as a user runs it, a few seconds each, with its tensors on that
-device (gpu_session.sh part 1, stage ``commands``; on the CPU: tests/benchmarks/test_cuda_commands.py, ``--device cpu``).
-Through the command line (``python -m tempered_gan``, tiny nets): train with --tempering lens (sine), noise and blur,
-FID during training; eval (with precision, recall, density, coverage), sample and sample --format npz of the lens
-run; compare none,sine, one seed; a 2-cell sweep with an r1 arm; train --amp bf16; train --resume.
-Each must exit 0, record the asked device in config.json and save G, D and the lens from that device. Then, in this
-process, a Trainer per tempering (and one with --amp bf16) runs 2 steps: every parameter, buffer, optimiser state,
-noise generator, bookkeeping tensor, loss and sample-panel tensor must be on the device. On the CPU by design, not
-flagged: eager Adam's step counts (PyTorch keeps them there unless capturable or fused) and ``Trainer.generate``'s
-samples (its docstring). A line per check as it ends (name, ok or failed, seconds, first error line), then a summary;
-exit 1 if any failed. Independent checks run side by side (--jobs); each command's output is in WORKDIR/logs/NAME.log.
+"""Every command run eagerly on a device as a user runs it, a few seconds each, with its tensors on that device
+(gpu_session.sh part 1, stage ``commands``; on the CPU: tests/benchmarks/test_cuda_commands.py, ``--device cpu``).
+Through the command line (``python -m tempered_gan``, tiny nets): train with --tempering lens (sine), noise and
+blur, FID during training; eval (with precision, recall, density, coverage), sample and sample --format npz of the
+lens run; compare none,sine, one seed; a 2-cell sweep with the r1, sine+r1, sn and diffaug arms; train --resolution
+64 on a folder with --g-ema; a colour run's eval with its per-channel scores; train --config of a saved
+configuration; train --amp bf16; train --resume. Each must exit 0, record the asked device in config.json and save
+G, D and the lens from that device. Then, in this process, a Trainer per tempering (and one with --amp bf16, one
+with spectral norm and DiffAugment) runs 2 steps: every parameter, buffer, optimiser state, noise generator,
+bookkeeping tensor, loss and sample-panel tensor must be on the device. On the CPU by design, not flagged: eager
+Adam's step counts (PyTorch keeps them there unless capturable or fused) and ``Trainer.generate``'s samples (its
+docstring). A line per check as it ends (name, ok or failed, seconds, first error line), then a summary; exit 1 if
+any failed. Independent checks run side by side (--jobs); each command's output is in WORKDIR/logs/NAME.log.
 """
 from __future__ import annotations
 
@@ -69,10 +71,10 @@ def trainer_items(trainer, losses):
     yield from (("samples G(Z)", fake), ("samples T(X)", tempered), ("samples X", real))
 
 
-def in_process(args, tempering: str, amp: str = "none") -> None:
+def in_process(args, tempering: str, amp: str = "none", **options) -> None:
     """A Trainer on the asked device runs 2 steps; its tensors must all be there."""
     cfg = resolve(TrainConfig(dataset=args.dataset, data_dir=args.data_dir, device=args.device, tempering=tempering,
-                              amp=amp, k=10, **TINY))
+                              amp=amp, k=10, **TINY, **options))
     data = data_of(cfg)
     trainer = Trainer.create(cfg, data, preflight(cfg, data))
     losses = [trainer.step() for _ in range(2)][-1]
@@ -139,7 +141,7 @@ def train_64(args) -> None:
         Image.fromarray(rng.integers(0, 255, (60 + i, 100 - i, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     # No FID: at 64 px it needs the Inception weights, which the machine may not have (and cannot fetch).
     train(args, "resolution-64", "--dataset", "folder", "--data-dir", folder, "--resolution", 64, "--batch-size", 16,
-          "--eval-every", 0)
+          "--eval-every", 0, "--g-ema", 0.99)
     path = args.workdir / "samples-64.npz"
     cli(args, "sample 64", "sample", args.workdir / "resolution-64", "--format", "npz", "--n", 8, "--out", path)
     shape = np.load(path)["arr_0"].shape
@@ -148,12 +150,31 @@ def train_64(args) -> None:
 
 def sweep(args) -> None:
     out = args.workdir / "sweep"
-    cli(args, "sweep", "sweep", *args.common, "--grid", "lr=1e-4,2e-4", "--arms", "none,r1", "--seeds", 1,
+    arms = ("none", "r1", "sine+r1", "sn", "diffaug")
+    cli(args, "sweep", "sweep", *args.common, "--grid", "lr=1e-4,2e-4", "--arms", ",".join(arms), "--seeds", 1,
         "--fail-fid", 1e6, "--out", out)
     assert (out / "report.md").is_file() and (out / "map.png").is_file(), "no report.md or map.png"
     for cell in ("lr=0.0001", "lr=0.0002"):
-        for arm in ("none", "r1"):
+        for arm in arms:
             on_device(args, out / "cells" / cell / "runs" / f"{arm}-s0")
+
+
+def colour(args) -> None:
+    """A Colour run (the data set's stacked version) and its eval: the per-channel scores, finite."""
+    train(args, "colour", "--dataset", f"color-{args.dataset}")
+    out = json.loads(cli(args, "eval colour", "eval", args.workdir / "colour"))
+    keys = ("channel_fid_r", "channel_fid_g", "channel_fid_b", "channel_fid_bound", "channels_like_data")
+    missing = [k for k in keys if not math.isfinite(out.get(k, math.nan))]
+    assert not missing and out.get("partial_collapse") in (0, 1), f"eval printed no finite {', '.join(missing)}"
+
+
+def from_config(args) -> None:
+    """train --config of the lens run's saved configuration, with another seed: a new run, on the device."""
+    cli(args, "train config", "train", "--config", args.workdir / "lens" / "config.json", "--seed", 7,
+        "--out", args.workdir / "from-config", "--overwrite", "--no-progress")
+    saved = json.loads((args.workdir / "from-config" / "config.json").read_text())
+    assert saved["seed"] == 7, f"config.json records seed {saved['seed']}"
+    on_device(args, args.workdir / "from-config")
 
 
 def sample(args) -> None:
@@ -180,7 +201,8 @@ def resume(args) -> None:
 # A chain's checks run one after another (eval, sample and resume need the lens run); chains run side by side.
 CHAINS = [
     {"train lens": lambda a: train(a, "lens", "--tempering", "lens", "--schedule", "sine"), "eval lens": evaluate,
-     "sample lens": sample, "sample npz": export, "train resume": resume},
+     "sample lens": sample, "sample npz": export, "train config": from_config, "train resume": resume},
+    {"eval colour": colour},
     {"train noise": lambda a: train(a, "noise", "--tempering", "noise")},
     {"train blur": lambda a: train(a, "blur", "--tempering", "blur")},
     {"compare": compare},
@@ -188,7 +210,8 @@ CHAINS = [
     {"train 64": train_64},
     {"train bf16": lambda a: train(a, "bf16", "--amp", "bf16")},
     {"tensors lens": lambda a: in_process(a, "lens"), "tensors noise": lambda a: in_process(a, "noise"),
-     "tensors blur": lambda a: in_process(a, "blur"), "tensors lens bf16": lambda a: in_process(a, "lens", "bf16")},
+     "tensors blur": lambda a: in_process(a, "blur"), "tensors lens bf16": lambda a: in_process(a, "lens", "bf16"),
+     "tensors sn diffaug": lambda a: in_process(a, "lens", spectral_norm=True, diffaugment="color,translation,cutout")},
 ]
 CHECKS = {name: check for chain in CHAINS for name, check in chain.items()}
 

@@ -22,7 +22,8 @@ def test_every_command_runs_on_the_cpu_and_every_check_passes(tmp_path, mnist_di
     # The timeout guards against a hang, not speed: on cores busy with two studies it took over 300 s.
     env = {**os.environ, "PYTHONPATH": ".", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "benchmarks/cuda_commands.py", "--device", "cpu", "--dataset", "mnist",
-                             "--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--steps", "4"],
+                             "--data-dir", str(mnist_dir), "--workdir", str(tmp_path / "work"), "--steps", "4",
+                             "--timeout", "600"],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
