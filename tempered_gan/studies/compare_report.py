@@ -105,21 +105,30 @@ def _arms(arms: "list[Arm | str]") -> list[Arm]:
 
 
 def _baseline_lines(arm_configs: dict[str, TrainConfig], labels: dict[str, str]) -> list[str]:
-    """How the baseline arms temper: σ(t) = σ₀·λ(t) with their σ₀, ending at K."""
+    """What the baseline arms do: the fixed temperings' σ(t) = σ₀·λ(t) with their σ₀, ending at K; and the
+    stabilisers of D each arm carries, alone or with a tempering."""
     parts = []
     for arm, cfg in arm_configs.items():
         if cfg.tempering == "noise":
             parts.append(f"{labels[arm]}: N(0, σ(t)²) added to both of D's inputs, σ₀ = {cfg.noise_sigma:g}")
         elif cfg.tempering == "blur":
-            parts.append(f"{labels[arm]}: real images blurred by a Gaussian of σ(t) pixels, σ₀ = {cfg.blur_sigma:g} px")
-    r1 = [f"{labels[arm]}: no tempering, γ/2·E‖∇D(X)‖² added to D's loss on the real data, γ = {cfg.r1_gamma:g}"
-          for arm, cfg in arm_configs.items() if cfg.r1_gamma and cfg.tempering == "none"]
-    lines = [f"R1 (Mescheder et al. 2018), {'; '.join(r1)}."] if r1 else []
-    if not parts:
-        return lines
-    ks = sorted({cfg.k for cfg in arm_configs.values() if cfg.tempering in ("noise", "blur")})
-    return [f"Baselines, σ(t) = σ₀·λ(t) on the sine schedule, gone after K = {', '.join(map(str, ks))}: "
-            + "; ".join(parts) + ".", *lines]
+            inputs = "real and generated images" if cfg.blur_both else "real images"
+            parts.append(f"{labels[arm]}: {inputs} blurred by a Gaussian of σ(t) pixels, σ₀ = {cfg.blur_sigma:g} px, "
+                         f"{cfg.schedule} schedule")
+    lines = []
+    if parts:
+        ks = sorted({cfg.k for cfg in arm_configs.values() if cfg.tempering in ("noise", "blur")})
+        lines.append(f"Baselines, σ(t) = σ₀·λ(t), gone after K = {', '.join(map(str, ks))}: " + "; ".join(parts) + ".")
+    stabilisers = []
+    for arm, cfg in arm_configs.items():
+        carried = ([f"R1, γ/2·E‖∇D‖² at D's real input, γ = {cfg.r1_gamma:g} (Mescheder et al. 2018)"] if cfg.r1_gamma else [])
+        carried += ["spectral normalisation of D (Miyato et al. 2018)"] if cfg.spectral_norm else []
+        carried += [f"DiffAugment {cfg.diffaugment} on both of D's inputs (Zhao et al. 2020)"] if cfg.diffaugment else []
+        if carried:
+            stabilisers.append(f"{labels[arm]}: " + ", ".join(carried))
+    if stabilisers:
+        lines.append("Stabilisers of D: " + "; ".join(stabilisers) + ".")
+    return lines
 
 
 def _mean_std(values: list[float], digits: str = ".3g") -> str:
