@@ -183,9 +183,10 @@ def _flag_type(field: dataclasses.Field):
     return int if text.startswith("int") else float if text.startswith("float") else str
 
 
-def add_config_flags(parser: argparse.ArgumentParser, hide: tuple[str, ...] = (), helps: dict | None = None) -> dict:
-    """The TrainConfig flags, in GROUPS; ``helps`` replaces an option's help for this command. Returns the
-    groups by title (commands add their own flags to them)."""
+def add_config_flags(parser: argparse.ArgumentParser, hide: tuple[str, ...] = (), helps: dict | None = None,
+                     config_file: bool = True) -> dict:
+    """The TrainConfig flags, in GROUPS, and ``--config FILE`` unless ``config_file`` is False; ``helps``
+    replaces an option's help for this command. Returns the groups by title (commands add their own flags)."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     helps = helps or {}
     groups = {}
@@ -205,8 +206,10 @@ def add_config_flags(parser: argparse.ArgumentParser, hide: tuple[str, ...] = ()
     for old, new in renamed_options.CONFIG_KEYS.items():      # accepted under their old names, with a warning
         exits.add_argument("--" + old.replace("_", "-"), dest=old, type=_flag_type(fields[new]), default=None,
                            help=argparse.SUPPRESS)
-    groups["run"].add_argument("--config", metavar="FILE", help="start from this configuration: a run's config.json, "
-                               "or a TOML file of the same keys; options given here override it (default: none)")
+    if config_file:
+        groups["run"].add_argument("--config", metavar="FILE", help="start from this configuration: a run's "
+                                   "config.json, or a TOML file of the same keys; options given here override it "
+                                   "(default: none)")
     groups["logging, samples and checkpoints"].add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="progress bar (default: when stderr is a terminal; else a line per log step)")

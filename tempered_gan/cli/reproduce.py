@@ -25,7 +25,8 @@ def add_parser(commands) -> None:
     add_grid_options(table, "every row's grid", "OUT/report.md")
     # Each row sets ROW_OPTIONS itself (refused in one line); reproduce measures FID with the paper's
     # Inception features (or the classifier), never DINOv2.
-    add_config_flags(parser, hide=(*ROW_OPTIONS, "dinov2_weights"), helps={"fid_features": FID_FEATURES})
+    add_config_flags(parser, hide=(*ROW_OPTIONS, "dinov2_weights"), helps={"fid_features": FID_FEATURES},
+                     config_file=False)   # each row is the paper's configuration
     parser.set_defaults(run=run_command)
 
 

@@ -68,13 +68,14 @@ def test_the_walker_reads_optimiser_states_and_leaves_eager_adams_step_counts_on
 def test_the_walk_of_a_trainer_covers_nets_optimisers_generators_bookkeeping_losses_and_samples(mnist_dir):
     from tempered_gan.config.train_config import TrainConfig, resolve
     from tempered_gan.data.loaders import load_dataset
-    from tempered_gan.training.trainer import Trainer
+    from tempered_gan.training.trainer import LOSSES, Trainer
 
     common = {"G", "D", "opt_g", "opt_d", "noise generator", "penalty generator", "below_tolerance", "first_bad",
               "samples G(Z)", "samples T(X)", "samples X"}
     for tempering, own in (("lens", {"lens", "opt_lens"}), ("noise", {"instance-noise generator"}), ("blur", set())):
-        scalars = ("loss_d", "loss_g", "loss_lens_rec") + (("loss_lens_adv",) if tempering == "lens" else ())
-        own = own | {f"{what} {name}" for name in scalars for what in ("sum of", "count of", "the step's")}
+        reported = ("loss_d", "loss_g", "loss_lens_rec") + (("loss_lens_adv",) if tempering == "lens" else ())
+        own = own | {f"{what} {name}" for name in LOSSES for what in ("sum of", "count of")}   # every loss's sum
+        own = own | {f"the step's {name}" for name in reported}                              # what this step had
         cfg = resolve(TrainConfig(dataset="mnist", data_dir=str(mnist_dir), device="cpu", tempering=tempering, k=10,
                                   **cuda_commands.TINY))
         trainer = Trainer.create(cfg, load_dataset("mnist", str(mnist_dir)), torch.device("cpu"))

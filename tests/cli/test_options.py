@@ -39,12 +39,12 @@ PINNED_ELSEWHERE = {
     ("train", "--dry-run"): "test_cli.py::test_dry_run_prints_resolved_config_and_writes_nothing",
     ("train", "--resume"): "test_cli.py::test_resume_is_bit_identical_on_points",
     ("train", "--cuda-graphs"): "test_cuda_graphs.py::test_graph_replays_the_eager_iteration",
-    ("compare", "--out"): "test_experiment.py::test_compare_writes_every_report_item",
-    ("compare", "--jobs"): "test_experiment.py::test_parallel_jobs_train_the_same_runs_with_a_log_each",
-    ("compare", "--fail-factor"): "test_experiment.py::test_summary_table_by_hand",
-    ("compare", "--fail-fid"): "test_experiment.py::test_summary_table_by_hand",
-    ("compare", "--seeds"): "test_experiment.py::test_arms_of_a_seed_start_from_identical_weights",
-    ("compare", "--arms"): "test_experiment.py::test_compare_writes_every_report_item",
+    ("compare", "--out"): "test_compare.py::test_compare_writes_every_report_item",
+    ("compare", "--jobs"): "test_compare.py::test_parallel_jobs_train_the_same_runs_with_a_log_each",
+    ("compare", "--fail-factor"): "test_compare.py::test_summary_table_by_hand",
+    ("compare", "--fail-fid"): "test_compare.py::test_summary_table_by_hand",
+    ("compare", "--seeds"): "test_compare.py::test_arms_of_a_seed_start_from_identical_weights",
+    ("compare", "--arms"): "test_compare.py::test_compare_writes_every_report_item",
     ("reproduce", "--out"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
     ("reproduce", "--rows"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
     ("reproduce", "--scale"): "test_reproduce.py::test_reproduce_scaled_runs_end_to_end_beside_the_papers_numbers",
@@ -52,6 +52,13 @@ PINNED_ELSEWHERE = {
     ("reproduce", "--inception-weights"): "test_reproduce.py::test_missing_inception_weights_is_one_line_before_anything",
     ("train", "--dinov2-weights"): "test_dinov2.py::test_train_and_eval_score_with_the_dinov2_file_they_are_given",
     ("eval", "--dinov2-weights"): "test_dinov2.py::test_train_and_eval_score_with_the_dinov2_file_they_are_given",
+    ("train", "--spectral-norm"): "test_stabilisers.py::test_spectral_norm_bounds_every_layer_of_d_and_leaves_g_alone",
+    ("train", "--diffaugment"):
+        "test_stabilisers.py::test_diffaugment_shows_d_both_inputs_augmented_in_both_steps_and_gradients_reach_g",
+    ("train", "--blur-both"): "test_stabilisers.py::test_the_blur_both_arm_ends_at_k_and_its_flag_needs_the_blur",
+    ("train", "--config"): "test_cli.py::test_a_saved_configuration_starts_a_new_run_with_what_the_command_line_changes",
+    ("train", "--wandb"): "test_wandb.py::test_an_offline_run_holds_the_scalars_the_configuration_and_the_sample_grids",
+    ("compare", "--config"): "test_options.py::test_compare_and_sweep_start_from_a_configuration_file",
 }
 
 
@@ -387,19 +394,34 @@ COMPARE_VALUES = {
     "--checkpoint-every": 5, "--eval-every": 6, "--fid-samples": 64, "--fid-features": "points",
     "--inception-weights": "w.pth", "--dinov2-weights": "v.pth", "--device": "cpu", "--amp": "bf16", "--arch": "mlp",
     "--data-dir": "d",
-    "--loss": "lsgan", "--noise-sigma": 0.3}
-COMPARE_SWITCHES = ["--lens-zero-init", "--channels-last", "--cuda-graphs", "--skip-unreadable"]
+    "--loss": "lsgan", "--noise-sigma": 0.3, "--diffaugment": "color", "--wandb": "project"}
+COMPARE_SWITCHES = ["--lens-zero-init", "--channels-last", "--cuda-graphs", "--skip-unreadable", "--spectral-norm",
+                    "--blur-both"]
 # compare's own options, and those tested in a call of their own below
-COMPARE_OWN = {"--out", "--preset", "--seeds", "--arms", "--fail-factor", "--fail-fid", "--jobs", "--progress",
+COMPARE_OWN = {"--out", "--preset", "--seeds", "--arms", "--fail-factor", "--fail-fid", "--jobs", "--progress", "--config",
                "--blur-sigma", "--reference", "--fail-modes", "--shard", "--report-only"}
+
+
+def test_compare_and_sweep_start_from_a_configuration_file(tmp_path, monkeypatch):
+    from tempered_gan.cli import compare as compare_command
+    from tempered_gan.cli import sweep as sweep_command
+    seen = {}
+    monkeypatch.setattr(compare_command, "compare", lambda base, *a, **kw: seen.update(compare=base) or None)
+    monkeypatch.setattr(sweep_command, "sweep", lambda base, *a, **kw: seen.update(sweep=base) or None)
+    path = tmp_path / "base.toml"
+    path.write_text('dataset = "mixture-grid25"\nwidth = 24\nlr = 0.003\n')
+    assert run("compare", "--out", tmp_path / "c", "--config", path, "--lr", 0.002) == 0
+    assert run("sweep", "--out", tmp_path / "s", "--config", path, "--grid", "beta1=0,0.5", "--fail-fid", 1) == 0
+    for base in seen.values():
+        assert (base.dataset, base.width, base.lr) == ("mixture-grid25", 24, 0.002 if base is seen["compare"] else 0.003)
 
 
 def test_compare_passes_every_listed_option_on(tmp_path, monkeypatch):
     """compare's configuration options go into every run's configuration (what a run does with
     them is pinned for train above), and its own options reach compare()."""
-    from tempered_gan.studies import compare as experiment
+    from tempered_gan.cli import compare as command  # the study the compare command calls
     seen = {}
-    monkeypatch.setattr(experiment, "compare", lambda base, arms, seeds, out, **kw: seen.update(
+    monkeypatch.setattr(command, "compare", lambda base, arms, seeds, out, **kw: seen.update(
         base=base, arms=arms, seeds=seeds, out=out, **kw) or out / "report.md")
     field = lambda flag: getattr(seen["base"], flag[2:].replace("-", "_"))   # noqa: E731
     assert run("compare", "--out", tmp_path, "--preset", "cpu-ring8", "--seeds", 2, "--arms", "none,noise",
@@ -453,9 +475,9 @@ def test_sample_options_reach_the_panel(tmp_path, monkeypatch, capsys):
 
 def test_reproduce_passes_every_listed_option_on(tmp_path, monkeypatch):
     """reproduce's configuration options become every row's overrides, and its own options reach reproduce()."""
-    from tempered_gan.studies import reproduce
+    from tempered_gan.cli import reproduce as command  # the study the reproduce command calls
     seen = {}
-    monkeypatch.setattr(reproduce, "reproduce", lambda rows, out, **kw: seen.update(rows=rows, out=out, **kw) or None)
+    monkeypatch.setattr(command, "reproduce", lambda rows, out, **kw: seen.update(rows=rows, out=out, **kw) or None)
     values = {**REPRODUCE_VALUES, "--blur-sigma": 0.7}
     assert run("reproduce", "--out", tmp_path, "--rows", "lsgan-mnist", "--scale", 0.5, "--seeds", 2, "--arms",
                "none,noise", "--jobs", 2, "--shard", "1/3", "--progress", "--fid-features", "classifier",
