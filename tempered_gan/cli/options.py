@@ -70,11 +70,12 @@ HELP = {
     "critic_steps": "D updates per G update (default {default}; the paper's)",
     "gp_weight": "gradient-penalty weight (default {default}; the paper's)",
     "r1_gamma": "R1 penalty γ: γ/2·E‖∇D(x)‖² on D's real input, a stabiliser to compare with (Mescheder et al. "
-                "2018; not in the paper); default {default}: none. compare and sweep give it to the r1 arm",
+                "2018; not in the paper); default {default}: none. compare and sweep give it to the arms with r1 (r1, sine+r1)",
     "spectral_norm": "spectral normalisation of every convolution and linear layer of D (Miyato et al. 2018; not in "
                      "the paper); default {default}",
     "diffaugment": "DiffAugment policy (Zhao et al. 2020; not in the paper): color, translation and/or cutout, "
-                   "comma-separated, on both of D's inputs in D's and G's steps, after the tempering (default: none)",
+                   "comma-separated, on both of D's inputs in D's and G's steps, after the tempering (default: none). "
+                   "compare and sweep give it to the arms with diffaug",
     "blur_both": "--tempering blur: blur G(Z) as well as X, in D's and G's steps, as StyleGAN3 does (with "
                  "--schedule linear, its fade); default {default}: X only",
     "g_ema": "keep an exponential moving average of G's weights with this decay, e.g. 0.999 (StyleGAN, BigGAN), "
