@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tempered_gan.config.train_config import TrainConfig, migrate, read_config_file, resolve
+from tempered_gan.config.train_config import RESOLVED, TrainConfig, migrate, read_config_file, resolve, underived
 from tempered_gan.errors import UserError
 from tempered_gan.util import renamed as renamed_options
 
@@ -270,12 +270,13 @@ def file_options(args) -> dict:
     if not getattr(args, "config", None):
         return {}
     values = read_config_file(args.config)
-    # A run's config.json (every key, as an earlier version may have written it) or a file of a few options.
-    values = migrate(values, complete={"dataset", "steps", "lens_width", "fid_features"} <= set(values))
+    # A run's config.json (resolved: every key, as an earlier version may have written it) or a few options.
+    resolved = all(values.get(key) is not None for key in RESOLVED)
+    values = migrate(values, complete=resolved)
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise UserError(f"--config {args.config}: unknown configuration keys: {', '.join(unknown)}")
-    return values
+    return underived(values) if resolved else values
 
 
 def config_from_args(args) -> TrainConfig:

@@ -156,7 +156,10 @@ def read_config_file(path: str | Path) -> dict:
         raise UserError(f"--config {path}: {exc.strerror or exc}") from None
     try:
         if path.suffix == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:   # Python 3.10: its backport
+                import tomli as tomllib
 
             values = tomllib.loads(text)
         else:
@@ -167,6 +170,29 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(values, dict):
         raise UserError(f"--config {path} does not hold a table of options")
     return values
+
+
+# What resolve() always fills: a configuration that has them all set was resolved (a run's config.json).
+RESOLVED = ("steps", "k", "batch_size", "arch", "width", "sample_every", "checkpoint_every", "fid_samples",
+            "lens_exit_steps")
+
+
+def underived(values: dict) -> dict:
+    """A resolved configuration with every option that :func:`resolve` derives from the others, and that
+    still has the derived value, set back to None: changing ``steps`` or ``loss`` on top of a saved run's
+    configuration (``--config``) then derives K, the nets, the intervals … anew, as for a new run."""
+    derivable = [f.name for f in dataclasses.fields(TrainConfig) if f.default is None]
+    out = dict(values)
+    for name in derivable:
+        if out.get(name) is None:
+            continue
+        try:
+            derived = getattr(resolve(TrainConfig(**{**values, name: None})), name)
+        except (UserError, TypeError):
+            continue
+        if derived == out[name]:
+            out[name] = None
+    return out
 
 
 def migrate(values: dict, complete: bool = True) -> dict:

@@ -24,8 +24,9 @@ CUTOUT_RATIO = 0.5
 
 
 def parse_policy(text: str | None) -> tuple[str, ...]:
-    """``"color,translation"`` → ("color", "translation"); empty or None → () (off). ValueError on an unknown one."""
-    parts = tuple(p.strip() for p in (text or "").split(",") if p.strip())
+    """``"color,translation"`` (or ``color/translation``, as an arm's option writes it: ``--arms`` splits on
+    commas) → ("color", "translation"); empty or None → () (off). ValueError on an unknown one."""
+    parts = tuple(p.strip() for p in (text or "").replace("/", ",").split(",") if p.strip())
     unknown = [p for p in parts if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown DiffAugment policy {', '.join(unknown)}; choose from: {', '.join(POLICIES)}")
@@ -46,10 +47,11 @@ class DiffAugment:
         return [self.generator] if self.generator is not None else []
 
     def _uniform(self, shape, x: Tensor) -> Tensor:
+        """U(0, 1) draws in float32 on ``x``'s device, whatever ``x``'s dtype (bf16 would round them)."""
         device = self.generator.device if self.generator is not None else x.device
-        return torch.rand(shape, generator=self.generator, device=device).to(device=x.device, dtype=x.dtype)
+        return torch.rand(shape, generator=self.generator, device=device).to(x.device)
 
-    def _integers(self, high: Tensor | int, low: int, shape, x: Tensor) -> Tensor:
+    def _integers(self, high: int, low: int, shape, x: Tensor) -> Tensor:
         """Whole numbers in [low, high) per image (``high`` exclusive), from the generator."""
         return (low + (self._uniform(shape, x) * (high - low)).floor()).long()
 
@@ -59,12 +61,12 @@ class DiffAugment:
         return x
 
     def color(self, x: Tensor) -> Tensor:
-        b = x.shape[0]
-        x = x + (self._uniform((b, 1, 1, 1), x) - 0.5)
+        b, dtype = x.shape[0], x.dtype
+        x = x + (self._uniform((b, 1, 1, 1), x) - 0.5).to(dtype)
         mean = x.mean(dim=1, keepdim=True)
-        x = (x - mean) * (self._uniform((b, 1, 1, 1), x) * 2) + mean
+        x = (x - mean) * (self._uniform((b, 1, 1, 1), x) * 2).to(dtype) + mean
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        return (x - mean) * (self._uniform((b, 1, 1, 1), x) + 0.5) + mean
+        return (x - mean) * (self._uniform((b, 1, 1, 1), x) + 0.5).to(dtype) + mean
 
     def translation(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape

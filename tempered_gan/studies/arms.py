@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 
 from tempered_gan.config.train_config import TrainConfig, resolve
@@ -101,8 +102,13 @@ class Arm:
 
 
 def format_value(value) -> str:
-    """An override as --arms spells it: 0.5, 600, true."""
-    return "true" if value is True else "false" if value is False else f"{value:g}" if isinstance(value, float) else str(value)
+    """An override as --arms spells it: 0.5, 600, true, 1e6 (never 1e+06: + joins arms)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, float):
+        return str(value)
+    text = f"{value:g}"
+    return re.sub(r"e\+0*(\d)", r"e\1", text)   # 1e+06 → 1e6; a negative exponent keeps its spelling (1e-05)
 
 
 def parse_arm(spec: str) -> Arm:
@@ -118,7 +124,10 @@ def parse_arm(spec: str) -> Arm:
         if part.base in {arm.base, *(a.base for a in added)}:
             raise UserError(f"arm {spec!r}: {part.base} is named twice")
         added.append(part)
-    return Arm(arm.base, arm.overrides, tuple(sorted(added, key=lambda a: ADDABLE.index(a.base))))
+    order = lambda a: ADDABLE.index(a.base)  # noqa: E731
+    if added and arm.base in ADDABLE:     # stabilisers alone (sn+r1): one spelling, in ADDABLE's order (r1+sn)
+        arm, *added = sorted([arm, *added], key=order)
+    return Arm(arm.base, arm.overrides, tuple(sorted(added, key=order)))
 
 
 def arm_of_folder(stem: str) -> Arm:
@@ -139,7 +148,7 @@ def _parse_part(text: str, spec: str) -> Arm:
     options = ARMS[base]
     allowed = VARIANT_OPTIONS.get(options["tempering"], ())   # none: no tempering options
     allowed = tuple(a for a in allowed if a not in options and not (a == "k" and options["schedule"] == "constant"))
-    allowed += OWN_OPTIONS.get(base, ()) or (COMBINED_OPTIONS if options["tempering"] != "none" else ())
+    allowed += OWN_OPTIONS.get(base, ()) + (COMBINED_OPTIONS if options["tempering"] != "none" else ())
     types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     overrides = {}
     for part in parts:

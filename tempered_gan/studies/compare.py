@@ -213,11 +213,18 @@ def grid_configs(base: TrainConfig, arms: "list[Arm | str]", seeds: list[int], *
         if not quiet:
             print(f"compare: FID every {base.eval_every} steps ({DEFAULT_EVALUATIONS} evaluations in {steps} steps; "
                   "choose with --eval-every N)", file=sys.stderr)
+    parts = {p.base for a in arms for p in (a, *a.added)}
     for kind in ("noise", "blur"):
-        if getattr(base, f"{kind}_sigma") is not None and kind not in {a.base for a in arms}:
+        if getattr(base, f"{kind}_sigma") is not None and kind not in parts:
             raise UserError(f"--{kind}-sigma is σ₀ of the {kind} arm, which --arms does not include")
-    if base.r1_gamma and "r1" not in {a.base for a in arms}:
-        raise UserError("--r1-gamma is γ of the r1 arm, which --arms does not include")
+    carried = {"r1_gamma": ("r1", "γ of"), "diffaugment": ("diffaug", "the policy of"),
+               "spectral_norm": ("sn", "the switch of"), "blur_both": ("blur-both", "the switch of")}
+    for option, (arm, what) in carried.items():     # given to compare or sweep, each reaches its own arms only
+        if getattr(base, option) and arm not in parts:
+            raise UserError(f"--{option.replace('_', '-')} is {what} the {arm} arm, which --arms does not include "
+                            f"(add it, alone or with +, e.g. none+{arm}; blur-both stands alone)"
+                            if arm != "blur-both" else
+                            "--blur-both is the blur-both arm's, which --arms does not include")
     configs = {(arm.name, seed): arm_config(base, arm, seed) for seed in seeds for arm in arms}
     for i, a in enumerate(arms):                  # two spellings of one run (sine:k=600 with --k 600)
         for b in arms[:i]:

@@ -561,3 +561,13 @@ def test_a_bad_configuration_file_is_one_line(tmp_path, capsys, text, message):
     assert message in err and len(err.splitlines()) == 1
     assert run("train", "--config", tmp_path / "missing.json", "--dry-run") == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_a_saved_configuration_derives_what_a_changed_option_decides_anew(tmp_path, capsys):
+    first = tmp_path / "first"
+    assert run("train", "--steps", 4, "--out", first, *TINY, "--no-progress") == 0       # K = 2: half the steps
+    capsys.readouterr()
+    assert run("train", "--config", first / "config.json", "--steps", 1000, "--dry-run") == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["steps"], cfg["k"], cfg["sample_every"], cfg["lens_exit_steps"]) == (1000, 500, 100, 250)
+    assert cfg["width"] == 16 and cfg["batch_size"] == 32          # given when the run was made: kept

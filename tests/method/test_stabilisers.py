@@ -179,3 +179,19 @@ def test_a_baseline_flag_goes_to_its_own_arms_only():
     base = TrainConfig(dataset="mnist", r1_gamma=3.0, diffaugment="color")
     assert arm_config(base, "sine+r1", 0).r1_gamma == 3.0 and arm_config(base, "sine", 0).r1_gamma == 0.0
     assert arm_config(base, "diffaug", 0).diffaugment == "color" and arm_config(base, "none", 0).diffaugment == ""
+
+
+def test_draws_stay_in_range_for_bfloat16_images():
+    x = torch.zeros(4096, 1, 32, 32, dtype=torch.bfloat16)
+    augment = DiffAugment(("translation",), torch.Generator().manual_seed(0))
+    shifts = augment._integers(5, -4, (4096, 1, 1), x)
+    assert shifts.min() >= -4 and shifts.max() <= 4 and set(shifts.unique().tolist()) == set(range(-4, 5))
+
+
+def test_arm_spellings_that_used_to_break():
+    assert parse_arm("constant:r1_gamma=10").name == "constant:r1_gamma=10"
+    assert parse_arm("r1:r1_gamma=1e6").name == "r1:r1_gamma=1e6"
+    assert arm_config(TrainConfig(dataset="mnist"), "r1:r1_gamma=1e6", 0).r1_gamma == 1e6
+    assert parse_arm("sn+r1").name == parse_arm("r1+sn").name == "r1+sn"
+    policy = arm_config(TrainConfig(dataset="mnist"), "diffaug:diffaugment=color/cutout", 0).diffaugment
+    assert policy == "color,cutout"

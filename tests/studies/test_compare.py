@@ -354,3 +354,16 @@ def test_compare_trains_the_mixtures_on_one_cpu_thread_as_train_does(tmp_path, m
             assert seen and set(seen) == {expected}
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_stabiliser_flag_needs_an_arm_that_carries_it(tmp_path, capsys):
+    from tempered_gan.config.train_config import TrainConfig
+    from tempered_gan.studies.arms import parse_arms
+    from tempered_gan.studies.compare import grid_configs
+    arms, _, configs = grid_configs(TrainConfig(r1_gamma=1.0), parse_arms("none,sine+r1"), [0], quiet=True)
+    assert configs["sine+r1", 0].r1_gamma == 1.0 and configs["none", 0].r1_gamma == 0.0
+    for flag, value in (("--diffaugment", "color"), ("--spectral-norm", None), ("--r1-gamma", 1)):
+        argv = ["compare", "--out", tmp_path / "c", "--arms", "none,sine", "--steps", 2, *TINY, flag]
+        assert run(*argv, *([value] if value is not None else [])) == 2, flag
+        err = capsys.readouterr().err.strip()
+        assert "which --arms does not include" in err and len(err.splitlines()) == 1
