@@ -39,6 +39,9 @@ TG compare --dataset color-mnist $P --arms "sine:k=10000:r1_gamma=1" --out "$run
 # shellcheck disable=SC2086
 TG compare --dataset mnist $P --arms none --out "$runs/pilot/grey" --report-only
 for pilot in color color-slow grey; do keep "$runs/pilot/$pilot" "pilot/$pilot"; done
+for pilot in color color-slow; do
+    "$PY" "$here/collapse_history.py" "$runs/pilot/$pilot" > "$here/pilot/$pilot/collapse-history.md"
+done
 
 # Study C.
 C="--dataset color-mnist --loss gan --lr 1e-4 $NETS $EVAL --jobs 2"
@@ -64,6 +67,7 @@ if started "$runs/color/verdict"; then
         --out "$runs/color/verdict" --report-only
     keep "$runs/color/verdict" color/verdict
     "$PY" "$here/typical_runs.py" "$runs/color/verdict" "$here/color/verdict/typical.png"
+    "$PY" "$here/collapse_history.py" "$runs/color/verdict" > "$here/color/verdict/collapse-history.md"
 else
     echo "write_up.sh: study C's verdict has not started"
 fi
