@@ -7,7 +7,7 @@ to the no-tempering step. After K every one of them costs nothing more: they
 are gone (the lens with the default ``--lens-exit drop``).
 
     .venv/bin/python benchmarks/bench_tempering.py                         # Fashion-MNIST, the paper's nets and lens
-    .venv/bin/python benchmarks/bench_tempering.py --width 32 --lens-width 16 --lens-blocks 4   # the RESULTS.md scale
+    .venv/bin/python benchmarks/bench_tempering.py --width 32 --lens-width 16 --lens-blocks 4   # the baselines study's scale
 """
 from __future__ import annotations
 

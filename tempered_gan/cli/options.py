@@ -52,7 +52,7 @@ HELP = {
     "lens_zero_init": "start the lens exactly at the identity (zero last layer); default {default}, as in the paper "
                       "(Xavier everywhere)",
     "reconstruction": "‖X − L(X)‖² reduction: mean over elements or sum per sample (default: {default})",
-    "lens_exit": "how a sine lens exits after K: drop (right after K; chosen by the comparison in docs/RESULTS.md), "
+    "lens_exit": "how a sine lens exits after K: drop (right after K; chosen by docs/results/exit-fashion/README.md), "
                  "blend (L fades linearly to the identity over --lens-exit-steps, then is dropped), converge (the "
                  "paper's: trained on ‖X − L(X)‖² until within --lens-exit-tolerance; may never end), keep (never) "
                  "(default: {default})",

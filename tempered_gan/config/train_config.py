@@ -38,7 +38,7 @@ def run_identity(cfg: "TrainConfig") -> dict:
     return {k: v for k, v in sorted(dataclasses.asdict(cfg).items()) if k not in RESUME_OPTIONS}
 
 # How a sine lens leaves once λ reaches 0 at step K (docs/DECISIONS.md, "Lens exit"):
-#   drop     dropped right after step K (the default: docs/RESULTS.md, "How the lens exits")
+#   drop     dropped right after step K (the default: docs/results/exit-fashion/README.md)
 #   blend    L_α(x) = x + α(t)·(L(x) − x), α falling linearly from 1 to 0 over --lens-exit-steps, then dropped
 #   converge the paper: trained on ‖X − L(X)‖² alone until it stays within --lens-exit-tolerance, then dropped
 #   keep     never dropped (trained on ‖X − L(X)‖² alone after K)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The two image studies of docs/RESULTS.md ("Run until FID stops improving") and the bf16 check of
+# The two image studies of docs/results/studies/README.md and the bf16 check of
 # docs/PERFORMANCE.md §6, as they are run: from a worktree pinned at the rules' commit, e.g.
 #
 #   git worktree add --detach ../study 18a814c && cd ../study && PYTHON=/path/to/venv/bin/python bash ../main/docs/results/studies/run.sh

@@ -1,5 +1,5 @@
 """The two image studies' pre-registered verdicts that the report does not compute itself
-(docs/RESULTS.md, "Run until FID stops improving"; rules committed in 18a814c):
+(docs/results/studies/README.md; rules committed in 18a814c):
 
 - study A (``--study a``): the stability verdict. Failure per run is the report's own
   (NaN/Inf, final FID above 2 × the best FID of any run, fewer than 8 of 10 classes);
