@@ -9,9 +9,7 @@ stdout.
 import sys
 from pathlib import Path
 
-from tempered_gan.studies.arms import arm_of_folder
-from tempered_gan.studies.compare_report import read_run
-from tempered_gan.training.run_folder import recorded_failure
+from typical_runs import runs_by_arm  # beside this script
 
 
 def history(evals: list[dict]) -> dict:
@@ -28,16 +26,15 @@ def history(evals: list[dict]) -> dict:
 
 def main(folder: Path) -> None:
     rows, per_arm = [], {}
-    for run_dir in sorted((folder / "runs").iterdir()):
-        stem, seed = run_dir.name.rsplit("-s", 1)
-        arm = arm_of_folder(stem).name
-        h = history(read_run(arm, int(seed), run_dir, recorded_failure(run_dir)).evals)
-        if not h:
-            continue
-        per_arm.setdefault(arm, []).append(h)
-        span = f"{h['steps'][0]}–{h['steps'][-1]}" if h["steps"] else "never"
-        rows.append(f"| {arm} | {seed} | {h['collapsed']}/{h['evaluations']} | {span} | {h['changes']} | "
-                    f"{'yes' if h['final'] else 'no'} | {h['like_data']} |")
+    for arm, results in runs_by_arm(folder).items():
+        for run in results:
+            h = history(run.evals)
+            if not h:
+                continue
+            per_arm.setdefault(arm, []).append(h)
+            span = f"{h['steps'][0]}–{h['steps'][-1]}" if h["steps"] else "never"
+            rows.append(f"| {arm} | {run.seed} | {h['collapsed']}/{h['evaluations']} | {span} | {h['changes']} | "
+                        f"{'yes' if h['final'] else 'no'} | {h['like_data']} |")
     print(f"# Partial collapse during training: {folder.name}\n")
     print("Descriptive only: the verdict reads the last evaluation (RULES.md). A run is partly collapsed at an "
           "evaluation when at least one colour channel is like the grey data and at least one is not.\n")

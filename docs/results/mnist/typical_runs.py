@@ -23,16 +23,20 @@ from tempered_gan.training.snapshots import load_run  # noqa: E402
 SAMPLES = 64
 
 
-def typical(folder: Path) -> dict[str, Path]:
-    """{arm: the run folder of its median seed by final FID} (ties: the lower seed)."""
+def runs_by_arm(folder: Path) -> dict[str, list]:
+    """{arm: its runs' results} of a comparison folder, seeds in order."""
     runs: dict[str, list] = {}
     for run_dir in sorted((folder / "runs").iterdir()):
         stem, seed = run_dir.name.rsplit("-s", 1)
         arm = arm_of_folder(stem).name
-        result = read_run(arm, int(seed), run_dir, recorded_failure(run_dir))
-        runs.setdefault(arm, []).append(result)
+        runs.setdefault(arm, []).append(read_run(arm, int(seed), run_dir, recorded_failure(run_dir)))
+    return runs
+
+
+def typical(folder: Path) -> dict[str, Path]:
+    """{arm: the run folder of its median seed by final FID} (ties: the lower seed)."""
     chosen = {}
-    for arm, results in runs.items():
+    for arm, results in runs_by_arm(folder).items():
         scored = sorted((r for r in results if r.final_fid is not None), key=lambda r: (r.final_fid, r.seed))
         pick = scored[len(scored) // 2] if scored else results[0]
         chosen[arm] = pick.run_dir
