@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The reports and pictures of the MNIST studies, written by this checkout's code (`--report-only`) from
 # the runs that run.sh made in its pinned worktree, and copied here beside the rules. Whatever has not
-# run yet is skipped with a line saying so; running it again after more runs finish brings them in.
+# run yet, or is still running (its folder's lock is held), is skipped with a line saying so; running it
+# again after more runs finish brings them in.
 #   bash docs/results/mnist/write_up.sh ../mnist-study/runs/mnist
 # The options below are run.sh's: `--report-only` refuses a comparison whose options differ from the
 # ones its runs were trained with, so a drift between the two files is an error, never a wrong report.
@@ -23,8 +24,15 @@ keep() {
     for figure in "$1"/*.png; do [ -e "$figure" ] && cp "$figure" "$here/$2/"; done
     echo "kept: docs/results/mnist/$2"
 }
-# finished FOLDER: whether a comparison or sweep has runs to report on
+# started FOLDER: whether a comparison or sweep has runs to report on
 started() { [ -d "$1/runs" ] || [ -d "$1/cells" ]; }
+# running FOLDER NAME: whether a process still holds the folder's lock (it is still training); says so
+running() {
+    local who
+    who=$("$PY" -c 'import sys; from tempered_gan.util.locks import holder; print(holder(sys.argv[1]) or "")' "$1")
+    [ -n "$who" ] || return 1
+    echo "write_up.sh: $2 is still running ($who); its report waits for it"
+}
 
 [ -s "$runs/plan" ] || { echo "write_up.sh: no plan yet in $runs (the pilot has not finished)"; exit 0; }
 eval "$(cat "$runs/plan")"      # C_STEPS C_TUNING D_STEPS D_TUNING LSGAN
@@ -45,13 +53,15 @@ done
 
 # Study C.
 C="--dataset color-mnist --loss gan --lr 1e-4 $NETS $EVAL --jobs 2"
-if started "$runs/color/tuning"; then
+if started "$runs/color/tuning" && ! running "$runs/color/tuning" "study C's tuning"; then
     # shellcheck disable=SC2086
     TG compare $C --steps "$C_TUNING" --sample-every "$C_TUNING" --seeds 1000-1002 --arms "$TUNE_ARMS" \
         --out "$runs/color/tuning" --report-only
     keep "$runs/color/tuning" color/tuning
 fi
-if started "$runs/color/verdict"; then
+if started "$runs/color/verdict" && running "$runs/color/verdict" "study C's verdict"; then
+    :
+elif started "$runs/color/verdict"; then
     chosen=$("$PY" "$here/../stability-2d/choose_arms.py" "$runs/color/tuning" color-mnist inf sine,r1)
     IFS=, read -r _ sine r1 <<< "$chosen"
     arms=$(combined "$sine" "$r1")
@@ -80,11 +90,13 @@ losses=gan
 for loss in $losses; do
     D="--dataset mnist --loss $loss $NETS $EVAL --jobs 2 --fail-fid $bound --fail-modes 8"
     started "$runs/map-$loss/tuning" || { echo "write_up.sh: study D ($loss) has not started"; continue; }
+    running "$runs/map-$loss/tuning" "study D's ($loss) tuning" && continue
     # shellcheck disable=SC2086
     TG compare $D --lr 5e-4 --steps "$D_TUNING" --sample-every "$D_TUNING" --seeds 1000-1002 --arms "$TUNE_ARMS" \
         --out "$runs/map-$loss/tuning" --report-only
     keep "$runs/map-$loss/tuning" "map-$loss/tuning"
     started "$runs/map-$loss/verdict" || { echo "write_up.sh: study D's ($loss) verdict has not started"; continue; }
+    running "$runs/map-$loss/verdict" "study D's ($loss) verdict" && continue
     arms=$("$PY" "$here/../stability-2d/choose_arms.py" "$runs/map-$loss/tuning" mnist "$bound" sine,r1)
     # shellcheck disable=SC2086
     TG sweep $D --grid lr=1e-4,5e-4,2e-3 --steps "$D_STEPS" --sample-every 5000 --seeds 100-107 --arms "$arms" \
