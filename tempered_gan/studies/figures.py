@@ -118,7 +118,8 @@ def _sample_strips(plt, results: list, arms: list[Arm], out: Path, labels: dict)
     if not strips:
         return False
     cols = max(len(p) for _, p in strips)
-    fig, axes = plt.subplots(len(strips), cols, figsize=(4.5 * cols, 2.2 * len(strips)), squeeze=False)
+    height = 2.2 * len(strips) + 0.6                           # 0.6 in above the strips for the title
+    fig, axes = plt.subplots(len(strips), cols, figsize=(4.5 * cols, height), squeeze=False)
     for row, (arm, picks) in enumerate(strips):
         for col in range(cols):
             ax = axes[row][col]
@@ -128,7 +129,7 @@ def _sample_strips(plt, results: list, arms: list[Arm], out: Path, labels: dict)
                 ax.set_title(f"{labels[arm]}, step {int(picks[col].stem.split('_')[1])}", fontsize=9)
     title = "samples: G(Z) | what D sees as real (L(X), noisy or blurred X) | X"
     fig.suptitle(textwrap.fill(title, max(30, int(10 * 4.5 * cols))), fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.92 if cols > 1 else 0.86))   # room for the title, never clipped
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.4 if cols > 1 else 0.6) / height))  # the title's room, never clipped
     save_figure(fig, out / "samples.png", dpi=100)
     plt.close(fig)
     return True
