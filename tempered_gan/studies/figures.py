@@ -53,7 +53,7 @@ def _fid_figure(plt, results: list, out: Path, label, colours: dict) -> str:
     values = [f for r in results for _, f in r.fids if f == f and abs(f) != float("inf")]
     log = bool(values) and min(values) > 0     # one diverged run's FID must not flatten every other curve
     ax.set(xlabel="step", ylabel="FID" + (" (log scale)" if log else ""), yscale="log" if log else "linear")
-    ax.set_title("FID against step, one line per seed\n" + textwrap.fill(f"features: {feature}", 90), fontsize=9)
+    ax.set_title("FID against step, one line per seed\n" + textwrap.fill(f"features: {feature}", 60), fontsize=9)
     _legend(ax, "arm (colour)")
     fig.tight_layout()
     save_figure(fig, out / "fid.png", dpi=100)
