@@ -26,6 +26,13 @@ keep() {
 }
 # started FOLDER: whether a comparison or sweep has runs to report on
 started() { [ -d "$1/runs" ] || [ -d "$1/cells" ]; }
+# trained_arms FOLDER: the arms a comparison or sweep was trained with, in its manifest's order (a sweep's
+# cells prefix them with their grid values, which are dropped); for a stage whose tuning has no runs here
+trained_arms() {
+    "$PY" -c 'import json, sys
+arms = [arm.split("/")[-1] for arm in json.load(open(sys.argv[1] + "/grid.json"))["arms"]]
+print(",".join(dict.fromkeys(arms)))' "$1"
+}
 # running FOLDER NAME: whether a process still holds the folder's lock (it is still training); says so
 running() {
     local who
@@ -40,16 +47,20 @@ cp "$runs/plan.txt" "$here/plan.txt"
 
 # The pilot (no arm is compared; its curves and channels are the lengths' evidence).
 P="--loss gan --lr 1e-4 $NETS $EVAL --steps 30000 --sample-every 10000 --seeds 900-900 --jobs 1"
-# shellcheck disable=SC2086  # the options are words
-TG compare --dataset color-mnist $P --arms none --out "$runs/pilot/color" --report-only
-# shellcheck disable=SC2086
-TG compare --dataset color-mnist $P --arms "sine:k=10000:r1_gamma=1" --out "$runs/pilot/color-slow" --report-only
-# shellcheck disable=SC2086
-TG compare --dataset mnist $P --arms none --out "$runs/pilot/grey" --report-only
-for pilot in color color-slow grey; do keep "$runs/pilot/$pilot" "pilot/$pilot"; done
-for pilot in color color-slow; do
-    "$PY" "$here/collapse_history.py" "$runs/pilot/$pilot" > "$here/pilot/$pilot/collapse-history.md"
-done
+if started "$runs/pilot/color" && started "$runs/pilot/color-slow" && started "$runs/pilot/grey"; then
+    # shellcheck disable=SC2086  # the options are words
+    TG compare --dataset color-mnist $P --arms none --out "$runs/pilot/color" --report-only
+    # shellcheck disable=SC2086
+    TG compare --dataset color-mnist $P --arms "sine:k=10000:r1_gamma=1" --out "$runs/pilot/color-slow" --report-only
+    # shellcheck disable=SC2086
+    TG compare --dataset mnist $P --arms none --out "$runs/pilot/grey" --report-only
+    for pilot in color color-slow grey; do keep "$runs/pilot/$pilot" "pilot/$pilot"; done
+    for pilot in color color-slow; do
+        "$PY" "$here/collapse_history.py" "$runs/pilot/$pilot" > "$here/pilot/$pilot/collapse-history.md"
+    done
+else
+    echo "write_up.sh: the pilot has no runs in $runs; its committed reports are kept"
+fi
 
 # Study C.
 C="--dataset color-mnist --loss gan --lr 1e-4 $NETS $EVAL --jobs 2"
@@ -58,13 +69,20 @@ if started "$runs/color/tuning" && ! running "$runs/color/tuning" "study C's tun
     TG compare $C --steps "$C_TUNING" --sample-every "$C_TUNING" --seeds 1000-1002 --arms "$TUNE_ARMS" \
         --out "$runs/color/tuning" --report-only
     keep "$runs/color/tuning" color/tuning
+elif ! started "$runs/color/tuning"; then
+    echo "write_up.sh: study C's tuning has no runs in $runs; its committed report is kept"
 fi
 if started "$runs/color/verdict" && running "$runs/color/verdict" "study C's verdict"; then
     :
 elif started "$runs/color/verdict"; then
-    chosen=$("$PY" "$here/../stability-2d/choose_arms.py" "$runs/color/tuning" color-mnist inf sine,r1)
-    IFS=, read -r _ sine r1 <<< "$chosen"
-    arms=$(combined "$sine" "$r1")
+    if started "$runs/color/tuning"; then
+        chosen=$("$PY" "$here/../stability-2d/choose_arms.py" "$runs/color/tuning" color-mnist inf sine,r1)
+        IFS=, read -r _ sine r1 <<< "$chosen"
+        arms=$(combined "$sine" "$r1")
+    else
+        arms=$(trained_arms "$runs/color/verdict")
+        r1=$(tr , '\n' <<< "$arms" | grep '^r1:')
+    fi
     # The lens with R1 against R1 alone first (its report is kept under another name), then every arm
     # against no lens, the report the folder keeps.
     # shellcheck disable=SC2086
@@ -89,15 +107,23 @@ losses=gan
 [ "$LSGAN" = 1 ] && losses="gan lsgan"
 for loss in $losses; do
     D="--dataset mnist --loss $loss $NETS $EVAL --jobs 2 --fail-fid $bound --fail-modes 8"
-    started "$runs/map-$loss/tuning" || { echo "write_up.sh: study D ($loss) has not started"; continue; }
-    running "$runs/map-$loss/tuning" "study D's ($loss) tuning" && continue
-    # shellcheck disable=SC2086
-    TG compare $D --lr 5e-4 --steps "$D_TUNING" --sample-every "$D_TUNING" --seeds 1000-1002 --arms "$TUNE_ARMS" \
-        --out "$runs/map-$loss/tuning" --report-only
-    keep "$runs/map-$loss/tuning" "map-$loss/tuning"
+    if ! started "$runs/map-$loss/tuning"; then
+        echo "write_up.sh: study D's ($loss) tuning has no runs in $runs; its committed report is kept"
+    elif running "$runs/map-$loss/tuning" "study D's ($loss) tuning"; then
+        continue
+    else
+        # shellcheck disable=SC2086
+        TG compare $D --lr 5e-4 --steps "$D_TUNING" --sample-every "$D_TUNING" --seeds 1000-1002 --arms "$TUNE_ARMS" \
+            --out "$runs/map-$loss/tuning" --report-only
+        keep "$runs/map-$loss/tuning" "map-$loss/tuning"
+    fi
     started "$runs/map-$loss/verdict" || { echo "write_up.sh: study D's ($loss) verdict has not started"; continue; }
     running "$runs/map-$loss/verdict" "study D's ($loss) verdict" && continue
-    arms=$("$PY" "$here/../stability-2d/choose_arms.py" "$runs/map-$loss/tuning" mnist "$bound" sine,r1)
+    if started "$runs/map-$loss/tuning"; then
+        arms=$("$PY" "$here/../stability-2d/choose_arms.py" "$runs/map-$loss/tuning" mnist "$bound" sine,r1)
+    else
+        arms=$(trained_arms "$runs/map-$loss/verdict")
+    fi
     # shellcheck disable=SC2086
     TG sweep $D --grid lr=1e-4,5e-4,2e-3 --steps "$D_STEPS" --sample-every 5000 --seeds 100-107 --arms "$arms" \
         --map lr --out "$runs/map-$loss/verdict" --report-only
